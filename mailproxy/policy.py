@@ -22,7 +22,7 @@ import functools
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from mailproxy.config import (
@@ -50,6 +50,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Enum member access (Verdict.TRACKER) is a slow descriptor lookup in Python 3.11; module globals
+# are not, and action_for runs for every URL.
+_TRACKER: Final = Verdict.TRACKER
+_IDENTIFYING: Final = Verdict.IDENTIFYING
+_CLEAN: Final = Verdict.CLEAN
 
 _TRACKER_ACTIONS: Final[Mapping[str, Action]] = {
     TrackerRule.STRIP: Action.STRIP,
@@ -80,20 +86,42 @@ class EffectivePolicy:
     dnt: DntValue = "1"
     gpc: bool = True
 
+    # The answers of action_for, worked out once: it runs for every URL of every message, and
+    # hashing a StrEnum (Enum.__hash__ is Python code) costs more than the whole lookup.
+    _tracker_action: Action = field(init=False, repr=False, compare=False)
+    _identifying_image: Action = field(init=False, repr=False, compare=False)
+    _identifying_other: Action = field(init=False, repr=False, compare=False)
+    _clean_image: Action = field(init=False, repr=False, compare=False)
+    _clean_other: Action = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        content_blocked = self.content is ContentRule.BLOCK
+        identifying = _IDENTIFIER_ACTIONS[self.identifiers]
+        init = object.__setattr__  # the dataclass is frozen
+        init(self, "_tracker_action", _TRACKER_ACTIONS[self.tracker])
+        init(self, "_identifying_image", identifying)
+        init(self, "_identifying_other", Action.STRIP if content_blocked else identifying)
+        init(self, "_clean_image", _IMAGE_ACTIONS[self.images])
+        init(self, "_clean_other", Action.STRIP if content_blocked else Action.ALLOW)
+
     def action_for(self, verdict: Verdict, *, is_image: bool) -> Action:
-        """What to do with one reference, given its verdict and whether it renders as an image."""
-        # Compared with == (not `is`) so a plain "tracker" string works like Verdict.TRACKER.
-        if verdict == Verdict.TRACKER:
-            return _TRACKER_ACTIONS[self.tracker]
-        if verdict == Verdict.IDENTIFYING:
-            if not is_image and self.content is ContentRule.BLOCK:
-                return Action.STRIP
-            return _IDENTIFIER_ACTIONS[self.identifiers]
-        if verdict == Verdict.CLEAN:
-            if not is_image:
-                return Action.STRIP if self.content is ContentRule.BLOCK else Action.ALLOW
-            return _IMAGE_ACTIONS[self.images]
-        raise ValueError(f"unknown verdict {verdict!r}")
+        """What to do with one reference, given its verdict and whether it renders as an image.
+
+        A tracker follows `tracker` whatever it is. Other non-image content is stripped when
+        `content` is block; otherwise identifying content follows `identifiers` and clean content
+        loads. Identifying images follow `identifiers`, clean images follow `images`.
+        """
+        if verdict is _TRACKER:
+            return self._tracker_action
+        if verdict is _IDENTIFYING:
+            return self._identifying_image if is_image else self._identifying_other
+        if verdict is _CLEAN:
+            return self._clean_image if is_image else self._clean_other
+        try:  # a plain string such as "tracker"
+            member = Verdict(verdict)
+        except ValueError:
+            raise ValueError(f"unknown verdict {verdict!r}") from None
+        return self.action_for(member, is_image=is_image)
 
     @property
     def neutralize_receipts(self) -> bool:
