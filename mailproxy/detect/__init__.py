@@ -1,0 +1,1 @@
+"""Tracking detection: known trackers, user filter lists, heuristics."""

@@ -1,0 +1,502 @@
+"""Known trackers: the bundled dataset (``data/trackers.toml``) and user filter lists behind one matcher.
+
+``TrackerDB.match(url)`` decides, in this order (first decision wins):
+1. the host is a vendor's beacon-only domain (``domains`` / ``host_patterns``)  -> "known-tracker";
+2. the URL is known content (a vendor's ``content`` regex, e.g. Movable Ink ``/p/rp/``)  -> no match;
+3. a vendor's open-tracking ``patterns`` match  -> "known-tracker";
+4. the URL is a known spacer image  -> no match;
+5. a user filter list (Adblock Plus, Disconnect) matches  -> "filter-list:<list name>";
+6. a generic tracking path shape matches  -> "tracking-path" (tier medium, a weak signal).
+
+Everything is matched on the lower-cased key ``host + path [+ "?" + query]`` (see ``trackers.toml``'s header
+for the pattern language). Speed matters (every URL of every message goes through here), so:
+- beacon domains sit in a dict probed with each suffix of the host (a handful of look-ups);
+- all vendor patterns are compiled into two combined regexes: the ones anchored at a host label boundary
+  and the path ones, whose shared leading "/" lets the regex engine skip to each "/" of the key; the group
+  that matched (``lastindex``) names the vendor;
+- results are memoised per URL (logos and spacers recur across messages).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from mailproxy.detect.filterlists import (
+    DEFAULT_DISCONNECT_CATEGORIES,
+    MAX_KEY_CHARS,
+    AdblockList,
+    DomainList,
+    FilterHit,
+    SplitURL,
+    host_suffixes,
+    normalize_host,
+    split_url,
+)
+from mailproxy.errors import ConfigError
+from mailproxy.model import Tier
+
+logger = logging.getLogger(__name__)
+
+REASON_KNOWN = "known-tracker"
+REASON_GENERIC = "tracking-path"
+REASON_FILTER_PREFIX = "filter-list:"
+
+_BUNDLED = "trackers.toml"
+_CACHE_SIZE = 8192
+_CACHE_MAX_URL = 2048  # longer URLs are nearly always unique (tokens); caching them only costs memory
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerMatch:
+    """Why a URL (or host) is a known tracker."""
+
+    vendor: str | None  # display name; None for generic shapes and Adblock rules
+    reason: str  # "known-tracker", "tracking-path" or "filter-list:<list name>"
+    tier: Tier
+    source: str  # where the knowledge comes from (dataset note, or "file:line: rule")
+
+
+T = TypeVar("T")
+
+
+class _PatternSet(Generic[T]):
+    """Regexes over the key (see the module docstring), combined; ``find`` returns the matching payload."""
+
+    __slots__ = ("_host_rx", "_host_vals", "_path_rx", "_path_vals", "count")
+
+    def __init__(self, entries: Sequence[tuple[str, T]]) -> None:
+        host = [(p, v) for p, v in entries if not p.startswith("/")]
+        path = [(p[1:], v) for p, v in entries if p.startswith("/")]
+        self.count = len(entries)
+        # The lazy label prefix tries the start of the host, then after each dot: "anchored at a label".
+        self._host_rx = _combine(r"(?:[^/.]*\.)*?", [p for p, _ in host])
+        self._host_vals = tuple(v for _, v in host)
+        # Factoring the "/" out lets re's literal-prefix scan jump between slashes.
+        self._path_rx = _combine("/", [p for p, _ in path])
+        self._path_vals = tuple(v for _, v in path)
+
+    def find(self, key: str, path_start: int) -> T | None:
+        """First the host-anchored patterns (more specific), then the leftmost path pattern."""
+        if self._host_rx is not None:
+            m = self._host_rx.match(key)
+            if m is not None and m.lastindex is not None:
+                return self._host_vals[m.lastindex - 1]
+        if self._path_rx is not None:
+            m = self._path_rx.search(key, path_start)
+            if m is not None and m.lastindex is not None:
+                return self._path_vals[m.lastindex - 1]
+        return None
+
+    def find_host(self, key: str) -> T | None:
+        if self._host_rx is None:
+            return None
+        m = self._host_rx.match(key)
+        return None if m is None or m.lastindex is None else self._host_vals[m.lastindex - 1]
+
+
+def _combine(prefix: str, patterns: Sequence[str], suffix: str = "") -> re.Pattern[str] | None:
+    """One regex whose group i (1-based) is patterns[i-1]; patterns have no groups of their own."""
+    if not patterns:
+        return None
+    return re.compile(prefix + "(?:" + "|".join(f"({p})" for p in patterns) + ")" + suffix)
+
+
+@dataclass(frozen=True, slots=True)
+class _Core:
+    """The compiled bundled dataset (immutable, shared by every TrackerDB built on it)."""
+
+    domains: dict[str, TrackerMatch]  # beacon-only host suffix -> match
+    host_rx: re.Pattern[str] | None  # whole-host regexes (host_patterns)
+    host_hits: tuple[TrackerMatch, ...]
+    patterns: _PatternSet[TrackerMatch]
+    content: _PatternSet[bool]
+    spacers: _PatternSet[bool]
+    generic_rx: re.Pattern[str] | None
+    generic_hits: tuple[TrackerMatch, ...]
+    vendor_by_domain: dict[str, str]  # domains and shared_domains -> vendor name
+    vendors: tuple[str, ...]
+    link_params: frozenset[str]
+    rule_count: int
+
+
+_VENDOR_KEYS = frozenset(
+    {
+        "vendor",
+        "domains",
+        "host_patterns",
+        "patterns",
+        "content",
+        "shared_domains",
+        "link_params",
+        "tier",
+        "source",
+        "row",
+    }
+)
+_GENERIC_KEYS = frozenset({"name", "patterns", "tier", "source"})
+_SPACER_KEYS = frozenset({"patterns", "source"})
+_DOMAIN_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)+")
+_PARAM_RE = re.compile(r"[a-z0-9_.\[\]-]+")
+
+
+class _Dataset:
+    """Validates a parsed dataset; every error names the file, the dotted key and what was expected."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def fail(self, key: str, expected: str) -> ConfigError:
+        return ConfigError(self.origin, key, expected)
+
+    def string(self, table: Mapping[str, object], key: str, where: str, default: str | None = None) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"{where}.{key}", "a non-empty string")
+        return value
+
+    def strings(
+        self, table: Mapping[str, object], key: str, where: str, check: Callable[[str], str | None]
+    ) -> list[str]:
+        value = table.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(f"{where}.{key}", "a list of strings")
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.fail(f"{where}.{key}[{i}]", "a string")
+            problem = check(item)
+            if problem:
+                raise self.fail(f"{where}.{key}[{i}]", problem)
+            out.append(item)
+        return out
+
+    def tier(self, table: Mapping[str, object], where: str, default: Tier) -> Tier:
+        raw = table.get("tier", str(default))
+        try:
+            return Tier(str(raw))
+        except ValueError:
+            raise self.fail(f"{where}.tier", '"high", "medium" or "low"') from None
+
+    def keys(self, table: Mapping[str, object], allowed: frozenset[str], where: str) -> None:
+        for k in table:
+            if k not in allowed:
+                raise self.fail(f"{where}.{k}", "no such key (one of " + ", ".join(sorted(allowed)) + ")")
+
+
+def _check_regex(p: str) -> str | None:
+    try:
+        rx = re.compile(p)
+    except re.error as exc:
+        return f"a valid regex ({exc})"
+    if rx.groups:
+        return "a regex without capturing groups (write (?:...))"
+    if p.startswith("^"):
+        return "a regex without ^ (anchoring is implied)"
+    if re.sub(r"\\.", "", p) != re.sub(r"\\.", "", p).lower():
+        return "a lower-case regex (keys are lower-cased)"
+    return None
+
+
+def _check_domain(d: str) -> str | None:
+    return None if _DOMAIN_RE.fullmatch(d) else "a lower-case host name such as tracker.example.com"
+
+
+def _check_param(p: str) -> str | None:
+    return None if _PARAM_RE.fullmatch(p) else "a lower-case query parameter name"
+
+
+def _build_core(data: Mapping[str, object], origin: str) -> _Core:
+    ds = _Dataset(origin)
+    domains: dict[str, TrackerMatch] = {}
+    host_entries: list[tuple[str, TrackerMatch]] = []
+    pattern_entries: list[tuple[str, TrackerMatch]] = []
+    content_entries: list[tuple[str, bool]] = []
+    vendor_by_domain: dict[str, str] = {}
+    vendors: set[str] = set()
+    link_params: set[str] = set()
+    rules = 0
+    for vid, table in data.items():
+        if vid in ("generic", "spacers"):
+            continue
+        if not isinstance(table, dict):
+            raise ds.fail(vid, "a vendor table")
+        ds.keys(table, _VENDOR_KEYS, vid)
+        name = ds.string(table, "vendor", vid)
+        hit = TrackerMatch(
+            name, REASON_KNOWN, ds.tier(table, vid, Tier.HIGH), ds.string(table, "source", vid)
+        )
+        if "row" in table and not isinstance(table["row"], int):
+            raise ds.fail(f"{vid}.row", "an integer")
+        vendors.add(name)
+        for d in ds.strings(table, "domains", vid, _check_domain):
+            domains.setdefault(d, hit)
+            vendor_by_domain.setdefault(d, name)
+        for d in ds.strings(table, "shared_domains", vid, _check_domain):
+            vendor_by_domain.setdefault(d, name)
+        host_patterns = ds.strings(table, "host_patterns", vid, _check_regex)
+        patterns = ds.strings(table, "patterns", vid, _check_regex)
+        content = ds.strings(table, "content", vid, _check_regex)
+        link_params.update(ds.strings(table, "link_params", vid, _check_param))
+        host_entries += [(p, hit) for p in host_patterns]
+        pattern_entries += [(p, hit) for p in patterns]
+        content_entries += [(p, True) for p in content]
+        rules += len(table.get("domains", [])) + len(host_patterns) + len(patterns)
+        if not (table.get("domains") or host_patterns or patterns):
+            raise ds.fail(vid, "at least one of domains, host_patterns, patterns")
+
+    generic_patterns: list[str] = []
+    generic_hits: list[TrackerMatch] = []
+    generic = data.get("generic", [])
+    if not isinstance(generic, list):
+        raise ds.fail("generic", "an array of tables ([[generic]])")
+    for i, entry in enumerate(generic):
+        where = f"generic[{i}]"
+        if not isinstance(entry, dict):
+            raise ds.fail(where, "a table")
+        ds.keys(entry, _GENERIC_KEYS, where)
+        shape = ds.string(entry, "name", where)
+        hit = TrackerMatch(
+            None,
+            REASON_GENERIC,
+            ds.tier(entry, where, Tier.MEDIUM),
+            f"{shape}: {ds.string(entry, 'source', where)}",
+        )
+        for p in ds.strings(entry, "patterns", where, _check_regex):
+            generic_patterns.append(p)
+            generic_hits.append(hit)
+    rules += len(generic_patterns)
+
+    spacers = data.get("spacers", {})
+    if not isinstance(spacers, dict):
+        raise ds.fail("spacers", "a table")
+    ds.keys(spacers, _SPACER_KEYS, "spacers")
+    spacer_patterns = ds.strings(spacers, "patterns", "spacers", _check_regex)
+
+    host_rx = _combine(r"(?:[^.]*\.)*?", [p for p, _ in host_entries], r"\Z")
+    core = _Core(
+        domains=domains,
+        host_rx=host_rx,
+        host_hits=tuple(h for _, h in host_entries),
+        patterns=_PatternSet(pattern_entries),
+        content=_PatternSet(content_entries),
+        spacers=_PatternSet([(p, True) for p in spacer_patterns]),
+        generic_rx=_combine("", generic_patterns),
+        generic_hits=tuple(generic_hits),
+        vendor_by_domain=vendor_by_domain,
+        vendors=tuple(sorted(vendors, key=str.casefold)),
+        link_params=frozenset(link_params),
+        rule_count=rules,
+    )
+    logger.debug("tracker dataset %s: %d vendors, %d rules", origin, len(core.vendors), rules)
+    return core
+
+
+def _parse_toml(text: str, origin: str) -> _Core:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(origin, "", f"valid TOML ({exc})") from exc
+    return _build_core(data, origin)
+
+
+@functools.cache
+def _bundled_core() -> _Core:
+    text = resources.files("mailproxy.detect").joinpath("data", _BUNDLED).read_text(encoding="utf-8")
+    return _parse_toml(text, f"mailproxy/detect/data/{_BUNDLED}")
+
+
+@functools.cache
+def _bundled_db() -> TrackerDB:
+    return TrackerDB(_bundled_core())
+
+
+class TrackerDB:
+    """The known-tracker matcher. Build it with ``bundled()``, ``load(...)`` or ``from_toml(path)``."""
+
+    __slots__ = ("_adblock", "_cached_match", "_core", "_disconnect", "__weakref__")
+
+    def __init__(
+        self,
+        core: _Core,
+        adblock: Sequence[AdblockList] = (),
+        disconnect: Sequence[DomainList] = (),
+    ) -> None:
+        self._core = core
+        self._adblock = tuple(adblock)
+        self._disconnect = tuple(disconnect)
+        self._cached_match: Callable[[str], TrackerMatch | None] = functools.lru_cache(maxsize=_CACHE_SIZE)(
+            self._match
+        )
+
+    # --- construction --------------------------------------------------------------------------------
+
+    @classmethod
+    def bundled(cls) -> TrackerDB:
+        """The bundled dataset alone; loaded and compiled once per process."""
+        return _bundled_db()
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        adblock: Sequence[Path] = (),
+        disconnect: Sequence[Path] = (),
+        disconnect_categories: Sequence[str] = DEFAULT_DISCONNECT_CATEGORIES,
+    ) -> TrackerDB:
+        """The bundled dataset plus user lists. FilterListError names a list that cannot be read."""
+        return cls(
+            _bundled_core(),
+            [AdblockList.from_path(Path(p)) for p in adblock],
+            [DomainList.from_disconnect(Path(p), categories=disconnect_categories) for p in disconnect],
+        )
+
+    @classmethod
+    def from_toml(cls, path: Path) -> TrackerDB:
+        """A dataset in the bundled format instead of the bundled one; ConfigError names a bad key."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(path), "", f"a readable UTF-8 TOML file ({exc})") from exc
+        return cls(_parse_toml(text, str(path)))
+
+    # --- stats ---------------------------------------------------------------------------------------
+
+    @property
+    def vendors(self) -> tuple[str, ...]:
+        """Display names of the dataset's vendors, sorted."""
+        return self._core.vendors
+
+    @property
+    def link_params(self) -> frozenset[str]:
+        """Query parameters vendors add to links to identify the reader (mkt_tok, _hsenc, ...)."""
+        return self._core.link_params
+
+    def __len__(self) -> int:
+        """Number of matching rules: dataset domains and patterns, generic shapes, user-list rules."""
+        return (
+            self._core.rule_count + sum(len(a) for a in self._adblock) + sum(len(d) for d in self._disconnect)
+        )
+
+    def __repr__(self) -> str:
+        return f"<TrackerDB {len(self._core.vendors)} vendors, {len(self)} rules>"
+
+    # --- matching ------------------------------------------------------------------------------------
+
+    def match(self, url: str) -> TrackerMatch | None:
+        """Why ``url`` (an absolute http(s) URL) is a known tracker, or None. Never raises."""
+        if not isinstance(url, str):
+            return None
+        if len(url) > _CACHE_MAX_URL:
+            return self._match(url)
+        return self._cached_match(url)
+
+    def _match(self, url: str) -> TrackerMatch | None:
+        split = split_url(url)
+        if split is None:
+            return None
+        core = self._core
+        host = split.host
+        hit = self._domain_hit(host)
+        if hit is not None:
+            return hit
+        key = split.key if len(split.key) <= MAX_KEY_CHARS else split.key[:MAX_KEY_CHARS]
+        path_start = len(host)
+        if core.content.find(key, path_start) is not None:
+            return None
+        hit = core.patterns.find(key, path_start)
+        if hit is not None:
+            return hit
+        if core.spacers.find(key, path_start) is not None:
+            return None
+        hit = self._filter_hit(split)
+        if hit is not None:
+            return hit
+        if core.generic_rx is not None:
+            m = core.generic_rx.search(key, path_start)
+            if m is not None and m.lastindex is not None:
+                return core.generic_hits[m.lastindex - 1]
+        return None
+
+    def _domain_hit(self, host: str) -> TrackerMatch | None:
+        domains = self._core.domains
+        for suffix in host_suffixes(host):
+            hit = domains.get(suffix)
+            if hit is not None:
+                return hit
+        host_rx = self._core.host_rx
+        if host_rx is not None:
+            m = host_rx.match(host)
+            if m is not None and m.lastindex is not None:
+                return self._core.host_hits[m.lastindex - 1]
+        return None
+
+    def _filter_hit(self, split: SplitURL) -> TrackerMatch | None:
+        for adblock in self._adblock:
+            fh = adblock.match(split)
+            if fh is not None:
+                return _from_filter(fh)
+        for domain_list in self._disconnect:
+            fh = domain_list.match(split)
+            if fh is not None:
+                return _from_filter(fh)
+        return None
+
+    def match_host(self, host: str) -> TrackerMatch | None:
+        """A match only for hosts where every URL is a tracking beacon (for HTTPS CONNECT decisions)."""
+        h = normalize_host(host)
+        if h is None:
+            return None
+        hit = self._domain_hit(h)
+        if hit is not None:
+            return hit
+        for adblock in self._adblock:
+            fh = adblock.match_host(h)
+            if fh is not None:
+                return _from_filter(fh)
+        for domain_list in self._disconnect:
+            fh = domain_list.match_host(h)
+            if fh is not None:
+                return _from_filter(fh)
+        return None
+
+    def vendor_for_host(self, host: str) -> str | None:
+        """The vendor a host belongs to, even where its URLs are content or click redirects."""
+        h = normalize_host(host)
+        if h is None:
+            return None
+        by_domain = self._core.vendor_by_domain
+        for suffix in host_suffixes(h):
+            name = by_domain.get(suffix)
+            if name is not None:
+                return name
+        hit = self._domain_hit(h) or self._core.patterns.find_host(h + "/")
+        if hit is not None:
+            return hit.vendor
+        for domain_list in self._disconnect:
+            fh = domain_list.match_host(h)
+            if fh is not None:
+                return fh.vendor
+        return None
+
+    def is_spacer(self, url: str) -> bool:
+        """Whether ``url`` is a known non-tracking spacer image (a false-positive guard)."""
+        split = split_url(url) if isinstance(url, str) else None
+        if split is None:
+            return False
+        key = split.key if len(split.key) <= MAX_KEY_CHARS else split.key[:MAX_KEY_CHARS]
+        return self._core.spacers.find(key, len(split.host)) is not None
+
+
+def _from_filter(fh: FilterHit) -> TrackerMatch:
+    # A domain anchor or a listed domain names a tracker host: as strong as our own beacon domains.
+    # Other Adblock rules are path shapes, as weak as our generic ones.
+    tier = Tier.HIGH if fh.host_level else Tier.MEDIUM
+    return TrackerMatch(fh.vendor, REASON_FILTER_PREFIX + fh.list_name, tier, f"{fh.origin}: {fh.rule}")
