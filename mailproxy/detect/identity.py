@@ -70,9 +70,12 @@ _SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 # The first "#" that starts the fragment; "&#38;" is an entity-encoded "&" in raw attribute text,
 # not one.
 _BARE_HASH_RE: Final = re.compile(r"&#(?:[0-9]+|[xX][0-9a-fA-F]+);|#")
-# Query separators: "&" as written, or entity-encoded as it appears in raw HTML. ";" is not a
-# separator.
-_QUERY_SEP_RE: Final = re.compile(r"&(?:amp;|AMP;|#0*38;|#[xX]0*26;)?")
+# Query separators: "&" as written, or entity-encoded as it appears in raw HTML. An "&" that starts
+# another numeric character reference ("utm&#95;source") is part of the name, not a separator. ";"
+# is not a separator.
+_QUERY_SEP_RE: Final = re.compile(
+    r"&(?:amp;|AMP;|#0*38;|#[xX]0*26;|(?!#[0-9]+;|#[xX][0-9a-fA-F]+;))"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,9 @@ def _b64_atoms(data: bytes, offset: int, alphabet: str) -> tuple[list[str], str]
             fixed.append(alphabet[bits])
         else:
             mask = (1 << known) - 1
-            atoms.append(_char_class(c for i, c in enumerate(alphabet) if (i >> low_unknown) & mask == bits))
+            atoms.append(
+                _char_class(c for i, c in enumerate(alphabet) if (i >> low_unknown) & mask == bits)
+            )
     return atoms, "".join(fixed)
 
 
