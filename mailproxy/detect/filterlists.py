@@ -66,6 +66,13 @@ _HOST_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\]")
 _URL_STRIP = str.maketrans("", "", "\t\n\r")
 
 
+# The common case in one regex: http(s), optional userinfo, an ASCII host, optional port.
+_FAST_URL_RE = re.compile(
+    r"(https?)://(?:[^/?#]*@)?([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)\.?(?::(\d*))?(/[^?#]*)?(?:\?([^#]*))?(?:#.*)?",
+    re.DOTALL,
+)
+
+
 def split_url(url: str) -> SplitURL | None:
     """Normalise an absolute http(s) URL; None for anything else (relative, data:, cid:, garbage)."""
     if not isinstance(url, str):
@@ -76,6 +83,22 @@ def split_url(url: str) -> SplitURL | None:
     if "\\" in u:
         # Browsers read a backslash as a slash in special (http/https) URLs.
         u = u.replace("\\", "/")
+    m = _FAST_URL_RE.fullmatch(u)
+    if m is not None:
+        scheme, host, port = m.group(1), m.group(2), m.group(3) or ""
+        path, query = m.group(4) or "/", m.group(5) or ""
+    else:
+        slow = _split_slow(u)
+        if slow is None:
+            return None
+        scheme, host, port, path, query = slow
+    tail = path + "?" + query if query else path
+    netloc = host + ":" + port if port else host
+    return SplitURL(scheme, host, port, path, query, host + tail, scheme + "://" + netloc + tail)
+
+
+def _split_slow(u: str) -> tuple[str, str, str, str, str] | None:
+    """IPv6 literals, percent-encoded or non-ASCII hosts, and everything to reject."""
     m = _URL_RE.match(u)
     if m is None:
         return None
@@ -108,12 +131,7 @@ def split_url(url: str) -> SplitURL | None:
         return None
     if port and not port.isdigit():
         return None
-    path = m.group(3) or "/"
-    query = m.group(4) or ""
-    tail = path + "?" + query if query else path
-    key = host + tail
-    netloc = host + ":" + port if port else host
-    return SplitURL(scheme, host, port, path, query, key, scheme + "://" + netloc + tail)
+    return scheme, host, port, m.group(3) or "/", m.group(4) or ""
 
 
 def host_suffixes(host: str) -> Iterator[str]:
