@@ -76,9 +76,7 @@ class _Walker:
         self.raw = raw
         self.count = 0
 
-    def entity(
-        self, start: int, end: int, number: str, depth: int, default_type: str = "text/plain"
-    ) -> Part:
+    def entity(self, start: int, end: int, number: str, depth: int, default_type: str = "text/plain") -> Part:
         raw = self.raw
         self.count += 1
         hdr_end, body_start = _header_end(raw, start, end)
@@ -128,8 +126,11 @@ class _Walker:
             if line_start > start and raw[line_start - 1 : line_start] == b"\n":
                 line_start -= 2 if raw[line_start - 2 : line_start] == b"\r\n" else 1
             if part_start is not None:
-                parts.append(self.child(part_start, max(part_start, line_start), number, len(parts), depth,
-                                        default_type))
+                parts.append(
+                    self.child(
+                        part_start, max(part_start, line_start), number, len(parts), depth, default_type
+                    )
+                )
             if m.group(1):  # close delimiter
                 part_start = None
                 break

@@ -37,7 +37,9 @@ def test_nested_parts_and_offsets() -> None:
 
 
 def test_missing_final_boundary_runs_to_the_end() -> None:
-    raw = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/html\r\n\r\n<img src=x>"
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/html\r\n\r\n<img src=x>"
+    )
     [leaf] = mime.parse(raw).leaves()
     assert body(raw, leaf) == b"<img src=x>"
 
@@ -75,7 +77,10 @@ def test_lf_only_line_endings() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["text/plain", "text/html", "image/png"]), min_size=1, max_size=5), st.integers(0, 3))
+@given(
+    st.lists(st.sampled_from(["text/plain", "text/html", "image/png"]), min_size=1, max_size=5),
+    st.integers(0, 3),
+)
 def test_stdlib_built_messages_roundtrip(types: list[str], depth: int) -> None:
     msg = EmailMessage()
     msg["From"] = "a@example.com"

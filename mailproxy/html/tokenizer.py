@@ -54,9 +54,7 @@ _ATTR = re.compile(
 _COMMENT_END = re.compile(r"--!?>")
 
 _RAWTEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
-_RAWTEXT_END = {
-    name: re.compile(r"</" + name + r"[\t\n\f\r />]", re.IGNORECASE) for name in _RAWTEXT
-}
+_RAWTEXT_END = {name: re.compile(r"</" + name + r"[\t\n\f\r />]", re.IGNORECASE) for name in _RAWTEXT}
 
 
 @dataclass(frozen=True, slots=True)

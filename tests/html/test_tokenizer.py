@@ -25,7 +25,9 @@ def html5lib_imgs(text: str) -> list[str]:
 def our_imgs(text: str) -> list[str]:
     import html
 
-    return [html.unescape(attrs.get("src", "")) for name, attrs in start_tags(text) if name in ("img", "image")]
+    return [
+        html.unescape(attrs.get("src", "")) for name, attrs in start_tags(text) if name in ("img", "image")
+    ]
 
 
 def test_uppercase_unquoted_and_slash_separated_attributes() -> None:
@@ -124,7 +126,7 @@ _frag = st.sampled_from(
         "<script><img src=i></script>",
         "<style><img src=j></style>",
         "<p title='<img src=k>'>",
-        "<img alt=x\"y src=l>",
+        '<img alt=x"y src=l>',
         "text < more",
         "<div>",
         "</div>",

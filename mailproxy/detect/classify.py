@@ -1,0 +1,150 @@
+"""One verdict per remote URL: tracker, identifying or clean, with the reasons that fired.
+
+The signals, strongest first:
+1. a known tracker (bundled dataset or a user's filter list) matches the URL;
+2. the recipient's address, in any encoding, sits in the host or path (it cannot be removed without breaking
+   the URL, so the reference is a tracker);
+3. the element is hidden or tiny, or only conditional CSS (print, colour scheme, forward detection) loads it:
+   it serves no reader, so it observes one. Spacers guard against false positives: known spacer images,
+   and small first-party images with no identifier;
+4. otherwise, identifying query parameters (known names, high-entropy tokens, the recipient's identity)
+   make an ordinary image "identifying": it can be cleaned instead of blocked.
+
+The classifier is pure: the same URL and context give the same verdict, which the rewriter relies on for
+deterministic output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import tldextract
+
+from mailproxy.detect.identity import IdentityMatcher
+from mailproxy.detect.params import decode_param_name, identifying_params
+from mailproxy.detect.trackers import TrackerDB
+from mailproxy.model import Party, Tier, Verdict
+
+# The bundled public-suffix snapshot only: no download, ever (no surprise network traffic).
+_tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+_TIER_RANK = {Tier.LOW: 0, Tier.MEDIUM: 1, Tier.HIGH: 2}
+REMOTE_SCHEMES = frozenset({"http", "https", "ftp", "ws", "wss"})
+
+
+@lru_cache(maxsize=4096)
+def registrable_domain(host: str) -> str:
+    """example.co.uk for a.b.example.co.uk; the host itself for IP literals and unknown suffixes."""
+    host = host.strip(".").lower()
+    ext = _tld(host)
+    return ext.top_domain_under_public_suffix or host
+
+
+def host_of(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def is_remote(url: str) -> bool:
+    """Whether loading this (absolute or protocol-relative) URL reaches the network."""
+    if url.startswith("//"):
+        return True
+    scheme, sep, _ = url.partition(":")
+    return bool(sep) and scheme.lower() in REMOTE_SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class UrlVerdict:
+    verdict: Verdict
+    tier: Tier
+    vendor: str | None
+    reasons: tuple[str, ...]
+    remove_params: frozenset[str]  # decoded names of the query parameters to drop when cleaning
+    domain: str  # registrable domain of the host
+    party: Party
+
+
+class Classifier:
+    """Classifies the URLs of one message (the recipients and the sender are per message)."""
+
+    def __init__(
+        self, db: TrackerDB, *, recipients: Iterable[str] = (), sender_domain: str | None = None
+    ) -> None:
+        self.db = db
+        self.identity = IdentityMatcher(recipients)
+        self.sender_domain = registrable_domain(sender_domain) if sender_domain else None
+
+    def classify(
+        self,
+        url: str,
+        *,
+        is_image: bool = True,
+        hidden: tuple[str, ...] = (),
+        conditional: str | None = None,
+    ) -> UrlVerdict:
+        full = "http:" + url if url.startswith("//") else url
+        host = host_of(full)
+        domain = registrable_domain(host) if host else ""
+        if self.sender_domain is None or not domain:
+            party = Party.UNKNOWN
+        else:
+            party = Party.FIRST if domain == self.sender_domain else Party.THIRD
+
+        reasons: list[str] = []
+        tier = Tier.LOW
+        vendor: str | None = None
+
+        def fire(reason: str, t: Tier) -> None:
+            nonlocal tier
+            reasons.append(reason)
+            if _TIER_RANK[t] > _TIER_RANK[tier]:
+                tier = t
+
+        match = self.db.match(full)
+        if match is not None:
+            vendor = match.vendor
+            fire(match.reason, match.tier)
+        identity_hits = self.identity.find(full) if self.identity else []
+        for hit in identity_hits:
+            if hit.location in ("host", "path"):
+                fire(f"recipient-identity:{hit.encoding}-in-{hit.location}", Tier.HIGH)
+        params = identifying_params(full, self.identity if self.identity else None)
+        if conditional:
+            fire(f"conditional-css:{conditional}", Tier.MEDIUM)
+        if is_image and hidden and not self._spacer(full, party, params, identity_hits):
+            # A hidden or tiny image serves no reader. Stronger when a third party serves it.
+            fire("hidden:" + hidden[0], Tier.MEDIUM if party is not Party.FIRST or params else Tier.LOW)
+        if vendor is None and host:
+            vendor = self.db.vendor_for_host(host)
+
+        if reasons:
+            verdict = Verdict.TRACKER
+        elif params:
+            verdict = Verdict.IDENTIFYING
+            for p in params:
+                fire(f"{p.reason}:{p.name}", Tier.HIGH if p.reason != "high-entropy" else Tier.MEDIUM)
+        else:
+            verdict = Verdict.CLEAN
+        return UrlVerdict(
+            verdict=verdict,
+            tier=tier,
+            vendor=vendor,
+            reasons=tuple(reasons),
+            remove_params=frozenset(decode_param_name(p.name) for p in params),
+            domain=domain,
+            party=party,
+        )
+
+    def _spacer(
+        self, url: str, party: Party, params: Sequence[object], identity_hits: Sequence[object]
+    ) -> bool:
+        """Small or hidden images that are not trackers: known spacers, and first-party images without
+        any identifier (a sender's own layout gif)."""
+        if self.db.is_spacer(url):
+            return not identity_hits
+        return party is Party.FIRST and not params and not identity_hits

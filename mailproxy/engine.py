@@ -1,0 +1,383 @@
+"""The engine both proxies and the CLI use: analyse a raw message, or rewrite it as the reader should see it.
+
+``Engine.rewrite(raw)`` is a pure, deterministic function of (message bytes, policy, recipients, user):
+the IMAP filter serves chunk 3 of a message from one call and chunk 4 from another, so the same input must
+give the same bytes every time. Its output always has the input's length and line count, and differs only
+inside the edited spans (invariant 1). It never raises on message content: a part it cannot analyse is
+delivered with every remote reference neutralized (invariant 3).
+
+Per part: decode the transfer encoding, extract references (``html.refs``), classify each group of
+references (``detect.classify``), let the user's policy pick the action (``policy``), plan edits
+(``rewrite.edits``), check the result with an independent parser (``rewrite.safety``), and apply the edits
+through the transfer encoding (``rewrite.transfer``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from urllib.parse import urljoin
+
+from mailproxy import mime
+from mailproxy.detect.classify import Classifier, UrlVerdict, is_remote
+from mailproxy.detect.identity import recipients_from_headers
+from mailproxy.detect.params import clean_raw_url
+from mailproxy.detect.trackers import TrackerDB
+from mailproxy.html.refs import Reference, extract
+from mailproxy.model import IMAGE_VECTORS, Action, Finding, Tier, Verdict
+from mailproxy.policy import EffectivePolicy, Policy
+from mailproxy.rewrite import edits as planner
+from mailproxy.rewrite import safety
+from mailproxy.rewrite.transfer import Edit, TransferError, apply_edits, decode
+
+log = logging.getLogger(__name__)
+
+# Parts whose content the client renders as markup (or loads from markup, for cid: stylesheets and SVG).
+_MARKUP = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/x-amp-html"})
+_AMP = "text/x-amp-html"
+_STYLESHEET = "text/css"
+RECEIPT_HEADERS = ("disposition-notification-to", "return-receipt-to", "x-confirm-reading-to")
+_RECEIPT_LINE = re.compile(
+    rb"(?im)^(disposition-notification-to|return-receipt-to|x-confirm-reading-to)[ \t]*:"
+)
+_SEVERITY = {Verdict.CLEAN: 0, Verdict.IDENTIFYING: 1, Verdict.TRACKER: 2}
+
+
+@dataclass(slots=True)
+class Result:
+    """What a rewrite did. ``data`` has exactly the length and line count of the input."""
+
+    data: bytes
+    findings: list[Finding] = field(default_factory=list)
+    misses: int = 0  # references the safety net caught after the rewriter missed them
+    failsafe_parts: list[str] = field(default_factory=list)  # parts neutralized wholesale
+    receipts_neutralized: int = 0
+
+
+def _ascii_compatible(charset: str | None) -> bool:
+    if not charset:
+        return True
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        return True  # unknown labels are treated as the ASCII-compatible default, as clients do
+    return not name.startswith(("utf-16", "utf-32", "utf_16", "utf_32", "utf-7", "utf_7", "cp037", "cp1140"))
+
+
+def sender_of(headers: object) -> str | None:
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    try:
+        _, addr = parseaddr(str(get("from", "")))
+    except (TypeError, ValueError):
+        return None
+    return addr.lower() or None
+
+
+class Engine:
+    def __init__(self, policy: Policy | None = None, db: TrackerDB | None = None) -> None:
+        self.policy = policy or Policy.default()
+        self.db = db or TrackerDB.bundled()
+
+    # -- public API ----------------------------------------------------------------------------------
+    def analyse(
+        self, raw: bytes, *, recipients: Sequence[str] = (), user: str | None = None
+    ) -> list[Finding]:
+        return self._run(raw, recipients, user, write=False).findings
+
+    def rewrite(self, raw: bytes, *, recipients: Sequence[str] = (), user: str | None = None) -> Result:
+        return self._run(raw, recipients, user, write=True)
+
+    # -- the message ---------------------------------------------------------------------------------
+    def _run(self, raw: bytes, extra: Sequence[str], user: str | None, write: bool) -> Result:
+        root = mime.parse(raw)
+        sender = sender_of(root.headers)
+        effective = self.policy.resolve(sender=sender, user=user)
+        extra_recipients = list(extra) + ([user] if user and "@" in user else [])
+        recipients = recipients_from_headers(root.headers, extra_recipients)
+        sender_domain = sender.rpartition("@")[2] if sender else None
+        classifier = Classifier(self.db, recipients=recipients, sender_domain=sender_domain)
+        result = Result(data=raw)
+        out = bytearray(raw) if write else None
+
+        if effective.neutralize_receipts and out is not None:
+            self._receipts(raw, root, out, result)
+        for part in root.walk():
+            if part.children:
+                continue
+            if part.content_type in _MARKUP or part.content_type == _STYLESHEET:
+                self._part(raw, part, effective, classifier, out, result)
+        if out is not None:
+            result.data = bytes(out)
+        return result
+
+    def _receipts(self, raw: bytes, root: mime.Part, out: bytearray, result: Result) -> None:
+        # Renaming the field keeps its length; no client acts on the new name (the body may stay).
+        for m in _RECEIPT_LINE.finditer(raw, root.start, root.body_start):
+            name = m.group(1)
+            new = (b"X-Mailproxy-" + name)[: len(name)]
+            out[m.start(1) : m.end(1)] = new
+            result.receipts_neutralized += 1
+
+    # -- one part ------------------------------------------------------------------------------------
+    def _part(
+        self,
+        raw: bytes,
+        part: mime.Part,
+        effective: EffectivePolicy,
+        classifier: Classifier,
+        out: bytearray | None,
+        result: Result,
+    ) -> None:
+        encoded = raw[part.body_start : part.end]
+        label = mime.body_number(part)
+        try:
+            decoded = decode(encoded, part.cte)
+            if _ascii_compatible(part.charset):
+                text = decoded.decode("latin-1")
+                wide = None
+            else:
+                wide = part.charset or "utf-8"
+                text = decoded.decode(wide)
+        except (TransferError, UnicodeDecodeError, LookupError) as exc:
+            log.warning("part %s cannot be decoded (%s): neutralizing it", label, type(exc).__name__)
+            self._failsafe(encoded, part, label, out, result, decoded=None)
+            return
+
+        if part.content_type == _STYLESHEET:
+            text_for_refs = "<style>" + text + "</style>"
+            shift = len("<style>")
+        else:
+            text_for_refs, shift = text, 0
+        try:
+            doc = extract(text_for_refs)
+        except Exception:  # a bug in our own extraction must not leak the pixel or lose the mail
+            log.exception("part %s cannot be analysed: neutralizing it", label)
+            self._failsafe(encoded, part, label, out, result, decoded=decoded)
+            return
+
+        base = doc.base or _content_base(part)
+        decisions: list[planner.Decision] = []
+        groups: dict[int, list[tuple[Reference, str, UrlVerdict]]] = {}
+        for ref in doc.refs:
+            url = ref.url
+            if base and not is_remote(url) and ":" not in url.split("/", 1)[0]:
+                url = urljoin(base, url)
+            if not is_remote(url):
+                continue
+            verdict = classifier.classify(
+                url, is_image=ref.vector in IMAGE_VECTORS, hidden=ref.hidden, conditional=ref.conditional
+            )
+            groups.setdefault(ref.group, []).append((ref, url, verdict))
+
+        amp = part.content_type == _AMP
+        stopped: set[str] = set()
+        for members in groups.values():
+            worst = max(members, key=lambda m: _SEVERITY[m[2].verdict])[2]
+            for ref, url, verdict in members:
+                # <picture>, srcset and the <img> they belong to share the worst verdict of the group.
+                shared = worst if worst.verdict is Verdict.TRACKER else verdict
+                is_image = ref.vector in IMAGE_VECTORS
+                action = Action.STRIP if amp else effective.action_for(shared.verdict, is_image=is_image)
+                cleaned = None
+                if action is Action.CLEAN and ref.url_span is not None:
+                    raw_url = text_for_refs[ref.url_span[0] : ref.url_span[1]]
+                    cleaned = clean_raw_url(raw_url, shared.remove_params.__contains__)
+                if action in (Action.STRIP, Action.BLOCK):
+                    stopped.add(url)
+                decisions.append(planner.Decision(ref, action, cleaned))
+                result.findings.append(_finding(ref, url, shared, action, label, is_image))
+
+        if out is None:
+            return
+        edits = [_shift(e, -shift) for e in planner.plan(decisions)] if shift else planner.plan(decisions)
+        if amp:
+            # AMP parts load dynamic, per-open content: neutralize everything remote, whatever was found.
+            edits = _merge(edits, safety.break_everything(_apply(text, edits)))
+        else:
+            edits, misses = self._safety_net(text, edits, stopped, effective, classifier, part)
+            result.misses += misses
+        if not edits:
+            return
+        self._write(encoded, part, label, edits, wide, text, out, result)
+
+    def _safety_net(
+        self,
+        text: str,
+        edits: list[Edit],
+        stopped: set[str],
+        effective: EffectivePolicy,
+        classifier: Classifier,
+        part: mime.Part,
+    ) -> tuple[list[Edit], int]:
+        """Parse the rewritten part with an independent parser; break whatever forbidden still loads."""
+        after = _apply(text, edits)
+        check = after if part.content_type != _STYLESHEET else "<style>" + after + "</style>"
+        forbidden: list[str] = []
+        for s in safety.loading_urls(check):
+            url = s.url
+            if not is_remote(url):
+                continue
+            if url in stopped:
+                forbidden.append(url)
+                continue
+            is_image = s.is_image
+            if s.element in ("a", "area") and s.attr == "href":
+                continue  # a link loads nothing until clicked
+            verdict = classifier.classify(url, is_image=is_image)
+            if effective.action_for(verdict.verdict, is_image=is_image) in (Action.STRIP, Action.BLOCK):
+                forbidden.append(url)
+        if not forbidden:
+            return edits, 0
+        log.warning("safety net: %d reference(s) survived the rewriter; breaking them", len(forbidden))
+        extra = safety.break_urls(after, forbidden)
+        if extra is None:
+            extra = safety.break_everything(after)
+        return _merge(edits, extra), len(forbidden)
+
+    def _write(
+        self,
+        encoded: bytes,
+        part: mime.Part,
+        label: str,
+        edits: list[Edit],
+        wide: str | None,
+        text: str,
+        out: bytearray,
+        result: Result,
+    ) -> None:
+        try:
+            if wide is not None:
+                new_body = self._wide(encoded, part, wide, text, edits)
+            else:
+                new_body = apply_edits(encoded, part.cte, edits)
+        except TransferError as exc:
+            log.warning("part %s: edits do not fit its encoding (%s): neutralizing it", label, exc)
+            self._failsafe(encoded, part, label, out, result, decoded=None)
+            return
+        if len(new_body) != len(encoded) or new_body.count(b"\n") != encoded.count(b"\n"):
+            # Cannot happen if the transfer layer keeps its contract; never ship a length change.
+            log.error("part %s: rewrite changed the length: neutralizing it", label)
+            self._failsafe(encoded, part, label, out, result, decoded=None)
+            return
+        out[part.body_start : part.end] = new_body
+
+    def _wide(self, encoded: bytes, part: mime.Part, charset: str, text: str, edits: list[Edit]) -> bytes:
+        """Edits in a charset that is not ASCII-compatible (UTF-16, UTF-32): edit characters, re-encode,
+        and turn the byte differences into same-length byte edits."""
+        if part.cte == "quoted-printable":
+            raise TransferError("quoted-printable text in a wide charset")
+        old = decode(encoded, part.cte)
+        new = _encode_like(old, _apply(text, edits), charset)
+        if len(new) != len(old):
+            raise TransferError("re-encoding changed the length")
+        diff = [Edit(i, i + 1, new[i : i + 1]) for i in range(len(old)) if old[i] != new[i]]
+        if any(e.content in (b"\r", b"\n") for e in diff):
+            raise TransferError("an edit would move a line break")
+        return apply_edits(encoded, part.cte, diff)
+
+    def _failsafe(
+        self,
+        encoded: bytes,
+        part: mime.Part,
+        label: str,
+        out: bytearray | None,
+        result: Result,
+        decoded: bytes | None,
+    ) -> None:
+        """Deliver the part with every remote reference neutralized, in the encoded bytes if need be."""
+        result.failsafe_parts.append(label)
+        if out is None:
+            return
+        if decoded is not None:
+            try:
+                new_body = apply_edits(encoded, part.cte, safety.break_everything(decoded.decode("latin-1")))
+                if len(new_body) == len(encoded):
+                    out[part.body_start : part.end] = new_body
+                    return
+            except TransferError:
+                pass
+        # Last resort: the encoded bytes themselves. A quoted-printable or 7bit body is broken in place;
+        # any other encoding we cannot edit is blanked to spaces, keeping its line breaks.
+        if part.cte in ("7bit", "8bit", "binary", "quoted-printable"):
+            text = encoded.decode("latin-1")
+            new = bytearray(encoded)
+            for e in safety.break_everything(text):
+                new[e.start : e.end] = e.content
+            out[part.body_start : part.end] = bytes(new)
+        else:
+            out[part.body_start : part.end] = re.sub(rb"[^\r\n]", b" ", encoded)
+
+
+def _encode_like(old: bytes, text: str, charset: str) -> bytes:
+    """Encode ``text`` as ``old`` was encoded, byte order mark included."""
+    name = codecs.lookup(charset).name
+    if name in ("utf-16", "utf-32"):
+        for bom, codec in (
+            (codecs.BOM_UTF32_LE, "utf-32-le"),
+            (codecs.BOM_UTF32_BE, "utf-32-be"),
+            (codecs.BOM_UTF16_LE, "utf-16-le"),
+            (codecs.BOM_UTF16_BE, "utf-16-be"),
+        ):
+            if codec.startswith(name) and old.startswith(bom):
+                return bom + text.encode(codec)
+    return text.encode(charset)
+
+
+def _content_base(part: mime.Part) -> str | None:
+    for name in ("content-base", "content-location"):
+        value = part.headers.get(name)
+        if value:
+            return str(value).strip().strip('"') or None
+    return None
+
+
+def _finding(ref: Reference, url: str, v: UrlVerdict, action: Action, part: str, is_image: bool) -> Finding:
+    return Finding(
+        url=url,
+        vector=ref.vector,
+        verdict=v.verdict,
+        action=action,
+        tier=v.tier if v.verdict is not Verdict.CLEAN else Tier.LOW,
+        vendor=v.vendor,
+        reasons=v.reasons,
+        party=v.party,
+        is_image=is_image,
+        part=part,
+        tracker_domain=v.domain,
+    )
+
+
+def _shift(e: Edit, by: int) -> Edit:
+    return Edit(e.start + by, e.end + by, e.content)
+
+
+def _merge(a: Iterable[Edit], b: Iterable[Edit]) -> list[Edit]:
+    """Both edit lists, sorted; an edit of ``b`` inside one of ``a`` is dropped."""
+    first = sorted(a, key=lambda e: e.start)
+    out = list(first)
+    for e in b:
+        if not any(x.start <= e.start < x.end or x.start < e.end <= x.end for x in first):
+            out.append(e)
+    return sorted(out, key=lambda e: e.start)
+
+
+def _apply(text: str, edits: Iterable[Edit]) -> str:
+    """The decoded text after the edits, laid out as the transfer layer does for 7bit: content, spaces,
+    then the span's line breaks. Same length as ``text``, so offsets into it are offsets into the original."""
+    pieces: list[str] = []
+    pos = 0
+    for e in edits:
+        pieces.append(text[pos : e.start])
+        span = text[e.start : e.end]
+        breaks = "".join(c for c in span if c in "\r\n")
+        content = e.content.decode("latin-1")
+        pieces.append(content + " " * (len(span) - len(content) - len(breaks)) + breaks)
+        pos = e.end
+    pieces.append(text[pos:])
+    return "".join(pieces)

@@ -1,0 +1,179 @@
+"""The safety net: an independent HTML5 parser lists what a rewritten part would still load.
+
+The rewriter finds references with its own tokenizer. If that tokenizer and a browser ever disagree (an odd
+encoding, a parser quirk), a reference could survive. So every rewritten HTML part is parsed again with
+lexbor (through selectolax), a full WHATWG tree builder that shares no code with ours, and every URL it
+would load is listed here, with its CSS read by a separate, deliberately simple scanner. The engine then
+decides which survivors are forbidden, and ``break_urls`` neutralizes them with a blunt, length-preserving
+fallback: the scheme ``http`` becomes ``xttp``, and a protocol-relative ``//`` becomes ``/_``, so nothing
+is fetched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from selectolax.lexbor import LexborHTMLParser
+
+from mailproxy.rewrite.transfer import Edit
+
+# Attributes whose value is a URL that some element loads. The safety net is deliberately broader than
+# the extractor: it checks these on every element, not only where they load.
+_URL_ATTRS = (
+    "src",
+    "href",
+    "xlink:href",
+    "background",
+    "poster",
+    "lowsrc",
+    "dynsrc",
+    "data",
+    "codebase",
+    "archive",
+    "code",
+    "manifest",
+    "ping",
+    "action-xhr",
+    "color-profile",
+)
+_LIST_ATTRS = ("srcset",)
+_IMAGE_ATTRS = frozenset({"background", "poster", "srcset", "lowsrc", "dynsrc", "style", "xlink:href"})
+_IMAGE_ELEMENTS = frozenset({"img", "image", "input", "amp-img", "v:fill", "v:image", "v:imagedata"})
+_CSS_ATTRS = (
+    "style",
+    "fill",
+    "stroke",
+    "filter",
+    "clip-path",
+    "mask",
+    "marker-start",
+    "marker-mid",
+    "marker-end",
+    "cursor",
+)
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t\n\r\f]?|\\(.)", re.DOTALL)
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
+_CSS_URLS = re.compile(
+    r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)\s]*))\s*\)|@import\s*(?:"([^"]*)"|'([^']*)')"""
+    r"""|image-set\((?P<set>[^)]*)\)""",
+    re.IGNORECASE,
+)
+_SET_STRINGS = re.compile(r"""["']([^"']+)["']""")
+_REFRESH = re.compile(r"url\s*=\s*['\"]?([^'\"\s;]+)", re.IGNORECASE)
+_ANY_REMOTE = re.compile(
+    r"(?i)\bh(?=ttps?:)|\bf(?=tp:)|\bw(?=ss?:)|(?<=[\s\"'=(,])/(?=/[^\s/])|&(?=#)|\\(?=[0-9a-f])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Survivor:
+    url: str
+    element: str
+    attr: str  # "" for <style> text, "#comment" for Outlook conditional comments
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the client renders what this URL loads as an image (policy treats images apart)."""
+        if self.attr in _IMAGE_ATTRS or self.element == "style":
+            return True
+        return self.attr == "src" and self.element in _IMAGE_ELEMENTS
+
+
+def _css_urls(text: str) -> Iterator[str]:
+    if "\\" in text:
+        text = _CSS_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), text)
+    text = _CSS_COMMENT.sub(" ", text)
+    for m in _CSS_URLS.finditer(text):
+        if m.group("set") is not None:
+            yield from _SET_STRINGS.findall(m.group("set"))
+            continue
+        url = next((g for g in m.groups()[:5] if g), None)
+        if url:
+            yield url.strip()
+
+
+def loading_urls(text: str) -> list[Survivor]:
+    """Every URL the rewritten document could still make a client load."""
+    out: list[Survivor] = []
+    tree = LexborHTMLParser(text)
+    root = tree.root
+    if root is None:
+        return out
+    for node in root.traverse(include_text=False):
+        tag = node.tag or ""
+        if tag == "-comment":
+            body = node.html or ""
+            if "[if" in body.lower():
+                out.extend(Survivor(s.url, s.element, "#comment") for s in loading_urls(body[4:-3]))
+            continue
+        if tag == "style":
+            out.extend(Survivor(u, "style", "") for u in _css_urls(node.text(deep=True) or ""))
+            continue
+        attrs = node.attributes
+        if not attrs:
+            continue
+        for name, value in attrs.items():
+            if value is None:
+                continue
+            lname = name.lower()
+            if lname in _URL_ATTRS:
+                out.append(Survivor(value.strip(), tag, lname))
+            elif lname in _LIST_ATTRS:
+                for cand in value.split(","):
+                    url = cand.strip().split(" ")[0] if cand.strip() else ""
+                    if url:
+                        out.append(Survivor(url, tag, lname))
+            elif lname in _CSS_ATTRS and (
+                "url" in value.lower() or "image-set" in value.lower() or "\\" in value
+            ):
+                out.extend(Survivor(u, tag, lname) for u in _css_urls(value))
+            elif lname == "content" and tag == "meta":
+                m = _REFRESH.search(value)
+                if m:
+                    out.append(Survivor(m.group(1), tag, "content"))
+    return out
+
+
+def break_urls(text: str, urls: Iterable[str]) -> list[Edit] | None:
+    """Edits that break each URL's scheme wherever its scheme-and-host prefix occurs in the text.
+
+    None when some URL cannot be found literally (it is spelled with entities or escapes): the caller then
+    neutralizes the whole part with ``break_everything``.
+    """
+    edits: dict[int, Edit] = {}
+    for url in urls:
+        prefix = _prefix(url)
+        if not prefix:
+            continue
+        found = False
+        lowered = text.lower()
+        pos = lowered.find(prefix)
+        while pos >= 0:
+            found = True
+            edits[pos] = Edit(pos, pos + 1, b"x" if prefix[0] != "/" else b"_")
+            pos = lowered.find(prefix, pos + 1)
+        if not found:
+            return None
+    return sorted(edits.values(), key=lambda e: e.start)
+
+
+def _prefix(url: str) -> str:
+    """The URL up to the end of its host, lower-cased: what to search for in the raw text."""
+    lowered = url.strip().lower()
+    m = re.match(r"((?:[a-z][a-z0-9+.-]*:)?//[^/?#\s\\]*)", lowered)
+    return m.group(1) if m else ""
+
+
+def break_everything(text: str) -> list[Edit]:
+    """Fail safe: neutralize every remote reference in a part that cannot be analysed.
+
+    Breaks every http(s)/ftp/ws scheme, every protocol-relative '//', every numeric character reference
+    and every CSS escape, which together cover each way HTML and CSS can spell a remote URL. Text may show
+    a stray character; the message is still delivered and nothing loads.
+    """
+    return [
+        Edit(m.start(), m.start() + 1, b"x" if m.group(0) not in ("/", "&", "\\") else b"_")
+        for m in _ANY_REMOTE.finditer(text)
+    ]
