@@ -91,7 +91,7 @@ class _Walker:
             if ctype.startswith("multipart/"):
                 boundary = headers.get_param("boundary")
                 if isinstance(boundary, str) and boundary:
-                    sub = "multipart/digest" == ctype
+                    sub = ctype == "multipart/digest"
                     children = self.multipart(
                         body_start, end, boundary, number, depth, "message/rfc822" if sub else "text/plain"
                     )

@@ -16,7 +16,8 @@ NESTED = (
     b"--YY\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
     b"--YY\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
     b"<p>hi</p>\r\n--YY--\r\n"
-    b"--XX\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n"
+    b"--XX\r\nContent-Type: message/rfc822\r\n\r\n"
+    b"Subject: inner\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n"
     b"--XX--\r\nepilogue\r\n"
 )
 
