@@ -1,0 +1,467 @@
+"""The rewriting engine on real MIME messages: every vector, every transfer encoding, the length invariant,
+false-positive guards, malformed input and policy variants.
+
+Outputs are checked with tools the engine does not use: the stdlib ``email`` package decodes the parts and
+html5lib (a second WHATWG parser; the engine's safety net uses lexbor) lists what would still load.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import quopri
+import re
+from collections.abc import Iterator
+
+import html5lib
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailproxy.config import load_config
+from mailproxy.engine import Engine
+from mailproxy.model import Action, Vector, Verdict
+from mailproxy.policy import Policy
+
+TRACKER = (
+    "https://news.us5.list-manage.com/track/open.php?u=0123456789abcdef012345678&id=abcdef0123&e=0a1b2c3d4e"
+)
+TRACKER_HOST = "list-manage.com"
+CONTENT = "https://cdn.shop.example/img/hero.9f8e7d6c5b4a.png"
+RECIPIENT = "alice@example.org"
+
+ENGINE = Engine()
+
+
+def message(
+    html: str,
+    *,
+    cte: str = "quoted-printable",
+    charset: str = "utf-8",
+    headers: str = "",
+    qp_line: int = 76,
+) -> bytes:
+    body = html.encode(charset)
+    if cte == "quoted-printable":
+        encoded = _qp(body, qp_line)
+    elif cte == "base64":
+        encoded = base64.encodebytes(body).replace(b"\n", b"\r\n")
+    else:
+        encoded = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head = (
+        f"From: Shop <news@shop.example>\r\nTo: Alice <{RECIPIENT}>\r\nSubject: Deals\r\n{headers}"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee https://shop.example/deals\r\n"
+        f"--b1\r\nContent-Type: text/html; charset={charset}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+    ).encode()
+    return head + encoded + b"\r\n--b1--\r\n"
+
+
+def _qp(body: bytes, line: int) -> bytes:
+    out = quopri.encodestring(body).replace(b"\n", b"\r\n")
+    if line == 76:
+        return out
+    # Re-wrap at a narrower width so soft line breaks fall inside URLs.
+    plain = quopri.decodestring(out)
+    lines = []
+    for hard in plain.split(b"\n"):
+        enc = quopri.encodestring(hard).rstrip(b"\n").replace(b"=\n", b"")
+        pieces = []
+        while len(enc) > line:
+            cut = line - 1
+            while b"=" in enc[cut - 2 : cut]:  # never split an escape
+                cut -= 1
+            pieces.append(enc[:cut] + b"=")
+            enc = enc[cut:]
+        pieces.append(enc)
+        lines.append(b"\r\n".join(pieces))
+    return b"\r\n".join(lines)
+
+
+def html_parts(raw: bytes) -> list[str]:
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    out = []
+    for part in msg.walk():
+        if part.get_content_type() in ("text/html", "text/x-amp-html", "image/svg+xml"):
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            out.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+    return out
+
+
+_CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)|image-set\(\s*['"]([^'"]+)""", re.I)
+_URL_ATTRS = {
+    "src",
+    "href",
+    "xlink:href",
+    "{http://www.w3.org/1999/xlink}href",
+    "background",
+    "poster",
+    "lowsrc",
+    "dynsrc",
+    "data",
+    "codebase",
+    "srcset",
+    "content",
+}
+
+
+def loads(html: str) -> Iterator[str]:
+    """Every remote URL html5lib says the document could load (including inside Outlook conditional
+    comments, and CSS with escapes resolved)."""
+    tree = html5lib.parse(html, namespaceHTMLElements=False)
+    for el in tree.iter():
+        if not isinstance(el.tag, str):  # a comment
+            if el.text and el.text.lstrip().lower().startswith("[if"):
+                yield from loads(el.text)
+            continue
+        for name, value in el.attrib.items():
+            if name in _URL_ATTRS:
+                for cand in value.split(","):
+                    yield cand.strip().split(" ")[0]
+            if name == "style" or name in ("fill", "stroke", "filter"):
+                yield from _css(value)
+        if el.tag == "style" and el.text:
+            yield from _css(el.text)
+        if el.tag == "meta" and "url=" in el.get("content", "").lower():
+            yield el.get("content", "").lower().split("url=", 1)[1].strip("'\" ")
+
+
+def _css(text: str) -> Iterator[str]:
+    text = re.sub(r"\\([0-9a-fA-F]{1,6})\s?", lambda m: chr(int(m.group(1), 16)), text)
+    text = re.sub(r"\\(.)", r"\1", text)
+    for m in _CSS_URL.finditer(text):
+        yield next(g for g in m.groups() if g)
+
+
+def remote(urls: Iterator[str]) -> list[str]:
+    return [u for u in urls if re.match(r"(?i)(https?:)?//", u.strip())]
+
+
+def rewrite(raw: bytes, engine: Engine = ENGINE) -> bytes:
+    result = engine.rewrite(raw)
+    out = result.data
+    assert len(out) == len(raw)
+    assert out.count(b"\n") == raw.count(b"\n")
+    assert out.count(b"\r\n") == raw.count(b"\r\n")
+    # Headers and the text/plain part are byte-identical (no read receipts in these messages).
+    head_end = raw.index(b"Content-Transfer-Encoding")
+    assert out[:head_end] == raw[:head_end]
+    return out
+
+
+# -- every vector: a tracker in it stops loading -----------------------------------------------------------
+T = TRACKER
+T_ESC = T.replace("&", "&amp;")
+VECTORS = {
+    "img": f'<img src="{T_ESC}" width="1" height="1" alt="">',
+    "img-unquoted-upper": f"<IMG SRC={T_ESC} WIDTH=1>",
+    "img-newlines": f'<img\nalt=""\nsrc="{T_ESC}"\n>',
+    "img-slash-separated": f'<img/src="{T_ESC}"/>',
+    "img-entity-scheme": '<img src="&#104;ttps://news.us5.list-manage.com/track/open.php?u=0123456789abcdef012345678">',
+    "srcset": f'<img src="{CONTENT}" srcset="{T_ESC} 1x, {T_ESC} 2x">',
+    "lowsrc": f'<img src="{CONTENT}" lowsrc="{T_ESC}">',
+    "picture": f'<picture><source srcset="{T_ESC}"><img src="{CONTENT}"></picture>',
+    "input-image": f'<form><input type="image" src="{T_ESC}"></form>',
+    "body-background": f'<body background="{T_ESC}"><p>x</p></body>',
+    "td-background": f'<table><tr><td background="{T_ESC}">x</td></tr></table>',
+    "style-attr": f"<div style=\"background-image:url('{T_ESC}')\">x</div>",
+    "style-attr-entities": f'<div style="background:url(&quot;{T_ESC}&quot;)">x</div>',
+    "style-block": f"<style>.a{{background:url({T}) }}</style><div class=a>x</div>",
+    "style-import": f'<style>@import url("{T}");</style>',
+    "style-import-string": f"<style>@import '{T}';</style>",
+    "style-media-print": f"<style>@media print {{ #t {{ background-image: url({T}) }} }}</style>",
+    "style-font-face": f"<style>@font-face {{ font-family: x; src: url({T}) format('woff') }}</style>",
+    "style-escape": f"<style>.a {{ background: u\\72l({T}) }}</style>",
+    "style-content": f"<style>#t::before {{ content: url({T}) }}</style>",
+    "style-list-style": f"<style>li {{ list-style-image: url({T}) }}</style>",
+    "style-image-set": f"<style>.a {{ background-image: image-set('{T}' 1x) }}</style>",
+    "link-stylesheet": f'<link rel="stylesheet" href="{T_ESC}">',
+    "link-prefetch": f'<link rel="prefetch" href="{T_ESC}">',
+    "link-preload": f'<link rel="preload" as="image" href="{T_ESC}">',
+    "link-dns-prefetch": '<link rel="dns-prefetch" href="//news.us5.list-manage.com">',
+    "link-preconnect": '<link rel="preconnect" href="https://news.us5.list-manage.com">',
+    "link-icon": f'<link rel="icon" href="{T_ESC}">',
+    "video-poster": f'<video poster="{T_ESC}"></video>',
+    "video-src": f'<video src="{T_ESC}"></video>',
+    "audio": f'<audio src="{T_ESC}" autoplay></audio>',
+    "video-source": f'<video><source src="{T_ESC}" type="video/mp4"></video>',
+    "track": f'<video><track src="{T_ESC}"></video>',
+    "iframe": f'<iframe src="{T_ESC}"></iframe>',
+    "frame": f'<frameset><frame src="{T_ESC}"></frameset>',
+    "object": f'<object data="{T_ESC}"></object>',
+    "embed": f'<embed src="{T_ESC}">',
+    "svg-image": f'<svg><image href="{T_ESC}" /></svg>',
+    "svg-image-xlink": f'<svg><image xlink:href="{T_ESC}" /></svg>',
+    "svg-use": f'<svg><use href="{T_ESC}#a" /></svg>',
+    "svg-feimage": f'<svg><filter><feImage href="{T_ESC}" /></filter></svg>',
+    "meta-refresh": f'<meta http-equiv="refresh" content="0;url={T_ESC}">',
+    "base": '<base href="https://news.us5.list-manage.com/track/"><img src="open.php?u=1">',
+    "vml": f'<!--[if mso]><v:rect><v:fill type="tile" src="{T_ESC}" /></v:rect><![endif]-->',
+    "vml-image": f'<!--[if gte mso 9]><v:image src="{T_ESC}" /><![endif]-->',
+}
+
+
+@pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_every_vector_stops_the_tracker(name: str, cte: str) -> None:
+    html = f"<html><head></head><body><p>Hello</p>{VECTORS[name]}<p>Bye</p></body></html>"
+    raw = message(html, cte=cte, qp_line=40)
+    result = ENGINE.rewrite(raw)
+    assert result.misses == 0, "the rewriter itself must catch it, not the safety net"
+    out = rewrite(raw)
+    [decoded] = html_parts(out)
+    assert TRACKER_HOST not in decoded
+    assert not [u for u in remote(loads(decoded)) if TRACKER_HOST in u]
+    assert "Hello" in decoded and "Bye" in decoded
+
+
+def test_not_tags_are_left_alone() -> None:
+    html = (
+        f"<p>x</p><!-- <img src={T_ESC}> --><textarea><img src={T_ESC}></textarea>"
+        f"<title><img src={T_ESC}></title><script>var a='<img src={T_ESC}>'</script>"
+    )
+    raw = message(html, cte="8bit")
+    assert ENGINE.rewrite(raw).data == raw
+
+
+# -- identifiers are cleaned, content kept -----------------------------------------------------------------
+def test_identifying_parameters_are_removed_and_the_image_kept() -> None:
+    url = f"{CONTENT}?utm_source=news&amp;w=600&amp;mc_eid=0a1b2c3d4e&amp;utm_campaign=x"
+    raw = message(f'<img src="{url}" width="600">', cte="quoted-printable", qp_line=30)
+    out = rewrite(raw)
+    [decoded] = html_parts(out)
+    assert remote(loads(decoded)) == [f"{CONTENT}?w=600"]
+
+
+def test_recipient_identity_in_query_is_cleaned_and_in_path_is_a_tracker() -> None:
+    import hashlib
+
+    md5 = hashlib.md5(RECIPIENT.encode()).hexdigest()
+    html = (
+        f'<img src="https://img.vendor.example/banner.png?h={md5}&amp;w=600" width="600">'
+        f'<img src="https://img.vendor.example/p/{md5}/banner.png" width="600">'
+    )
+    result = ENGINE.rewrite(message(html, cte="8bit"))
+    [decoded] = html_parts(result.data)
+    assert remote(loads(decoded)) == ["https://img.vendor.example/banner.png?w=600"]
+    verdicts = [(f.verdict, f.action) for f in result.findings]
+    assert verdicts == [(Verdict.IDENTIFYING, Action.CLEAN), (Verdict.TRACKER, Action.STRIP)]
+
+
+# -- false-positive guards ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<img src="cid:logo@shop.example" width="1" height="1">',
+        '<img src="data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7" width=1>',
+        f'<img src="{CONTENT}" width="600" height="300">',
+        '<img src="https://cdn.shopify.com/s/files/1/0123/4567/files/hero_a1b2c3d4e5f6a7b8.jpg?v=1699999999">',
+        '<img src="https://shop.example/img/spacer.gif" width="1" height="1">',
+        '<a href="https://shop.example/deals?utm_source=news">deals</a>',
+    ],
+)
+def test_false_positive_guards_leave_the_message_untouched(html: str) -> None:
+    raw = message(html, cte="8bit")
+    result = ENGINE.rewrite(raw)
+    assert result.data == raw
+    assert all(f.verdict is Verdict.CLEAN for f in result.findings)
+
+
+def test_hidden_third_party_image_is_a_tracker() -> None:
+    html = '<div style="display:none"><img src="https://pixel.example.net/i.png"></div>'
+    result = ENGINE.rewrite(message(html, cte="8bit"))
+    [finding] = result.findings
+    assert finding.verdict is Verdict.TRACKER and any(r.startswith("hidden:") for r in finding.reasons)
+
+
+# -- transfer encodings and charsets -----------------------------------------------------------------------
+def test_latin1_and_windows1252_bytes_are_preserved() -> None:
+    html = f'<p>Grüße « café »</p><img src="{T_ESC}" width=1 height=1><p>Ünïcödé</p>'
+    for charset in ("iso-8859-1", "windows-1252"):
+        raw = message(html, cte="8bit", charset=charset)
+        out = rewrite(raw)
+        [decoded] = html_parts(out)
+        assert "Grüße" in decoded and "Ünïcödé" in decoded and TRACKER_HOST not in decoded
+
+
+def test_utf16_base64_part() -> None:
+    html = f'<p>Hello</p><img src="{T_ESC}" width=1 height=1>'
+    raw = message(html, cte="base64", charset="utf-16")
+    out = rewrite(raw)
+    [decoded] = html_parts(out)
+    assert "Hello" in decoded and TRACKER_HOST not in decoded
+
+
+def test_nested_multipart_and_attached_message() -> None:
+    inner = message(f'<img src="{T_ESC}" width=1 height=1>', cte="quoted-printable")
+    raw = (
+        b"From: a@shop.example\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+        b"--outer\r\nContent-Type: multipart/related; boundary=rel\r\n\r\n"
+        b'--rel\r\nContent-Type: text/html\r\n\r\n<img src=cid:x><img src="'
+        + TRACKER.encode()
+        + b'" width=1>'
+        b"\r\n--rel\r\nContent-Type: image/png\r\nContent-ID: <x>\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        b"iVBORw0KGgo=\r\n--rel--\r\n"
+        b"--outer\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--outer--\r\n"
+    )
+    out = ENGINE.rewrite(raw).data
+    assert len(out) == len(raw) and out.count(b"\n") == raw.count(b"\n")
+    assert TRACKER_HOST not in "".join(html_parts(out))
+    assert b"iVBORw0KGgo=" in out and b"<img src=cid:x>" in out
+
+
+def test_cid_stylesheet_part_is_rewritten() -> None:
+    raw = (
+        b"From: a@shop.example\r\nContent-Type: multipart/related; boundary=r\r\n\r\n"
+        b"--r\r\nContent-Type: text/html\r\n\r\n<link rel=stylesheet href=cid:css>\r\n"
+        b"--r\r\nContent-Type: text/css\r\nContent-ID: <css>\r\n\r\nbody { background: url("
+        + TRACKER.encode()
+        + b") }\r\n--r--\r\n"
+    )
+    out = ENGINE.rewrite(raw).data
+    assert len(out) == len(raw) and TRACKER_HOST.encode() not in out
+
+
+def test_amp_part_is_neutralized() -> None:
+    raw = message("<p>x</p>", cte="8bit").replace(
+        b"--b1--",
+        b'--b1\r\nContent-Type: text/x-amp-html\r\n\r\n<amp-img src="https://cdn.shop.example/a.png">'
+        b'<amp-list src="https://api.shop.example/list"></amp-list>\r\n--b1--',
+    )
+    out = ENGINE.rewrite(raw).data
+    assert len(out) == len(raw)
+    amp = out.split(b"text/x-amp-html")[1]
+    assert b"https://" not in amp
+
+
+# -- headers -----------------------------------------------------------------------------------------------
+def test_read_receipts_are_neutralized_with_the_same_length() -> None:
+    headers = (
+        "Disposition-Notification-To: news@shop.example\r\nReturn-Receipt-To: news@shop.example\r\n"
+        "X-Confirm-Reading-To: news@shop.example\r\n"
+    )
+    raw = message("<p>x</p>", cte="8bit", headers=headers)
+    result = ENGINE.rewrite(raw)
+    assert len(result.data) == len(raw) and result.receipts_neutralized == 3
+    msg = email.message_from_bytes(result.data)
+    for name in ("Disposition-Notification-To", "Return-Receipt-To", "X-Confirm-Reading-To"):
+        assert msg[name] is None
+
+
+# -- malformed input: delivered, neutralized, never a crash -------------------------------------------------
+def test_bad_base64_is_neutralized_not_lost() -> None:
+    raw = message(f'<img src="{T_ESC}">', cte="base64")
+    broken = raw.replace(
+        b"Content-Transfer-Encoding: base64\r\n\r\n", b"Content-Transfer-Encoding: base64\r\n\r\n!!"
+    )
+    result = ENGINE.rewrite(broken)
+    assert len(result.data) == len(broken)
+    assert TRACKER_HOST not in "".join(html_parts(result.data))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\r\n",
+        b"Subject: x\r\n" * 5000,
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: text/html\r\n\r\n<img src="
+        + TRACKER.encode(),
+        b'Content-Type: text/html; charset=bogus-charset\r\n\r\n<img src="'
+        + TRACKER.encode()
+        + b'" width=1 height=1>',
+        b'Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<img src=3D"'
+        + TRACKER.encode()
+        + b"=ZZ=\r\n",
+        b'Content-Type: text/html\r\n\r\n<img src="' + TRACKER.encode() + b'" width=1 height=1><' * 1000,
+        b"\xff\xfe\x00garbage\x00\r\n\r\n<<<>>>",
+    ],
+)
+def test_malformed_messages_keep_length_and_lose_no_tracker(raw: bytes) -> None:
+    result = ENGINE.rewrite(raw)
+    assert len(result.data) == len(raw) and result.data.count(b"\n") == raw.count(b"\n")
+    assert b"https://news.us5.list-manage.com/track" not in result.data
+
+
+# -- policy variants -----------------------------------------------------------------------------------------
+def engine_with(tmp_path, toml: str) -> Engine:  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    return Engine(Policy.from_config(load_config(path)))
+
+
+def test_block_replaces_the_tracker_by_a_placeholder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_with(tmp_path, '[policy]\ntracker = "block"\n')
+    raw = message(f'<img src="{T_ESC}" width=1 height=1>', cte="8bit")
+    [decoded] = html_parts(engine.rewrite(raw).data)
+    assert "data:image/gif;base64," in decoded and TRACKER_HOST not in decoded
+
+
+def test_allow_and_content_allow(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_with(tmp_path, '[policy]\ntracker = "allow"\ncontent = "allow"\nidentifiers = "allow"\n')
+    raw = message(
+        f'<img src="{T_ESC}" width=1><link rel=stylesheet href="https://shop.example/a.css">', cte="8bit"
+    )
+    assert engine.rewrite(raw).data == raw
+
+
+def test_images_block_blocks_content_images(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_with(tmp_path, '[policy]\nimages = "block"\n')
+    raw = message(f'<img src="{CONTENT}" width="600">', cte="8bit")
+    [decoded] = html_parts(engine.rewrite(raw).data)
+    assert remote(loads(decoded)) == []
+
+
+def test_per_sender_rule(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_with(tmp_path, '[[senders]]\nmatch = "shop.example"\ntracker = "allow"\n')
+    raw = message(f'<img src="{T_ESC}" width=1>', cte="8bit")
+    assert engine.rewrite(raw).data == raw
+    assert ENGINE.rewrite(raw).data != raw
+
+
+def test_findings_report_vendor_vector_and_reasons() -> None:
+    raw = message(f'<img src="{T_ESC}" width="1" height="1"><td background="{T_ESC}">', cte="8bit")
+    findings = ENGINE.analyse(raw)
+    assert {f.vector for f in findings} == {Vector.IMG, Vector.BACKGROUND}
+    assert all(f.vendor == "Mailchimp" and f.verdict is Verdict.TRACKER for f in findings)
+    assert all("known-tracker" in f.reasons for f in findings)
+
+
+def test_rewrite_is_deterministic() -> None:
+    raw = message(f'<img src="{T_ESC}" width=1><img src="{CONTENT}?utm_source=x">', cte="quoted-printable")
+    assert ENGINE.rewrite(raw).data == Engine().rewrite(raw).data
+
+
+# -- property: the invariant holds for random messages -----------------------------------------------
+_pieces = st.sampled_from(
+    [
+        f'<img src="{T_ESC}" width=1 height=1>',
+        f'<img src="{CONTENT}?utm_source=n&amp;utm_medium=e">',
+        f"<div style=\"background:url('{T}')\">é</div>",
+        f"<style>@import url({T}); .x{{background:url({CONTENT})}}</style>",
+        f'<td background="{T_ESC}">',
+        "<p>Grüße ☃ = =3D</p>",
+        "\n",
+        '<!--[if mso]><v:fill src="' + T_ESC + '"/><![endif]-->',
+        f'<img srcset="{CONTENT} 1x, {T_ESC} 2x">',
+        '<a href="https://shop.example/?utm_source=x">l</a>',
+        "x" * 90,
+    ]
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_pieces, min_size=1, max_size=15),
+    st.sampled_from(["quoted-printable", "base64", "8bit"]),
+    st.integers(min_value=20, max_value=76),
+)
+def test_invariant_for_random_messages(pieces: list[str], cte: str, qp_line: int) -> None:
+    raw = message("".join(pieces), cte=cte, qp_line=qp_line)
+    out = rewrite(raw)
+    [decoded] = html_parts(out)
+    assert not [u for u in remote(loads(decoded)) if TRACKER_HOST in u]
