@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 from urllib.parse import unquote
 
 from mailproxy.errors import FilterListError
@@ -160,6 +161,46 @@ def normalize_host(host: str) -> str | None:
     if not h or _HOST_RE.fullmatch(h) is None:
         return None
     return h
+
+
+# ------------------------------------------------------------------------------------------------
+# Combined regexes
+
+T = TypeVar("T")
+
+
+class Alternation(Generic[T]):
+    """Patterns combined into one regex; on a hit, the first pattern matching where it matched wins.
+
+    Used by the bundled dataset (trackers) and by Adblock rule buckets. The branches carry no capturing
+    groups on purpose: re skips a branch whose first opcode is a literal that differs from the current
+    character without entering it, which a group in front would defeat (about 8x slower on a miss).
+    Misses are the common case, so identifying the branch is left to the rare hit, where the individual
+    patterns are tried at the match position in order: the same answer re's leftmost-first rule gave.
+    """
+
+    __slots__ = ("rx", "_each", "_values")
+
+    def __init__(self, prefix: str, items: Sequence[tuple[str, T]]) -> None:
+        alternatives = "|".join(f"(?:{p})" for p, _ in items)
+        self.rx = re.compile(f"{prefix}(?P<alt>{alternatives})")
+        self._each = tuple(re.compile(p) for p, _ in items)
+        self._values = tuple(v for _, v in items)
+
+    def which(self, key: str, m: re.Match[str]) -> T:
+        pos = m.start("alt")
+        for rx, value in zip(self._each, self._values, strict=True):
+            if rx.match(key, pos) is not None:
+                return value
+        raise AssertionError("combined regex matched but no alternative does")  # pragma: no cover
+
+    def search(self, key: str, pos: int) -> T | None:
+        m = self.rx.search(key, pos)
+        return None if m is None else self.which(key, m)
+
+    def match(self, key: str, pos: int = 0) -> T | None:
+        m = self.rx.match(key, pos)
+        return None if m is None else self.which(key, m)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,11 +414,11 @@ class _RuleIndex:
         self.rules = tuple(rules)
         self._by_host_any: dict[str, int] = {}
         self._by_host_rest: dict[str, list[int]] = {}
-        self._host_rx: dict[str, re.Pattern[str]] = {}
+        self._host_rx: dict[str, Alternation[int]] = {}
         self._by_token: dict[str, list[int]] = {}
-        self._token_rx: dict[str, re.Pattern[str]] = {}
+        self._token_rx: dict[str, Alternation[int]] = {}
         self._fallback: list[int] = []
-        self._fallback_rx: re.Pattern[str] | None = None
+        self._fallback_rx: Alternation[int] | None = None
         self._user_regex: list[tuple[re.Pattern[str], int]] = []
         freq: Counter[str] = Counter()
         for rule in self.rules:
@@ -400,9 +441,9 @@ class _RuleIndex:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def _combined(self, ids: Sequence[int], *, remainder: bool) -> re.Pattern[str]:
-        parts = [f"({self.rules[i].remainder if remainder else self.rules[i].regex})" for i in ids]
-        return re.compile("|".join(parts))
+    def _combined(self, ids: Sequence[int], *, remainder: bool) -> Alternation[int]:
+        rules = self.rules
+        return Alternation("", [(str(rules[i].remainder if remainder else rules[i].regex), i) for i in ids])
 
     def host_rule(self, host: str) -> _ParsedRule | None:
         """A rule covering every URL of ``host`` (``||suffix^``)."""
@@ -434,9 +475,9 @@ class _RuleIndex:
                 rx = self._host_rx.get(suffix)
                 if rx is None:
                     rx = self._host_rx[suffix] = self._combined(ids, remainder=True)
-                m = rx.match(url, host_end)
-                if m is not None and m.lastindex is not None:
-                    return self.rules[ids[m.lastindex - 1]]
+                found = rx.match(url, host_end)
+                if found is not None:
+                    return self.rules[found]
         if self._by_token:
             for token in set(_URL_TOKEN_RE.findall(url)):
                 ids = self._by_token.get(token)
@@ -445,17 +486,17 @@ class _RuleIndex:
                 rx = self._token_rx.get(token)
                 if rx is None:
                     rx = self._token_rx[token] = self._combined(ids, remainder=False)
-                m = rx.search(url)
-                if m is not None and m.lastindex is not None:
-                    return self.rules[ids[m.lastindex - 1]]
+                found = rx.search(url, 0)
+                if found is not None:
+                    return self.rules[found]
         if self._fallback:
             if self._fallback_rx is None:
                 self._fallback_rx = self._combined(self._fallback, remainder=False)
-            m = self._fallback_rx.search(url)
-            if m is not None and m.lastindex is not None:
-                return self.rules[self._fallback[m.lastindex - 1]]
-        for rx, i in self._user_regex:
-            if rx.search(url) is not None:
+            found = self._fallback_rx.search(url, 0)
+            if found is not None:
+                return self.rules[found]
+        for user_rx, i in self._user_regex:
+            if user_rx.search(url) is not None:
                 return self.rules[i]
         return None
 
@@ -580,6 +621,12 @@ def _parse_rule(line: str, lineno: int) -> _ParsedRule | None:
         body = body[:-1]
     if not body.strip("*^"):
         raise _SkipRule("matches every URL")
+    # A "*" at an unanchored end adds nothing to a substring search, and a leading ".*" would make the
+    # regex engine rescan the rest of the URL from every position.
+    if not domain_anchor and not start_anchor:
+        body = body.lstrip("*")
+    if not end_anchor:
+        body = body.rstrip("*")
     if domain_anchor and not end_anchor:
         m = _SIMPLE_HOST_RE.match(body)
         if m is not None and m.end() < len(body) and body[m.end()] in "^/":

@@ -13,7 +13,7 @@ for the pattern language). Speed matters (every URL of every message goes throug
 - beacon domains sit in a dict probed with each suffix of the host (a handful of look-ups);
 - vendor patterns are compiled into a few combined regexes: host-anchored ones bucketed by first letter,
   and path ones behind one shared leading "/" so the regex engine skips from slash to slash; which vendor
-  matched is worked out only on a hit (see ``_Alternation``);
+  matched is worked out only on a hit (see ``filterlists.Alternation``);
 - results are memoised per URL (logos and spacers recur across messages).
 """
 
@@ -33,6 +33,7 @@ from mailproxy.detect.filterlists import (
     DEFAULT_DISCONNECT_CATEGORIES,
     MAX_KEY_CHARS,
     AdblockList,
+    Alternation,
     DomainList,
     FilterHit,
     SplitURL,
@@ -67,40 +68,6 @@ class TrackerMatch:
 T = TypeVar("T")
 
 
-class _Alternation(Generic[T]):
-    """Patterns combined into one regex; on a hit, the first pattern matching where it matched wins.
-
-    The branches carry no capturing groups on purpose: re skips a branch whose first opcode is a literal
-    that differs from the current character without entering it, which a group in front would defeat
-    (about 8x slower on a miss). Misses are the common case, so identifying the branch is left to the rare
-    hit, where the individual patterns are tried at the match position in order: the same answer re's
-    leftmost-first rule gave.
-    """
-
-    __slots__ = ("rx", "_each", "_values")
-
-    def __init__(self, prefix: str, items: Sequence[tuple[str, T]]) -> None:
-        alternatives = "|".join(f"(?:{p})" for p, _ in items)
-        self.rx = re.compile(f"{prefix}(?P<alt>{alternatives})")
-        self._each = tuple(re.compile(p) for p, _ in items)
-        self._values = tuple(v for _, v in items)
-
-    def which(self, key: str, m: re.Match[str]) -> T:
-        pos = m.start("alt")
-        for rx, value in zip(self._each, self._values, strict=True):
-            if rx.match(key, pos) is not None:
-                return value
-        raise AssertionError("combined regex matched but no alternative does")  # pragma: no cover
-
-    def search(self, key: str, pos: int) -> T | None:
-        m = self.rx.search(key, pos)
-        return None if m is None else self.which(key, m)
-
-    def match(self, key: str, pos: int = 0) -> T | None:
-        m = self.rx.match(key, pos)
-        return None if m is None else self.which(key, m)
-
-
 class _PatternSet(Generic[T]):
     """Regexes over the key (see the module docstring); ``find`` returns the payload of the one that matched.
 
@@ -117,12 +84,12 @@ class _PatternSet(Generic[T]):
         slash = [(p, v) for p, v in entries if p.startswith("/")]
         rest = [(p, v) for p, v in entries if not p.startswith("/")]
         # "/" factored out of the combined regex; each alternative still starts with its own "/".
-        self._path = _Alternation("/", [(p[1:], v) for p, v in slash]) if slash else None
-        self._any: _Alternation[T] | None = None
-        self._by_char: dict[str, _Alternation[T]] = {}
-        self._host: _Alternation[T] | None = None
+        self._path = Alternation("/", [(p[1:], v) for p, v in slash]) if slash else None
+        self._any: Alternation[T] | None = None
+        self._by_char: dict[str, Alternation[T]] = {}
+        self._host: Alternation[T] | None = None
         if anywhere:
-            self._any = _Alternation("", rest) if rest else None
+            self._any = Alternation("", rest) if rest else None
             return
         buckets: dict[str, list[tuple[str, T]]] = {}
         other: list[tuple[str, T]] = []
@@ -131,9 +98,9 @@ class _PatternSet(Generic[T]):
                 buckets.setdefault(p[0], []).append((p, v))
             else:
                 other.append((p, v))
-        self._by_char = {char: _Alternation("", items) for char, items in buckets.items()}
+        self._by_char = {char: Alternation("", items) for char, items in buckets.items()}
         # The lazy label prefix tries the start of the host, then after each dot: "anchored at a label".
-        self._host = _Alternation(r"(?:[^/.]*\.)*?", other) if other else None
+        self._host = Alternation(r"(?:[^/.]*\.)*?", other) if other else None
 
     def find(self, key: str, path_start: int) -> T | None:
         """Host-anchored patterns first (more specific), then the leftmost path pattern."""
@@ -167,7 +134,7 @@ class _Core:
     """The compiled bundled dataset (immutable, shared by every TrackerDB built on it)."""
 
     domains: dict[str, TrackerMatch]  # beacon-only host suffix -> match
-    hosts: _Alternation[TrackerMatch] | None  # whole-host regexes (host_patterns)
+    hosts: Alternation[TrackerMatch] | None  # whole-host regexes (host_patterns)
     patterns: _PatternSet[TrackerMatch]
     content: _PatternSet[bool]
     spacers: _PatternSet[bool]
@@ -330,7 +297,7 @@ def _build_core(data: Mapping[str, object], origin: str) -> _Core:
 
     core = _Core(
         domains=domains,
-        hosts=_Alternation(r"(?:[^.]*\.)*?", [(p + r"\Z", h) for p, h in host_entries])
+        hosts=Alternation(r"(?:[^.]*\.)*?", [(p + r"\Z", h) for p, h in host_entries])
         if host_entries
         else None,
         patterns=_PatternSet(pattern_entries),
