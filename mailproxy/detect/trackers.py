@@ -399,6 +399,10 @@ class TrackerDB:
             self._core.rule_count + sum(len(a) for a in self._adblock) + sum(len(d) for d in self._disconnect)
         )
 
+    def __bool__(self) -> bool:
+        # ``db or TrackerDB.bundled()`` must not replace a database that merely has no rules.
+        return True
+
     def __repr__(self) -> str:
         return f"<TrackerDB {len(self._core.vendors)} vendors, {len(self)} rules>"
 

@@ -612,6 +612,12 @@ def test_from_toml_rejects_bad_datasets(tmp_path: Path, text: str, key: str) -> 
     assert info.value.key == key
 
 
+def test_empty_dataset_is_still_truthy(tmp_path: Path) -> None:
+    db = TrackerDB.from_toml(_write(tmp_path, "# no vendors\n"))
+    assert len(db) == 0 and bool(db) is True
+    assert db.match("https://openrate.aweber.com/x") is None
+
+
 def test_from_toml_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing.toml"):
         TrackerDB.from_toml(tmp_path / "missing.toml")
