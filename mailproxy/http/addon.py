@@ -468,10 +468,13 @@ class TrackerBlock:
             return
         try:
             target = urljoin(flow.request.url, location)
-            urlsplit(target).hostname  # noqa: B018 - raises ValueError for a malformed authority
+            parts = urlsplit(target)
+            host = parts.hostname or ""  # raises ValueError for a malformed authority
         except ValueError:
             return  # a malformed Location: the client will fail on it by itself
-        is_image = is_image_request(flow.request)
+        # What the client gets is the answer to its original request, so that request decides;
+        # a client that does not say (Accept: */*) is judged by where it was being sent.
+        is_image = is_image_request(flow.request) or _IMAGE_PATH.search(parts.path) is not None
         classifier = self.state.classifier_for(flow.metadata.get(META_USER))
         verdict = classifier.classify(target, is_image=is_image)
         if verdict.verdict is not Verdict.TRACKER:
@@ -480,8 +483,14 @@ class TrackerBlock:
         if eff.action_for(Verdict.TRACKER, is_image=is_image) not in _BLOCK_ACTIONS:
             return
         flow.response = _answer(is_image)
-        host = urlsplit(target).hostname or verdict.domain
-        self.state.emit("blocked", "redirect", host, flow=flow, verdict=verdict, is_image=is_image)
+        self.state.emit(
+            "blocked",
+            "redirect",
+            host or verdict.domain,
+            flow=flow,
+            verdict=verdict,
+            is_image=is_image,
+        )
 
 
 class PrivacyHeaders:
