@@ -163,6 +163,12 @@ _LOADING_RELS = frozenset(
         "import",
     ]
 )
+# A start tag can load something only if it has one of these (a URL attribute, CSS url()/image-set(), a
+# CSS escape or a character reference that could spell either). Other tags are not parsed further.
+_MAY_LOAD = re.compile(
+    r"(?i)(?:[\s/\"']|^)(?:src|href|xlink:href|background|poster|data|srcset|lowsrc|dynsrc|code|codebase"
+    r"|archive|manifest|ping|content|action-xhr|color-profile)\s*=|url\s*\(|image-set|[\\&]"
+)
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*$", re.IGNORECASE)
 _REFRESH_URL = re.compile(
     r"^\s*[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?(['\"]?)(.*?)\1\s*$", re.IGNORECASE | re.DOTALL
@@ -211,13 +217,25 @@ def _px(value: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+class _Open:
+    """An open element: its start tag, and (once needed) the hiding reasons its descendants inherit."""
+
+    __slots__ = ("hidden", "name", "tag")
+
+    def __init__(self, name: str, tag: StartTag) -> None:
+        self.name = name
+        self.tag = tag
+        self.hidden: tuple[str, ...] | None = None
+
+
 class _Extractor:
     def __init__(self, text: str) -> None:
         self.text = text
         self.doc = Document()
         self.group = 0
-        # Open elements: (name, hidden reasons inherited by descendants).
-        self.stack: list[tuple[str, tuple[str, ...]]] = []
+        # Open elements. Whether an element hides its descendants is worked out only when a reference
+        # appears below it: most elements of a newsletter never need their attributes parsed.
+        self.stack: list[_Open] = []
         self.picture_group: int | None = None
         # Simple selectors (".cls", "#id", "tag", "tag.cls") that hide, from <style> blocks.
         self.hiding: dict[str, tuple[str, ...]] = {}
@@ -237,29 +255,44 @@ class _Extractor:
                 self.run(tok.body_start, tok.body_end, in_comment=True)
 
     def end_tag(self, name: str) -> None:
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == name:
-                del self.stack[i:]
+        stack = self.stack
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i].name == name:
+                del stack[i:]
                 break
         if name == "picture":
             self.picture_group = None
 
+    def inherited(self, depth: int) -> tuple[str, ...]:
+        """Hiding reasons inherited from the first ``depth`` open elements, computed on demand."""
+        reasons: tuple[str, ...] = ()
+        for entry in self.stack[:depth]:
+            if entry.hidden is None:
+                attrs = {a.name: a for a in attributes(self.text, entry.tag)}
+                entry.hidden = reasons + self.own_hiding(entry.name, attrs)
+            reasons = entry.hidden
+        return reasons
+
     def start_tag(self, tag: StartTag, in_comment: bool) -> None:
         text = self.text
         name = tag.name
-        attrs: dict[str, Attribute] = {}
-        for a in attributes(text, tag):
-            attrs[a.name] = a
-        inherited = self.stack[-1][1] if self.stack else ()
-        own = self.own_hiding(name, attrs)
-        hidden = inherited + own
-        if name not in _VOID:
-            self.stack.append((name, hidden))
+        opened = name not in _VOID
+        if opened:
+            self.stack.append(_Open(name, tag))
         if name == "picture":
             self.group += 1
             self.picture_group = self.group
+        if _MAY_LOAD.search(text, tag.body_start, tag.end) is None:
+            return
+        attrs: dict[str, Attribute] = {}
+        for a in attributes(text, tag):
+            attrs[a.name] = a
         if not attrs.keys() & _URL_ATTR_NAMES and not attrs.keys() & _FUNCIRI_ATTRS:
             return
+        depth = len(self.stack) - 1 if opened else len(self.stack)
+        hidden = self.inherited(depth) + self.own_hiding(name, attrs)
+        if opened:
+            self.stack[-1].hidden = hidden
         self.group += 1
         group = self.picture_group if name in ("source", "img") and self.picture_group else self.group
         add = self.doc.refs.append
