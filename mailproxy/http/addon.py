@@ -113,7 +113,7 @@ _CACHE_SIZE: Final = 4096
 class ProxyState:
     """What the addons share: configuration, policy, tracker database, TLS mode and event hook.
 
-    Built once; `reconfigure` swaps the configuration atomically (mitmdump option changes).
+    Built once; `reconfigure` swaps the configuration all or nothing (mitmdump option changes).
     """
 
     def __init__(
