@@ -1,0 +1,645 @@
+"""Length-preserving edits through MIME content-transfer-encodings.
+
+The HTML layer works on the *decoded* body of a part and describes each change as an :class:`Edit`
+in decoded offsets. This module carries those edits into the *encoded* body so that the encoded body
+keeps its byte length and its number of line breaks, and stays byte-identical outside the encoded
+range that covers each edit. IMAP clients learn sizes and line counts before they fetch, so neither
+may move.
+
+The padding rule (identical for every encoding, so the HTML layer can rely on it): the decoded text
+of an edited span becomes ``content``, then ASCII spaces, then the CR and LF bytes the span held, in
+their original order. With quoted-printable the number of padding spaces may exceed the span's
+original length (an ``=3D`` that became a literal frees two encoded bytes, which become two more
+spaces); the *encoded* length never changes.
+
+Theory of operation, per encoding:
+
+- 7bit, 8bit, binary (and anything unknown): decoded == encoded, splice in place.
+- base64: every 3 decoded bytes are one 4-character group. An edit rewrites only the groups covering
+  it; the new characters are written back over the positions the old ones occupied, so line lengths,
+  terminators, and even stray whitespace stay where they were. A stream that is not whole groups
+  with padding only at its end has no such 3:4 correspondence: :class:`TransferError`.
+- quoted-printable: a literal byte is 1 encoded byte, ``=XX`` is 3 for 1, a soft break ``=`` CRLF is
+  3 (or 2) for 0, trailing whitespace before a hard break is transport padding (n for 0). An index
+  of line-aligned blocks (their decoded lengths measured with the C decoder) finds the block of a
+  decoded offset; tokenizing only that block gives the exact encoded offset. The encoded range
+  covering the edit is then laid out anew: content (escaped as needed), spaces, the soft breaks
+  still owed, the span's CR and LF items; soft breaks keep lines within 76 characters where the
+  layout allows. The whole result is decoded once more and compared with what the padding rule
+  promises: any surprise (malformed input next to an edit, say) raises :class:`TransferError`
+  instead of shipping a wrong body.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import re
+import sys
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Literal
+
+from mailproxy.errors import MailproxyError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CTE", "Edit", "TransferError", "apply_edits", "decode", "same_shape"]
+
+CTE = Literal["7bit", "8bit", "binary", "quoted-printable", "base64"]
+
+
+class TransferError(MailproxyError):
+    """Edits cannot be carried through a part's transfer encoding without changing its shape.
+
+    The caller falls back to a blunt length-preserving neutralization of the part.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace decoded bytes ``[start, end)`` by ``content``, padded as the module doc says."""
+
+    start: int  # decoded offset, inclusive
+    end: int  # decoded offset, exclusive
+    content: bytes  # len(content) <= end - start, no CR or LF
+
+    def __post_init__(self) -> None:
+        # Validated here so that a bad edit fails where it is made, with TransferError like every
+        # other refusal of this module (callers catch one exception type).
+        if not isinstance(self.start, int) or not isinstance(self.end, int):
+            raise TransferError(f"edit offsets must be integers: {self.start!r}, {self.end!r}")
+        if not isinstance(self.content, bytes):
+            raise TransferError(f"edit content must be bytes, not {type(self.content).__name__}")
+        if self.start < 0 or self.end < self.start:
+            raise TransferError(f"edit span [{self.start}, {self.end}) is not a range")
+        if len(self.content) > self.end - self.start:
+            raise TransferError(
+                f"edit content ({len(self.content)} bytes) longer than its span"
+                f" [{self.start}, {self.end})"
+            )
+        if b"\r" in self.content or b"\n" in self.content:
+            raise TransferError("edit content must not contain CR or LF")
+
+
+def same_shape(a: bytes, b: bytes) -> bool:
+    """True if ``a`` and ``b`` have the same length and the same number of LF bytes."""
+    return len(a) == len(b) and a.count(b"\n") == b.count(b"\n")
+
+
+def decode(encoded: bytes, cte: str) -> bytes:
+    """Decode a part body the lenient way real clients do; this is the text edits are offsets into.
+
+    Quoted-printable: ``=XX`` (either case) is a byte, ``=`` before a line end is a soft break,
+    trailing spaces and tabs before a line end are dropped (RFC 2045 transport padding), an invalid
+    ``=`` sequence is kept literally, hard line breaks keep their CRLF or LF. Base64: characters
+    outside the alphabet are skipped and decoding stops at the end padding, as ``binascii`` does
+    without strict mode; a truncated final group is decoded as far as it goes. Any other encoding
+    name: the bytes as they are.
+    """
+    data = _as_bytes(encoded)
+    kind = _kind(cte)
+    if kind == "quoted-printable":
+        return _qp_decode(data)
+    if kind == "base64":
+        return _b64_decode(data)
+    return data
+
+
+def apply_edits(encoded: bytes, cte: str, edits: Sequence[Edit]) -> bytes:
+    """Apply ``edits`` (decoded offsets) to ``encoded``, keeping its length and line count.
+
+    Raises TransferError when that is impossible (overlapping or out-of-range edits, a base64 stream
+    that is not canonical, a replacement that does not fit its quoted-printable range).
+    """
+    data = _as_bytes(encoded)
+    kind = _kind(cte)
+    if kind == "quoted-printable":
+        result = _apply_qp(data, edits)
+    elif kind == "base64":
+        result = _apply_b64(data, edits)
+    else:
+        result = _apply_plain(data, edits)
+    if not same_shape(
+        data, result
+    ):  # pragma: no cover - guarded by construction; never ship a change
+        raise TransferError("internal error: rewritten body changed its shape")
+    return result
+
+
+# --- shared helpers -------------------------------------------------------------------------------
+
+_CRLF_ONLY = bytes(c for c in range(256) if c not in b"\r\n")
+
+
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise TransferError(f"body must be bytes, not {type(data).__name__}")
+
+
+def _kind(cte: object) -> str:
+    if isinstance(cte, str):
+        name = cte.strip().lower()
+        if name in ("quoted-printable", "base64"):
+            return name
+    return "7bit"
+
+
+def _ordered(edits: Sequence[Edit], size: int) -> list[Edit]:
+    """Non-empty edits sorted by position; overlaps and spans past the body are refused."""
+    try:
+        items = list(edits)
+    except TypeError as exc:
+        raise TransferError("edits must be a sequence of Edit") from exc
+    for edit in items:
+        if not isinstance(edit, Edit):
+            raise TransferError(f"not an Edit: {edit!r}")
+    ordered = sorted((e for e in items if e.end > e.start), key=lambda e: (e.start, e.end))
+    prev_end = 0
+    for edit in ordered:
+        if edit.start < prev_end:
+            raise TransferError(f"overlapping edits at decoded offset {edit.start}")
+        prev_end = edit.end
+    if prev_end > size:
+        raise TransferError(f"edit ends at {prev_end}, past the decoded body ({size} bytes)")
+    return ordered
+
+
+def _breaks(span: bytes) -> bytes:
+    """The CR and LF bytes of ``span``, in order: what the padding rule keeps at a span's end."""
+    return span.translate(None, _CRLF_ONLY)
+
+
+def _padded(span: bytes, content: bytes) -> bytes:
+    """Same-length replacement of a decoded span: content, spaces, the span's own line breaks."""
+    breaks = _breaks(span)
+    room = len(span) - len(content) - len(breaks)
+    if room < 0:
+        raise TransferError("edit content and the span's line breaks do not fit the span")
+    return content + b" " * room + breaks
+
+
+def _splice(decoded: bytes, ordered: list[Edit]) -> bytes:
+    pieces: list[bytes] = []
+    pos = 0
+    for edit in ordered:
+        pieces.append(decoded[pos : edit.start])
+        pieces.append(_padded(decoded[edit.start : edit.end], edit.content))
+        pos = edit.end
+    pieces.append(decoded[pos:])
+    return b"".join(pieces)
+
+
+# --- 7bit / 8bit / binary -------------------------------------------------------------------------
+
+
+def _apply_plain(data: bytes, edits: Sequence[Edit]) -> bytes:
+    ordered = _ordered(edits, len(data))
+    return _splice(data, ordered) if ordered else data
+
+
+# --- base64 ---------------------------------------------------------------------------------------
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_NOT_STREAM = bytes(c for c in range(256) if c not in _B64_ALPHABET + b"=")
+_B64_NOT_ALPHABET = bytes(c for c in range(256) if c not in _B64_ALPHABET)
+_B64_RUN = re.compile(rb"[A-Za-z0-9+/=]+")
+
+
+def _b64_decode(data: bytes) -> bytes:
+    try:
+        return binascii.a2b_base64(data, strict_mode=False)
+    except binascii.Error:
+        pass
+    # A truncated last group: clients decode what is there. Padding completes a 2- or 3-character
+    # group; a lone final character carries no whole byte and is dropped.
+    for candidate in (data + b"==", data.rstrip(_B64_NOT_ALPHABET)[:-1]):
+        try:
+            return binascii.a2b_base64(candidate, strict_mode=False)
+        except binascii.Error:
+            continue
+    raise TransferError(
+        "base64 body cannot be decoded"
+    )  # pragma: no cover - both repairs cover all
+
+
+def _apply_b64(data: bytes, edits: Sequence[Edit]) -> bytes:
+    stream = data.translate(None, _B64_NOT_STREAM)
+    if len(stream) % 4:
+        raise TransferError("base64 body is not a whole number of 4-character groups")
+    pad = stream.find(b"=")
+    if pad != -1 and (pad < len(stream) - 2 or stream[pad:].strip(b"=")):
+        raise TransferError("base64 body has padding before its end")
+    decoded = binascii.a2b_base64(
+        stream, strict_mode=False
+    )  # cannot fail: whole groups, end padding
+    ordered = _ordered(edits, len(decoded))
+    if not ordered:
+        return data
+    new = _splice(decoded, ordered)
+
+    # Groups of 3 decoded bytes touched by the edits, merged when they touch or share a group.
+    groups: list[list[int]] = []
+    for edit in ordered:
+        g0, g1 = edit.start // 3, -(-edit.end // 3)
+        if groups and g0 <= groups[-1][1]:
+            groups[-1][1] = max(groups[-1][1], g1)
+        else:
+            groups.append([g0, g1])
+
+    # Where each run of base64 characters sits in the body and in the stream; new characters go
+    # exactly where old ones were, so the layout (line lengths, terminators, odd spaces) is
+    # untouched.
+    runs = [m.span() for m in _B64_RUN.finditer(data)]
+    run_pos = [0, *accumulate(end - start for start, end in runs)]
+    out = bytearray(data)
+    for g0, g1 in groups:
+        chunk = binascii.b2a_base64(new[3 * g0 : 3 * g1], newline=False)
+        q = 4 * g0
+        if len(chunk) != min(4 * g1, len(stream)) - q:  # pragma: no cover - same decoded length
+            raise TransferError("base64 re-encoding changed the group count")
+        ri = bisect_right(run_pos, q) - 1
+        done = 0
+        while done < len(chunk):
+            start, end = runs[ri]
+            at = start + q + done - run_pos[ri]
+            take = min(len(chunk) - done, end - at)
+            out[at : at + take] = chunk[done : done + take]
+            done += take
+            ri += 1
+    result = bytes(out)
+    if _b64_decode(result) != new:  # pragma: no cover - a safety net for layouts not foreseen
+        raise TransferError("base64 rewrite does not decode to the edited text")
+    return result
+
+
+# --- quoted-printable -----------------------------------------------------------------------------
+
+# One token of quoted-printable that is not a plain literal byte. Everything between tokens decodes
+# to itself (including an invalid "=" and a lone CR). Line-local: no token crosses a LF, so any
+# slice that starts and ends right after a LF tokenizes as it does inside the whole body. Every
+# alternative starts with a literal byte so that the regex engine skips ordinary text at C speed;
+# _token_kind tells the alternatives apart.
+_QP_TOKEN = re.compile(
+    rb"=[0-9A-Fa-f]{2}"  # escape
+    rb"|=[ \t]*(?:\r\n|\n|\Z)"  # soft break; whitespace after "=" is transport padding
+    rb"| [ \t]*(?:\r\n|\n|\Z)"  # hard break (or the end) after transport padding
+    rb"|\t[ \t]*(?:\r\n|\n|\Z)"
+    rb"|\r\n|\n"  # hard break
+)
+_ESCAPE, _SOFT, _HARD, _PAD = range(4)
+_HEX_DIGITS = frozenset(b"0123456789ABCDEFabcdef")
+
+
+def _token_kind(token: bytes) -> int:
+    if token[0] == 61:  # "="
+        return _ESCAPE if len(token) == 3 and token[1] in _HEX_DIGITS else _SOFT
+    return _HARD if token[-1] == 10 else _PAD
+
+
+def _fast_qp_ok(data: bytes) -> bool:
+    """True if binascii.a2b_qp decodes ``data`` by the rules above.
+
+    It differs on trailing whitespace (it keeps it), a lone CR (it takes "=" CR for a soft break)
+    and "==" (it makes one "=" of it); tests/rewrite/test_transfer.py checks both decoders against a
+    reference. Substring tests run at memchr speed, unlike a regex.
+    """
+    if b"==" in data or data.endswith((b" ", b"\t")):
+        return False
+    crs = data.count(b"\r")
+    if crs:
+        if data.count(b"\r\n") != crs:  # a lone CR
+            return False
+        if b" \r" in data or b"\t\r" in data:  # every CR starts a CRLF here
+            return False
+        if crs == data.count(b"\n"):  # no bare LF line left to check
+            return True
+    return not (b" \n" in data or b"\t\n" in data)
+
+
+# A space or tab that a decoder would drop as transport padding.
+_QP_TRAILING = re.compile(rb"[ \t]+(?:\r?\n|\Z)")
+_QP_WS_LINE_END = re.compile(rb"[ \t]*(?:\r?\n)?")
+
+_HEX_BYTE = {f"{c:02X}".encode(): bytes((c,)) for c in range(256)}
+_HEX_BYTE.update({k.lower(): v for k, v in list(_HEX_BYTE.items())})
+_HEX_BYTE.update({k[:1].lower() + k[1:]: v for k, v in list(_HEX_BYTE.items())})
+_HEX_BYTE.update({k[:1] + k[1:].lower(): v for k, v in list(_HEX_BYTE.items())})
+# How a content byte is written: printable ASCII, space and tab as themselves, "=" and the rest
+# escaped.
+_QP_ATOM = tuple(
+    bytes((c,)) if (33 <= c <= 126 and c != 61) or c in (9, 32) else f"={c:02X}".encode()
+    for c in range(256)
+)
+_QP_LINE = 76  # RFC 2045 maximum encoded line length, soft-break "=" included
+_QP_BLOCK = 1024  # index granularity: one block is tokenized in Python per lookup
+_QP_CONTEXT = 256  # bytes of the following text examined (trailing space, rest of the line)
+_NO_LIMIT = sys.maxsize
+
+
+def _qp_decode(data: bytes) -> bytes:
+    if _fast_qp_ok(data):
+        return binascii.a2b_qp(data)
+    pieces: list[bytes] = []
+    pos = 0
+    for m in _QP_TOKEN.finditer(data):
+        pieces.append(data[pos : m.start()])
+        token = m.group()
+        kind = _token_kind(token)
+        if kind == _ESCAPE:
+            pieces.append(_HEX_BYTE[token[1:]])
+        elif kind == _HARD:
+            pieces.append(b"\r\n" if token.endswith(b"\r\n") else b"\n")
+        pos = m.end()
+    pieces.append(data[pos:])
+    return b"".join(pieces)
+
+
+class _QpIndex:
+    """Decoded offset -> encoded offsets for one quoted-printable body.
+
+    The body is cut into line-aligned blocks whose decoded lengths come from the C decoder; a lookup
+    tokenizes one block (cached), so the Python work per edit is bounded by the block size.
+    """
+
+    __slots__ = ("_blocks", "_data", "block_dec", "block_enc", "decoded")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.block_enc: list[int] = []
+        self.block_dec: list[int] = []
+        parts: list[bytes] = []
+        pos = dec = 0
+        n = len(data)
+        # Line-aligned slices of a body the C decoder handles are handled by it too.
+        fast = _fast_qp_ok(data)
+        while pos < n:
+            nl = data.find(b"\n", pos + _QP_BLOCK - 1)
+            end = n if nl < 0 else nl + 1
+            part = binascii.a2b_qp(data[pos:end]) if fast else _qp_decode(data[pos:end])
+            self.block_enc.append(pos)
+            self.block_dec.append(dec)
+            parts.append(part)
+            dec += len(part)
+            pos = end
+        self.block_enc.append(n)
+        self.decoded = b"".join(parts)
+        self._blocks: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+
+    def _tokens(self, bi: int) -> tuple[list[int], list[int], list[int], list[int]]:
+        cached = self._blocks.get(bi)
+        if cached is not None:
+            return cached
+        d0: list[int] = []
+        d1: list[int] = []
+        e0: list[int] = []
+        e1: list[int] = []
+        prev = self.block_enc[bi]
+        dec = self.block_dec[bi]
+        for m in _QP_TOKEN.finditer(self._data, prev, self.block_enc[bi + 1]):
+            start, end = m.span()
+            dec += start - prev
+            token = m.group()
+            kind = _token_kind(token)
+            if kind == _ESCAPE:
+                width = 1
+            elif kind == _HARD:
+                width = 2 if token.endswith(b"\r\n") else 1
+            else:
+                width = 0
+            d0.append(dec)
+            dec += width
+            d1.append(dec)
+            e0.append(start)
+            e1.append(end)
+            prev = end
+        tokens = (d0, d1, e0, e1)
+        self._blocks[bi] = tokens
+        return tokens
+
+    def locate(self, x: int) -> tuple[int, int]:
+        """Encoded [start, end) of the token that yields decoded byte ``x``.
+
+        Zero-width tokens (soft breaks, transport padding) on either side are not included.
+        """
+        bi = bisect_right(self.block_dec, x) - 1
+        d0, d1, e0, e1 = self._tokens(bi)
+        i = bisect_right(d1, x)
+        if i < len(d1) and d0[i] <= x:
+            if d1[i] - d0[i] == 2:  # a CRLF hard break: the CR carries the stripped whitespace
+                return (e0[i], e1[i] - 1) if x == d0[i] else (e1[i] - 1, e1[i])
+            return e0[i], e1[i]
+        if i == 0:
+            base_e, base_d = self.block_enc[bi], self.block_dec[bi]
+        else:
+            base_e, base_d = e1[i - 1], d1[i - 1]
+        at = base_e + x - base_d
+        return at, at + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """What an encoded range holds besides ordinary text: what its new layout must reproduce."""
+
+    soft: tuple[bytes, ...]  # terminator of each soft break, in order
+    tail: tuple[bytes, ...]  # encoded form of each decoded CR/LF item (CRLF, LF, =0D, lone CR...)
+    tail_decoded: bytes
+
+
+def _scan_range(data: bytes, a: int, b: int) -> _Range:
+    # Tokenize up to the end of b's line so that "\Z" means the end of the body, and a CRLF cut by b
+    # is still seen as one hard break (its stripped whitespace belongs to the range).
+    if data[b - 1 : b] == b"\n":
+        stop = b
+    else:
+        nl = data.find(b"\n", b)
+        stop = len(data) if nl < 0 else nl + 1
+    soft: list[bytes] = []
+    tail: list[bytes] = []
+    pos = a
+    for m in _QP_TOKEN.finditer(data, a, stop):
+        start, end = m.span()
+        if start >= b:
+            break
+        tail.extend([b"\r"] * data.count(b"\r", pos, start))  # lone CRs in the literal text
+        pos = end
+        if end > b:  # b cuts a CRLF hard break after its CR
+            tail.append(b"\r")
+            pos = b
+            break
+        token = m.group()
+        kind = _token_kind(token)
+        term = b"\r\n" if token.endswith(b"\r\n") else b"\n"
+        if kind == _ESCAPE:
+            if _HEX_BYTE[token[1:]] in (b"\r", b"\n"):
+                tail.append(token)
+        elif kind == _SOFT:
+            soft.append(term)
+        elif kind == _HARD:
+            tail.append(term)
+    tail.extend([b"\r"] * data.count(b"\r", pos, b))
+    return _Range(tuple(soft), tuple(tail), b"".join(_tail_decoded(t) for t in tail))
+
+
+def _tail_decoded(item: bytes) -> bytes:
+    return _HEX_BYTE[item[1:]] if item[:1] == b"=" else item
+
+
+def _longest_line(region: bytes) -> int:
+    return max(len(line) - line.endswith(b"\r") for line in region.split(b"\n"))
+
+
+def _qp_layout(
+    atoms: list[bytes],
+    spaces: int,
+    escape_last: bool,
+    rng: _Range,
+    col0: int,
+    rest: int,
+    limit: int,
+) -> tuple[bytes, bool]:
+    """Lay out content atoms, ``spaces`` padding spaces, the owed soft breaks and the tail items.
+
+    Returns the bytes and whether every line stays within ``limit``. Soft breaks are spent greedily
+    where the next atom would not fit (never inside an escape); those left over follow the padding,
+    where they also keep the last space from ending a line.
+    """
+    out = bytearray()
+    cur = col0
+    fits = True
+    soft = rng.soft
+    si = 0
+    body = atoms
+    if spaces:
+        body = atoms + [b" "] * (spaces - 1) + [b"=20" if escape_last else b" "]
+    for atom in body:
+        w = len(atom)
+        if si < len(soft) and cur > 0 and cur + w + 1 > limit:
+            fits = fits and cur + 1 <= limit
+            out += b"="
+            out += soft[si]
+            si += 1
+            cur = 0
+        out += atom
+        cur += w
+    while si < len(soft):
+        fits = fits and cur + 1 <= limit
+        out += b"="
+        out += soft[si]
+        si += 1
+        cur = 0
+    for item in rng.tail:
+        if item.endswith(b"\n"):
+            fits = fits and cur <= limit
+            cur = 0
+        else:
+            cur += len(item)
+        out += item
+    fits = fits and cur + rest <= limit
+    return bytes(out), fits
+
+
+def _qp_rewrite_range(
+    data: bytes, a: int, b: int, content: bytes, post: bytes
+) -> tuple[bytes, bytes]:
+    """New bytes for encoded range [a, b) and the decoded text they stand for.
+
+    ``post`` is the start of the (already rewritten) body after ``b``.
+    """
+    rng = _scan_range(data, a, b)
+    atoms = [_QP_ATOM[c] for c in content]
+    size = b - a
+    free = size - sum(map(len, atoms)) - sum(map(len, rng.tail)) - sum(1 + len(t) for t in rng.soft)
+    if free < 0:
+        raise TransferError(f"replacement does not fit quoted-printable range [{a}, {b})")
+
+    line_start = data.rfind(b"\n", 0, a) + 1
+    line_end = b if data[b - 1 : b] == b"\n" else data.find(b"\n", b)
+    line_end = len(data) if line_end < 0 else line_end
+    limit = max(_QP_LINE, _longest_line(data[line_start:line_end]))
+    nl = post.find(b"\n")
+    if nl < 0:
+        rest = len(post) if len(post) < _QP_CONTEXT else _NO_LIMIT // 2
+    else:
+        rest = nl - (post[nl - 1 : nl] == b"\r")
+    pre = data[a - 1 : a] if a and data[a - 1] in b" \t" else b""
+    m = _QP_WS_LINE_END.match(post)
+    after = post[: (m.end() if m else 0) + 1]
+
+    # Ways to spend the free bytes, best first: all literal spaces; the last space as "=20" (a space
+    # may not end a line: decoders drop it); no spaces but escaped content characters (+2 each).
+    literal = [i for i, atom in enumerate(atoms) if len(atom) == 1]
+    configs: list[tuple[int, bool, int]] = [(free, False, 0)]
+    if free >= 3:
+        configs.append((free - 2, True, 0))
+    if free and free % 2 == 0 and free // 2 <= len(literal):
+        configs.append((0, False, free // 2))
+    for lim in (limit, _NO_LIMIT):
+        for spaces, escape_last, extra in configs:
+            use = atoms
+            if extra:
+                use = list(atoms)
+                for i in literal[-extra:]:
+                    use[i] = f"={content[i]:02X}".encode()
+            out, fits = _qp_layout(use, spaces, escape_last, rng, a - line_start, rest, lim)
+            if not fits:
+                continue
+            window = pre + out + after
+            t = _QP_TRAILING.search(window)
+            if t is not None and t.start() < len(pre) + len(out):
+                continue
+            if lim == _NO_LIMIT:
+                logger.debug(
+                    "quoted-printable range [%d, %d) laid out with a line over %d", a, b, limit
+                )
+            return out, content + b" " * spaces + rng.tail_decoded
+    raise TransferError(
+        f"replacement cannot be laid out in quoted-printable range [{a}, {b})"
+        " without a space ending a line"
+    )
+
+
+def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
+    index = _QpIndex(data)
+    ordered = _ordered(edits, len(index.decoded))
+    if not ordered:
+        return data
+    ranges = [(index.locate(e.start)[0], index.locate(e.end - 1)[1]) for e in ordered]
+
+    # Right to left, so that each range sees the final bytes that follow it (a trailing space is
+    # judged by what comes after it, which a later edit may have changed).
+    pieces: list[bytes] = []
+    spans: list[bytes] = []
+    head = b""  # the first bytes of the rewritten body from `nxt` on
+    nxt = len(data)
+    for edit, (a, b) in zip(reversed(ordered), reversed(ranges), strict=True):
+        post = data[b : min(nxt, b + _QP_CONTEXT)]
+        if len(post) < _QP_CONTEXT:
+            post = (post + head)[:_QP_CONTEXT]
+        out, span = _qp_rewrite_range(data, a, b, edit.content, post)
+        pieces.append(data[b:nxt])
+        pieces.append(out)
+        spans.append(span)
+        head = (out + post)[:_QP_CONTEXT]
+        nxt = a
+    pieces.append(data[:nxt])
+    result = b"".join(reversed(pieces))
+
+    # The safety net: the result must decode to exactly what the padding rule promises.
+    expected: list[bytes] = []
+    pos = 0
+    for edit, span in zip(ordered, reversed(spans), strict=True):
+        expected.append(index.decoded[pos : edit.start])
+        expected.append(span)
+        pos = edit.end
+    expected.append(index.decoded[pos:])
+    if _qp_decode(result) != b"".join(expected):
+        raise TransferError(
+            "quoted-printable rewrite does not decode as intended (malformed input?)"
+        )
+    return result
