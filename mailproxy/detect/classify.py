@@ -78,6 +78,8 @@ class Classifier:
         self.db = db
         self.identity = IdentityMatcher(recipients)
         self.sender_domain = registrable_domain(sender_domain) if sender_domain else None
+        # Newsletters repeat URLs (srcset candidates, spacers, the same pixel in several vectors).
+        self._cache: dict[tuple[str, bool, tuple[str, ...], str | None], UrlVerdict] = {}
 
     def classify(
         self,
@@ -86,6 +88,15 @@ class Classifier:
         is_image: bool = True,
         hidden: tuple[str, ...] = (),
         conditional: str | None = None,
+    ) -> UrlVerdict:
+        key = (url, is_image, hidden, conditional)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = self._classify(url, is_image, hidden, conditional)
+        return cached
+
+    def _classify(
+        self, url: str, is_image: bool, hidden: tuple[str, ...], conditional: str | None
     ) -> UrlVerdict:
         full = "http:" + url if url.startswith("//") else url
         host = host_of(full)

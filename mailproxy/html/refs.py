@@ -163,12 +163,49 @@ _LOADING_RELS = frozenset(
         "import",
     ]
 )
-# A start tag can load something only if it has one of these (a URL attribute, CSS url()/image-set(), a
-# CSS escape or a character reference that could spell either). Other tags are not parsed further.
-_MAY_LOAD = re.compile(
-    r"(?i)(?:[\s/\"']|^)(?:src|href|xlink:href|background|poster|data|srcset|lowsrc|dynsrc|code|codebase"
-    r"|archive|manifest|ping|content|action-xhr|color-profile)\s*=|url\s*\(|image-set|[\\&]"
+
+
+# A start tag can load something only if it has a URL attribute its element loads, or CSS (url(),
+# image-set(), an escape or a character reference that could spell either), or background= / SVG
+# presentation attributes, which any element may carry. Other tags are not parsed further: most of a
+# newsletter's tags are plain layout.
+def _attr_pattern(names: set[str]) -> re.Pattern[str]:
+    alternatives = "|".join(sorted(map(re.escape, names)))
+    return re.compile(r"(?i)(?:[\s/\"']|^)(?:" + alternatives + r")\s*=")
+
+
+_ELEMENT_LOADS: dict[str, re.Pattern[str]] = {
+    element: _attr_pattern(
+        {a for (e, a) in _URL_ATTRS if e == element}
+        | ({"srcset"} if element in ("img", "source") else set())
+        | ({"content"} if element == "meta" else set())
+    )
+    for element in {e for (e, _) in _URL_ATTRS if e != "*"} | {"meta", "source"}
+}
+
+
+def _may_load_anywhere(body: str) -> bool:
+    """Whether a tag's text has something any element may load from: background=, color-profile=, CSS
+    url()/image-set(), or an escape or character reference that could spell one. Plain substring tests:
+    this runs on every tag, and most tags of a newsletter have none of these."""
+    if "\\" in body or "&#" in body:
+        return True
+    low = body.lower()
+    if "url" in low or "image-set" in low or "color-profile" in low or "&lpar" in low:
+        return True
+    return "background" in low and _BACKGROUND_ATTR.search(low) is not None
+
+
+_BACKGROUND_ATTR = re.compile(r"background\s*=")
+
+
+# Whether an element might hide its content: checked before parsing an ancestor's attributes. Errs on the
+# side of parsing (any "none", "hidden", a zero size, character references and escapes).
+_HIDE_HINT = re.compile(
+    r"(?i)none|hidden|opacity|max-height|max-width|mso-hide|\\"
+    r"|(?:width|height)\s*[:=]\s*[\"']?\s*0(?![.\d]*[1-9])"
 )
+_CLASS_OR_ID = re.compile(r"(?i)(?:[\s/\"']|^)(?:class|id)\s*=")
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*$", re.IGNORECASE)
 _REFRESH_URL = re.compile(
     r"^\s*[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?(['\"]?)(.*?)\1\s*$", re.IGNORECASE | re.DOTALL
@@ -268,8 +305,14 @@ class _Extractor:
         reasons: tuple[str, ...] = ()
         for entry in self.stack[:depth]:
             if entry.hidden is None:
-                attrs = {a.name: a for a in attributes(self.text, entry.tag)}
-                entry.hidden = reasons + self.own_hiding(entry.name, attrs)
+                tag = entry.tag
+                if _HIDE_HINT.search(self.text, tag.body_start, tag.end) or (
+                    self.hiding and _CLASS_OR_ID.search(self.text, tag.body_start, tag.end)
+                ):
+                    attrs = {a.name: a for a in attributes(self.text, tag)}
+                    entry.hidden = reasons + self.own_hiding(entry.name, attrs)
+                else:
+                    entry.hidden = reasons
             reasons = entry.hidden
         return reasons
 
@@ -282,7 +325,9 @@ class _Extractor:
         if name == "picture":
             self.group += 1
             self.picture_group = self.group
-        if _MAY_LOAD.search(text, tag.body_start, tag.end) is None:
+        body = text[tag.body_start : tag.end]
+        own = _ELEMENT_LOADS.get(name)
+        if not _may_load_anywhere(body) and (own is None or own.search(body) is None):
             return
         attrs: dict[str, Attribute] = {}
         for a in attributes(text, tag):
