@@ -1,0 +1,457 @@
+"""The sans-IO state of one proxied IMAP connection: client bytes and server bytes in, bytes out.
+
+Theory of operation
+-------------------
+The proxy is transparent by default: every byte goes through unchanged unless one of these rules
+says otherwise. The rules, and the state each one needs, all live in this file.
+
+1. Capability lists (greeting code, ``* CAPABILITY``, ``[CAPABILITY ...]`` codes in any response)
+   lose the extensions the proxy cannot honour while rewriting
+   (``_protocol.filter_capability_list``). Commands that use them (COMPRESS, NOTIFY, URLFETCH,
+   CONVERT) are answered ``NO`` by the proxy itself.
+2. STARTTLS from the client is the proxy's own (it terminates TLS on each leg): offered only when a
+   certificate is configured, answered locally, and whatever the client pipelined after it is
+   dropped.
+3. A plaintext, non-loopback listener refuses LOGIN and AUTHENTICATE locally and says
+   LOGINDISABLED, so no password crosses the network in clear through the proxy.
+4. After a ``+`` from the server to an AUTHENTICATE or IDLE command, the client's next line is a
+   SASL response or ``DONE``, not a command; it is passed on without being parsed (or logged).
+5. FETCH commands may be extended (``_fetch.plan_fetch``) and every ``* n FETCH`` response with a
+   body goes through ``_fetch.rewrite_fetch``, which is the only place message bytes change.
+6. The login name (for the rewriter's recipients and the cache key) is taken from LOGIN or the SASL
+   exchange when the server says OK; passwords are never kept or logged.
+7. SELECT/EXAMINE and their ``[UIDVALIDITY n]`` give the mailbox half of the cache key; while one
+   is in flight, the cache is not consulted for new commands (the mailbox may be about to change).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailproxy.imap._cache import CacheKey, RewriteCache
+from mailproxy.imap._events import NEED_DATA, CommandLine, LiteralData, Response, ResponseChunk
+from mailproxy.imap._fetch import FetchContext, plan_fetch, rewrite_fetch
+from mailproxy.imap._protocol import (
+    DEFAULT_MAX_LINE,
+    DEFAULT_MAX_LITERAL,
+    REFUSED_COMMANDS,
+    ClientReader,
+    ParseError,
+    ServerReader,
+    filter_capabilities,
+    first_astring,
+    has_capabilities,
+    split_command,
+)
+
+log = logging.getLogger(__name__)
+
+Rewriter = Callable[[bytes, str | None], bytes]
+"""Rewrite one whole message for a login (None before or without one); same length out as in."""
+
+_UIDVALIDITY = re.compile(rb"\* OK \[UIDVALIDITY ([0-9]+)\]", re.IGNORECASE)
+_FETCH = re.compile(rb"\* [0-9]+ FETCH ", re.IGNORECASE)
+_STATUS = re.compile(rb"[^ ]+ (OK|NO|BAD)\b", re.IGNORECASE)
+_MAX_CAPTURE = 1024  # the longest login name the proxy reads from a literal
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What to do after feeding bytes: write ``to_client`` then ``to_server`` (each as one write),
+    then, if ``start_tls``, switch the client connection to TLS before reading from it again."""
+
+    to_client: bytes = b""
+    to_server: bytes = b""
+    start_tls: bool = False
+
+
+@dataclass(slots=True)
+class SessionStats:
+    commands: int = 0
+    fetch_responses: int = 0
+    messages_rewritten: int = 0  # whole messages the rewriter changed
+    unrewritten: int = 0  # body items passed through because they could not be rewritten
+    streamed: int = 0  # responses too large to buffer, passed through unmodified
+
+
+class Session:
+    """One client connection and its upstream connection, as a state machine over bytes."""
+
+    def __init__(
+        self,
+        rewriter: Rewriter,
+        *,
+        cache: RewriteCache | None = None,
+        policy_key: str = "",
+        offer_starttls: bool = False,
+        client_tls: bool = False,
+        login_disabled: bool = False,
+        max_line: int = DEFAULT_MAX_LINE,
+        max_literal: int = DEFAULT_MAX_LITERAL,
+    ) -> None:
+        self._rewriter = rewriter
+        self._cache = cache if cache is not None else RewriteCache()
+        self._policy_key = policy_key
+        self._offer_starttls = offer_starttls
+        self.client_tls = client_tls
+        self._login_disabled = login_disabled
+        self._client = ClientReader(max_line=max_line)
+        self._server = ServerReader(max_line=16 * max_line, max_literal=max_literal)
+        self.stats = SessionStats()
+        self.user: str | None = None
+        self.authenticated = False
+        self.bye_seen = False  # the server said BYE: its closing the connection is expected
+        self._greeted = False
+        self._to_client: list[bytes] = []
+        self._to_server: list[bytes] = []
+        self._start_tls = False
+        # Rule 4: the AUTHENTICATE or IDLE command that owns the client's next line after a "+".
+        self._raw_owner: bytes | None = None
+        self._raw_owner_name = b""
+        self._raw_line_expected = False
+        self._sasl_mech = b""
+        self._sasl_user: str | None = None
+        self._sasl_lines = 0
+        # A refused command whose remaining lines and literals the client still sends (non-sync
+        # literal).
+        self._discarding = False
+        # LOGIN whose user name comes as a literal: the literal's octets are captured, up to a
+        # bound.
+        self._capture_tag: bytes | None = None
+        self._capture = bytearray()
+        self._capture_done = False
+        self._pending_login: dict[bytes, str | None] = {}
+        # Rule 7.
+        self._pending_select: dict[bytes, bytes | None] = {}
+        self._pending_uidvalidity: int | None = None
+        self.mailbox: bytes | None = None
+        self.uidvalidity: int | None = None
+        self._pinned: dict[bytes, tuple[int, bytes]] = {}
+        self._fetch_ctx = FetchContext(
+            rewrite=self._rewrite, lookup=self._lookup, store=self._store
+        )
+
+    # -- feeding -----------------------------------------------------------------------------------
+    def receive_client(self, data: bytes) -> Output:
+        """Bytes from the client. Raises RemoteProtocolError when they cannot be framed."""
+        self._client.receive_data(data)
+        while not self._start_tls:
+            ev = self._client.next_event()
+            if ev is NEED_DATA:
+                break
+            if isinstance(ev, LiteralData):
+                self._client_literal(ev)
+            else:
+                self._client_line(ev)
+        return self._flush()
+
+    def receive_server(self, data: bytes) -> Output:
+        """Bytes from the server. Raises RemoteProtocolError when they cannot be framed."""
+        self._server.receive_data(data)
+        while True:
+            ev = self._server.next_event()
+            if ev is NEED_DATA:
+                break
+            if isinstance(ev, ResponseChunk):
+                self._server_chunk(ev)
+            else:
+                self._server_response(ev)
+        return self._flush()
+
+    def tls_started(self) -> None:
+        """The shell finished the client's TLS handshake after an ``Output.start_tls``."""
+        self._start_tls = False
+        self.client_tls = True
+
+    def _flush(self) -> Output:
+        out = Output(
+            to_client=b"".join(self._to_client),
+            to_server=b"".join(self._to_server),
+            start_tls=self._start_tls,
+        )
+        self._to_client.clear()
+        self._to_server.clear()
+        return out
+
+    @property
+    def _plaintext_login_refused(self) -> bool:
+        return self._login_disabled and not self.client_tls
+
+    # -- client side -------------------------------------------------------------------------------
+    def _client_literal(self, ev: LiteralData) -> None:
+        if self._discarding:
+            return
+        if self._capture_tag is not None and not self._capture_done:
+            if len(self._capture) + len(ev.data) <= _MAX_CAPTURE:
+                self._capture += ev.data
+            if ev.last:
+                self._capture_done = True
+                self._pending_login[self._capture_tag] = bytes(self._capture).decode(
+                    "utf-8", "replace"
+                )
+                self._capture.clear()
+        self._to_server.append(ev.data)
+
+    def _client_line(self, ev: CommandLine) -> None:
+        if not ev.first:
+            if self._discarding:
+                self._discarding = ev.literal is not None
+                return
+            if self._capture_tag is not None and ev.literal is None:
+                self._capture_tag = None
+            self._to_server.append(ev.data)
+            return
+        if self._raw_line_expected:
+            self._raw_line_expected = False
+            if self._raw_owner_name == b"AUTHENTICATE":
+                self._sasl_response(ev.data)
+            self._to_server.append(ev.data)
+            return
+        self.stats.commands += 1
+        tag, name, rest = split_command(ev.data)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("C: %s", redact(ev.data))
+        if name == b"STARTTLS":
+            self._starttls(tag, ev)
+            return
+        if name in REFUSED_COMMANDS:
+            self._refuse(tag, ev, b"NO [CANNOT] " + name + b" is not available through mailproxy")
+            return
+        if name in (b"LOGIN", b"AUTHENTICATE") and self._plaintext_login_refused:
+            self._refuse(tag, ev, b"NO [PRIVACYREQUIRED] Use STARTTLS or TLS first")
+            return
+        line = ev.data
+        if name == b"LOGIN":
+            self._login(tag, rest, ev)
+        elif name == b"AUTHENTICATE":
+            self._raw_owner, self._raw_owner_name = tag, name
+            mech, _, initial = rest.rstrip(b"\r\n").partition(b" ")
+            self._sasl_mech = mech.upper()
+            self._sasl_user = None
+            self._sasl_lines = 0
+            if initial and initial != b"=":
+                self._sasl_response(initial)
+        elif name == b"IDLE":
+            self._raw_owner, self._raw_owner_name = tag, name
+        elif name in (b"SELECT", b"EXAMINE"):
+            self._pending_select[tag] = _mailbox_name(rest)
+        elif name in (b"CLOSE", b"UNSELECT"):
+            self._pending_select[tag] = None
+        elif name in (b"FETCH", b"UID FETCH") and ev.literal is None:
+            line = self._plan_fetch(tag, line, rest, uid_command=name == b"UID FETCH")
+        self._to_server.append(line)
+
+    def _starttls(self, tag: bytes, ev: CommandLine) -> None:
+        if self._offer_starttls and not self.client_tls and not self.authenticated:
+            self._to_client.append(tag + b" OK Begin TLS negotiation now\r\n")
+            # H12: anything pipelined after STARTTLS was sent in clear and must not be executed.
+            self._client.discard_buffer()
+            self._start_tls = True
+            return
+        self._refuse(tag, ev, b"BAD STARTTLS is not available now")
+
+    def _refuse(self, tag: bytes, ev: CommandLine, text: bytes) -> None:
+        self._to_client.append(tag + b" " + text + b"\r\n")
+        if ev.literal is not None:
+            if ev.sync:
+                # a tagged reply instead of "+": the client sends nothing
+                self._client.cancel_literal()
+            else:
+                self._discarding = True
+
+    def _login(self, tag: bytes, rest: bytes, ev: CommandLine) -> None:
+        try:
+            user, _ = first_astring(rest)
+        except ParseError:
+            user = None
+        if user is None and ev.literal is not None and rest.startswith((b"{", b"~{")):
+            self._capture_tag, self._capture_done = tag, False
+            self._capture.clear()
+            self._pending_login[tag] = None
+            return
+        self._pending_login[tag] = user.decode("utf-8", "replace") if user is not None else None
+
+    def _sasl_response(self, line: bytes) -> None:
+        # Only the identity is read; the decoded secret goes out of scope at once and is never
+        # stored.
+        self._sasl_lines += 1
+        if self._sasl_user is not None:
+            return
+        try:
+            decoded = base64.b64decode(line.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return
+        self._sasl_user = _sasl_identity(self._sasl_mech, decoded, self._sasl_lines)
+
+    def _plan_fetch(self, tag: bytes, line: bytes, rest: bytes, *, uid_command: bool) -> bytes:
+        def cached(uid: int) -> bool:
+            if self._pending_select:
+                return False
+            key = self._key(uid)
+            data = self._cache.get(key) if key is not None else None
+            if data is None:
+                return False
+            self._pinned[tag] = (uid, data)  # held until the tagged reply: eviction cannot race it
+            return True
+
+        plan = plan_fetch(line, rest, uid_command=uid_command, cached=cached)
+        return plan.line
+
+    # -- server side -------------------------------------------------------------------------------
+    def _server_chunk(self, ev: ResponseChunk) -> None:
+        if ev.first:
+            self.stats.streamed += 1
+            if _FETCH.match(ev.data):
+                log.warning("FETCH response above the buffering limit passed through unrewritten")
+        self._to_client.append(ev.data)
+
+    def _server_response(self, ev: Response) -> None:
+        data = ev.data
+        if not self._greeted:
+            self._greeted = True
+            if data[:10].upper().startswith(b"* PREAUTH"):
+                self.authenticated = True
+            self._to_client.append(self._filter_caps(data))
+            return
+        if ev.kind == "+":
+            if self._raw_owner is not None:
+                self._raw_line_expected = True
+            self._to_client.append(data)
+            return
+        if ev.kind == "*":
+            if _FETCH.match(data):
+                self.stats.fetch_responses += 1
+                new = rewrite_fetch(data, self._fetch_ctx)
+                if self._fetch_ctx.unrewritten:
+                    self.stats.unrewritten += self._fetch_ctx.unrewritten
+                    self._fetch_ctx.unrewritten = 0
+                if new is not None:
+                    data = new
+            else:
+                if data[:6].upper() == b"* BYE ":
+                    self.bye_seen = True
+                m = _UIDVALIDITY.match(data)
+                if m is not None:
+                    self._pending_uidvalidity = int(m.group(1))
+                elif has_capabilities(data):
+                    data = self._filter_caps(data)
+            if data:
+                self._to_client.append(data)
+            return
+        self._tagged(ev.tag, data)
+
+    def _tagged(self, tag: bytes, data: bytes) -> None:
+        m = _STATUS.match(data)
+        ok = m is not None and m.group(1).upper() == b"OK"
+        if has_capabilities(data):
+            data = self._filter_caps(data)
+        if tag in self._pending_login:
+            user = self._pending_login.pop(tag)
+            if tag == self._capture_tag:
+                self._capture_tag = None
+            if ok:
+                self._logged_in(user)
+        if tag == self._raw_owner:
+            if ok and self._raw_owner_name == b"AUTHENTICATE":
+                self._logged_in(self._sasl_user)
+            self._raw_owner = None
+            self._raw_line_expected = False
+            self._sasl_user = None
+        if tag in self._pending_select:
+            mailbox = self._pending_select.pop(tag)
+            if ok and mailbox is not None:
+                self.mailbox, self.uidvalidity = mailbox, self._pending_uidvalidity
+            else:
+                # A failed SELECT leaves no mailbox selected (RFC 3501 section 6.3.1).
+                self.mailbox = self.uidvalidity = None
+            self._pending_uidvalidity = None
+        self._pinned.pop(tag, None)
+        self._to_client.append(data)
+
+    def _logged_in(self, user: str | None) -> None:
+        self.authenticated = True
+        self.user = user
+        log.info("login accepted for %s", user or "(unknown user)")
+
+    def _filter_caps(self, data: bytes) -> bytes:
+        pre_auth = not self.authenticated
+        return filter_capabilities(
+            data,
+            add_starttls=pre_auth and self._offer_starttls and not self.client_tls,
+            login_disabled=pre_auth and self._plaintext_login_refused,
+        )
+
+    # -- rewriting ---------------------------------------------------------------------------------
+    def _key(self, uid: int) -> CacheKey | None:
+        if self.mailbox is None or self.uidvalidity is None:
+            return None
+        return CacheKey(self.user or "", self.mailbox, self.uidvalidity, uid, self._policy_key)
+
+    def _rewrite(self, whole: bytes) -> bytes:
+        out = self._rewriter(whole, self.user)
+        if out != whole:
+            self.stats.messages_rewritten += 1
+        return out
+
+    def _lookup(self, uid: int) -> bytes | None:
+        for pinned_uid, data in self._pinned.values():
+            if pinned_uid == uid:
+                return data
+        key = self._key(uid)
+        return self._cache.get(key) if key is not None else None
+
+    def _store(self, uid: int, data: bytes) -> None:
+        key = self._key(uid)
+        if key is not None:
+            self._cache.put(key, data)
+
+
+def _mailbox_name(rest: bytes) -> bytes | None:
+    try:
+        name, _ = first_astring(rest.rstrip(b"\r\n"))
+    except ParseError:
+        return None
+    if name is not None and name.upper() == b"INBOX":
+        return b"INBOX"  # INBOX is case-insensitive (RFC 3501 section 5.1)
+    return name
+
+
+def _sasl_identity(mech: bytes, decoded: bytes, line_no: int) -> str | None:
+    if mech == b"PLAIN":
+        fields = decoded.split(b"\0")
+        if len(fields) == 3:
+            return (fields[0] or fields[1]).decode("utf-8", "replace") or None
+        return None
+    if mech == b"LOGIN":
+        return (decoded.decode("utf-8", "replace") or None) if line_no == 1 else None
+    if mech == b"XOAUTH2":
+        m = re.match(rb"user=([^\x01]*)\x01", decoded)
+        return m.group(1).decode("utf-8", "replace") if m else None
+    if mech == b"OAUTHBEARER":
+        m = re.match(rb"n,a=([^,]*),", decoded)
+        return (
+            m.group(1).decode("utf-8", "replace").replace("=2C", ",").replace("=3D", "=")
+            if m
+            else None
+        )
+    return None
+
+
+_REDACT = re.compile(rb"^([^ ]+ (?:LOGIN|AUTHENTICATE)) .*$", re.IGNORECASE | re.DOTALL)
+
+
+def redact(line: bytes) -> str:
+    """A command line fit for a log: credentials and literal contents masked."""
+    text = line.rstrip(b"\r\n")
+    m = _REDACT.match(text)
+    if m is not None:
+        if m.group(1).upper().endswith(b"AUTHENTICATE"):
+            mech = text[m.end(1) :].split()[:1]
+            return (m.group(1) + b" " + b"".join(mech) + b" ***").decode("ascii", "replace")
+        return (m.group(1) + b" ***").decode("ascii", "replace")
+    return text[:200].decode("ascii", "replace")
