@@ -143,11 +143,21 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    # The IMAP filter and the HTTP proxy are not part of this build yet (issues 4 and 5). Until they are,
-    # `run` shows what they would act on: the analysis of the bundled sample newsletters.
-    log.warning("the IMAP filter and HTTP proxy are not in this build yet; scanning the bundled samples")
-    args.paths, args.samples, args.json = [], True, False
-    return cmd_scan(args, config)
+    import asyncio
+
+    from mailproxy.runner import run
+
+    # Tracking events are INFO lines on "mailproxy.tracking": show them while the proxies run.
+    logging.getLogger("mailproxy").setLevel(min(logging.INFO, logging.getLogger().level))
+    asyncio.run(run(config, tls=args.tls))
+    return EXIT_OK
+
+
+def cmd_ca(args: argparse.Namespace, config: Config) -> int:
+    from mailproxy.http.server import ca_info
+
+    print(ca_info(args.confdir))
+    return EXIT_OK
 
 
 def parser() -> argparse.ArgumentParser:
@@ -163,7 +173,14 @@ def parser() -> argparse.ArgumentParser:
         )
         return sp
 
-    add("run", "run the proxies")
+    sp = add("run", "run the IMAP filter and the HTTP proxy (the halves enabled in the configuration)")
+    sp.add_argument(
+        "--tls",
+        choices=("auto", "intercept", "passthrough"),
+        default="auto",
+        help="HTTPS: intercept (the client trusts the mitmproxy CA), passthrough (host-level blocking only), "
+        "or auto (intercept, falling back per host when the client does not trust the CA)",
+    )
     sp = add("scan", "list the remote references in messages and what the policy does with them")
     sp.add_argument(
         "paths", nargs="*", metavar="PATH", help=".eml file, mbox, Maildir or folder of .eml files"
@@ -177,10 +194,20 @@ def parser() -> argparse.ArgumentParser:
         "--recipient", action="append", metavar="ADDR", help="an extra recipient address to look for"
     )
     add("check-config", "validate a configuration file")
+    sp = add("ca", "where the mitmproxy CA certificate is and how to install it for Thunderbird")
+    sp.add_argument(
+        "--confdir", metavar="DIR", help="mitmproxy's configuration folder (default ~/.mitmproxy)"
+    )
     return p
 
 
-_COMMANDS = {"run": cmd_run, "scan": cmd_scan, "rewrite": cmd_rewrite, "check-config": cmd_check_config}
+_COMMANDS = {
+    "run": cmd_run,
+    "scan": cmd_scan,
+    "rewrite": cmd_rewrite,
+    "check-config": cmd_check_config,
+    "ca": cmd_ca,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
