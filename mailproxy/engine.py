@@ -176,7 +176,10 @@ class Engine:
             groups.setdefault(ref.group, []).append((ref, url, verdict))
 
         amp = part.content_type == _AMP
+        # URLs stopped somewhere and URLs deliberately kept somewhere: the same image can be hidden (a
+        # tracker there) and visible elsewhere, and then the safety net must not undo the visible one.
         stopped: set[str] = set()
+        kept: set[str] = set()
         for members in groups.values():
             worst = max(members, key=lambda m: _SEVERITY[m[2].verdict])[2]
             for ref, url, verdict in members:
@@ -190,6 +193,8 @@ class Engine:
                     cleaned = clean_raw_url(raw_url, shared.remove_params.__contains__)
                 if action in (Action.STRIP, Action.BLOCK):
                     stopped.add(url)
+                else:
+                    kept.add(url)
                 decisions.append(planner.Decision(ref, action, cleaned))
                 result.findings.append(_finding(ref, url, shared, action, label, is_image))
 
@@ -200,7 +205,7 @@ class Engine:
             # AMP parts load dynamic, per-open content: neutralize everything remote, whatever was found.
             edits = _merge(edits, safety.break_everything(_apply(text, edits)))
         else:
-            edits, misses = self._safety_net(text, edits, stopped, effective, classifier, part)
+            edits, misses = self._safety_net(text, edits, stopped - kept, kept, effective, classifier, part)
             result.misses += misses
             edits = _merge(edits, _unclosed_tail(text))
         if not edits:
@@ -212,6 +217,7 @@ class Engine:
         text: str,
         edits: list[Edit],
         stopped: set[str],
+        kept: set[str],
         effective: EffectivePolicy,
         classifier: Classifier,
         part: mime.Part,
@@ -226,6 +232,8 @@ class Engine:
                 continue
             if url in stopped:
                 forbidden.append(url)
+                continue
+            if url in kept:
                 continue
             is_image = s.is_image
             if s.element in ("a", "area") and s.attr == "href":

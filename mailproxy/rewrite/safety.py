@@ -21,23 +21,26 @@ from mailproxy.rewrite.transfer import Edit
 
 # Attributes whose value is a URL that some element loads. The safety net is deliberately broader than
 # the extractor: it checks these on every element, not only where they load.
-_URL_ATTRS = (
-    "src",
-    "href",
-    "xlink:href",
-    "background",
-    "poster",
-    "lowsrc",
-    "dynsrc",
-    "data",
-    "codebase",
-    "archive",
-    "code",
-    "manifest",
-    "ping",
-    "action-xhr",
-    "color-profile",
+_URL_ATTRS = frozenset(
+    {
+        "src",
+        "background",
+        "poster",
+        "lowsrc",
+        "dynsrc",
+        "data",
+        "codebase",
+        "archive",
+        "code",
+        "manifest",
+        "ping",
+        "action-xhr",
+        "color-profile",
+    }
 )
+# href loads only on these elements; elsewhere (a, area, VML shapes) it is a link, followed on a click.
+_HREF_ATTRS = frozenset({"href", "xlink:href"})
+_HREF_LOADS = frozenset({"link", "base", "image", "use", "feimage"})
 _LIST_ATTRS = ("srcset",)
 _IMAGE_ATTRS = frozenset({"background", "poster", "srcset", "lowsrc", "dynsrc", "style", "xlink:href"})
 _IMAGE_ELEMENTS = frozenset({"img", "image", "input", "amp-img", "v:fill", "v:image", "v:imagedata"})
@@ -71,7 +74,7 @@ _ANY_REMOTE = re.compile(
 class Survivor:
     url: str
     element: str
-    attr: str  # "" for <style> text, "#comment" for Outlook conditional comments
+    attr: str  # "" for <style> text
 
     @property
     def is_image(self) -> bool:
@@ -106,7 +109,7 @@ def loading_urls(text: str) -> list[Survivor]:
         if tag == "-comment":
             body = node.html or ""
             if "[if" in body.lower():
-                out.extend(Survivor(s.url, s.element, "#comment") for s in loading_urls(body[4:-3]))
+                out.extend(loading_urls(body[4:-3]))
             continue
         if tag == "style":
             out.extend(Survivor(u, "style", "") for u in _css_urls(node.text(deep=True) or ""))
@@ -118,7 +121,7 @@ def loading_urls(text: str) -> list[Survivor]:
             if value is None:
                 continue
             lname = name.lower()
-            if lname in _URL_ATTRS:
+            if lname in _URL_ATTRS or (lname in _HREF_ATTRS and tag in _HREF_LOADS):
                 out.append(Survivor(value.strip(), tag, lname))
             elif lname in _LIST_ATTRS:
                 for cand in value.split(","):
