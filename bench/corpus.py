@@ -760,8 +760,7 @@ def _style_block(c: _Ctx, rng: random.Random, font_import: str | None, bg_url: s
         "a[x-apple-data-detectors] { color: inherit !important; text-decoration: none !important; "
         "}\n"
         f"a {{ color: {c.colour}; }}\n"
-        f"{bg}"
-        "@media only screen and (max-width: 620px) {\n"
+        f"{bg}@media only screen and (max-width: 620px) {{\n"
         "  .container { width: 100% !important; max-width: 100% !important; }\n"
         "  .stack { display: block !important; width: 100% !important; padding: 0 0 16px 0 "
         "!important; }\n"
@@ -810,8 +809,7 @@ def _make_html(
         "<!--[if mso]>\n<xml><o:OfficeDocumentSettings><o:AllowPNG/><o:PixelsPerInch>"
         "96</o:PixelsPerInch>"
         "</o:OfficeDocumentSettings></xml>\n<style>table, td, div, h1, p { font-family: Arial, "
-        "sans-serif; }"
-        "</style>\n<![endif]-->\n"
+        "sans-serif; }</style>\n<![endif]-->\n"
     )
     if font_url and rng.random() < 0.5:
         b.add(f'<link href="{_attr(font_url)}" rel="stylesheet" type="text/css">\n')
@@ -839,8 +837,7 @@ def _make_html(
         'border="0">'
         "<tr><td><![endif]-->\n"
         '<table role="presentation" class="container" width="600" cellpadding="0" cellspacing="0" '
-        'border="0" '
-        'style="width:600px;max-width:600px;background-color:#ffffff;">\n'
+        'border="0" style="width:600px;max-width:600px;background-color:#ffffff;">\n'
     )
     # --- view online + header with logo
     b.add(
@@ -941,8 +938,7 @@ def _button(b: _Html, label: str, path: str, *, width: int = 220) -> str:
         f'href="{href}" style="height:44px;v-text-anchor:middle;width:{width}px;" arcsize="10%" '
         f'strokecolor="{col}" fillcolor="{col}"><w:anchorlock/><center style="color:#ffffff;'
         'font-family:Arial,sans-serif;font-size:16px;font-weight:bold;">'
-        f"{html.escape(label)}</center>"
-        "</v:roundrect><![endif]-->\n"
+        f"{html.escape(label)}</center></v:roundrect><![endif]-->\n"
         f'<!--[if !mso]><!--><a href="{href}" target="_blank" style="display:inline-block;'
         "padding:12px 28px;"
         f"font-family:{b.c.font};font-size:16px;font-weight:bold;color:#ffffff;text-decoration:none;"
@@ -980,8 +976,7 @@ def _hero(b: _Html, title: str) -> None:
         f'font-weight:bold;color:#ffffff;">{html.escape(title)}</h1>\n'
         '<p style="margin:0 0 20px 0;font-size:16px;line-height:24px;color:#ffffff;">'
         f"{html.escape(text)}</p>\n"
-        f"{_button(b, _cta(b), 'hero')}"
-        "</td></tr></table></div>\n"
+        f"{_button(b, _cta(b), 'hero')}</td></tr></table></div>\n"
         "<!--[if gte mso 9]>\n</v:textbox>\n</v:rect>\n<![endif]-->\n"
         "</td>\n</tr>\n"
     )
@@ -1034,8 +1029,7 @@ def _article(b: _Html) -> None:
     b.stories.append((title, text, _click(rng, c, _target(rng, c, "blog"))))
     b.add(
         '<tr><td style="padding:20px;">\n<table role="presentation" width="100%" cellpadding="0" '
-        'cellspacing="0" '
-        'border="0"><tr>\n'
+        'cellspacing="0" border="0"><tr>\n'
         f'<td class="stack" width="260" valign="top"><a href="{href}">\n<img src="{_attr(img)}" '
         'width="260" '
         'height="180" alt="" style="display:block;border:0;border-radius:6px;" class="fluid"></a>'
