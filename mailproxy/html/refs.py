@@ -199,12 +199,19 @@ def _may_load_anywhere(body: str) -> bool:
 _BACKGROUND_ATTR = re.compile(r"background\s*=")
 
 
-# Whether an element might hide its content: checked before parsing an ancestor's attributes. Errs on the
-# side of parsing (any "none", "hidden", a zero size, character references and escapes).
-_HIDE_HINT = re.compile(
-    r"(?i)none|hidden|opacity|max-height|max-width|mso-hide|\\"
-    r"|(?:width|height)\s*[:=]\s*[\"']?\s*0(?![.\d]*[1-9])"
-)
+_HIDE_WORDS = ("none", "hidden", "opacity", "max-height", "max-width", "mso-hide", "\\")
+_ZERO_SIZE = re.compile(r"(?:width|height)\s*[:=]\s*[\"']?\s*0(?![.\d]*[1-9])")
+
+
+def _may_hide(body: str) -> bool:
+    """Whether a tag might hide its content, checked before parsing an ancestor's attributes. Errs on the
+    side of parsing: any "none", "hidden", a zero size, an escape."""
+    low = body.lower()
+    if any(word in low for word in _HIDE_WORDS):
+        return True
+    return "0" in low and _ZERO_SIZE.search(low) is not None
+
+
 _CLASS_OR_ID = re.compile(r"(?i)(?:[\s/\"']|^)(?:class|id)\s*=")
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*$", re.IGNORECASE)
 _REFRESH_URL = re.compile(
@@ -306,7 +313,7 @@ class _Extractor:
         for entry in self.stack[:depth]:
             if entry.hidden is None:
                 tag = entry.tag
-                if _HIDE_HINT.search(self.text, tag.body_start, tag.end) or (
+                if _may_hide(self.text[tag.body_start : tag.end]) or (
                     self.hiding and _CLASS_OR_ID.search(self.text, tag.body_start, tag.end)
                 ):
                     attrs = {a.name: a for a in attributes(self.text, tag)}

@@ -44,17 +44,19 @@ _HREF_LOADS = frozenset({"link", "base", "image", "use", "feimage"})
 _LIST_ATTRS = ("srcset",)
 _IMAGE_ATTRS = frozenset({"background", "poster", "srcset", "lowsrc", "dynsrc", "style", "xlink:href"})
 _IMAGE_ELEMENTS = frozenset({"img", "image", "input", "amp-img", "v:fill", "v:image", "v:imagedata"})
-_CSS_ATTRS = (
-    "style",
-    "fill",
-    "stroke",
-    "filter",
-    "clip-path",
-    "mask",
-    "marker-start",
-    "marker-mid",
-    "marker-end",
-    "cursor",
+_CSS_ATTRS = frozenset(
+    {
+        "style",
+        "fill",
+        "stroke",
+        "filter",
+        "clip-path",
+        "mask",
+        "marker-start",
+        "marker-mid",
+        "marker-end",
+        "cursor",
+    }
 )
 _CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t\n\r\f]?|\\(.)", re.DOTALL)
 _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
@@ -64,6 +66,15 @@ _CSS_URLS = re.compile(
     re.IGNORECASE,
 )
 _SET_STRINGS = re.compile(r"""["']([^"']+)["']""")
+
+# Candidate elements, picked by lexbor's selector engine (C) so that Python looks at few nodes. Style
+# attributes are collected apart: nearly every element of a newsletter has one, and a substring test in
+# Python is cheaper than lexbor's [style*=...] over all spellings of url(.
+_CANDIDATES = ",".join(
+    [f"[{a}]" for a in sorted(_URL_ATTRS | _CSS_ATTRS - {"style"} | {"srcset"})]
+    + ["link", "base", "image", "use", "feimage", "style", "meta"]
+)
+_CONDITIONAL_COMMENT = re.compile(r"<!--\s*\[if[^\]]*\]>(.*?)(?:-->|\Z)", re.IGNORECASE | re.DOTALL)
 _REFRESH = re.compile(r"url\s*=\s*['\"]?([^'\"\s;]+)", re.IGNORECASE)
 _ANY_REMOTE = re.compile(
     r"(?i)\bh(?=ttps?:)|\bf(?=tp:)|\bw(?=ss?:)|(?<=[\s\"'=(,])/(?=/[^\s/])|&(?=#)|\\(?=[0-9a-f])"
@@ -97,27 +108,22 @@ def _css_urls(text: str) -> Iterator[str]:
             yield url.strip()
 
 
+def _may_have_urls(css: str) -> bool:
+    low = css.lower()
+    return "url" in low or "image-set" in low or "\\" in css
+
+
 def loading_urls(text: str) -> list[Survivor]:
     """Every URL the rewritten document could still make a client load."""
     out: list[Survivor] = []
     tree = LexborHTMLParser(text)
-    root = tree.root
-    if root is None:
-        return out
-    for node in root.traverse(include_text=False):
+    # lexbor's selector engine (C) picks the candidate elements; only those are looked at in Python.
+    for node in tree.css(_CANDIDATES):
         tag = node.tag or ""
-        if tag == "-comment":
-            body = node.html or ""
-            if "[if" in body.lower():
-                out.extend(loading_urls(body[4:-3]))
-            continue
         if tag == "style":
             out.extend(Survivor(u, "style", "") for u in _css_urls(node.text(deep=True) or ""))
             continue
-        attrs = node.attributes
-        if not attrs:
-            continue
-        for name, value in attrs.items():
+        for name, value in node.attributes.items():
             if value is None:
                 continue
             lname = name.lower()
@@ -128,14 +134,20 @@ def loading_urls(text: str) -> list[Survivor]:
                     url = cand.strip().split(" ")[0] if cand.strip() else ""
                     if url:
                         out.append(Survivor(url, tag, lname))
-            elif lname in _CSS_ATTRS and (
-                "url" in value.lower() or "image-set" in value.lower() or "\\" in value
-            ):
+            elif lname in _CSS_ATTRS and lname != "style" and _may_have_urls(value):
                 out.extend(Survivor(u, tag, lname) for u in _css_urls(value))
             elif lname == "content" and tag == "meta":
                 m = _REFRESH.search(value)
                 if m:
                     out.append(Survivor(m.group(1), tag, "content"))
+    for node in tree.css("[style]"):
+        value = node.attributes.get("style")
+        if value and _may_have_urls(value):
+            out.extend(Survivor(u, node.tag or "", "style") for u in _css_urls(value))
+    # Outlook renders the content of conditional comments, which an HTML5 parser leaves as comments.
+    if "[if" in text:
+        for m in _CONDITIONAL_COMMENT.finditer(text):
+            out.extend(loading_urls(m.group(1)))
     return out
 
 
