@@ -1,4 +1,4 @@
-"""Detection benchmark: throughput and precision/recall of ``mailproxy.analysis.analyse_message``.
+"""Detection benchmark: throughput and precision/recall of ``mailproxy.engine.Engine.analyse``.
 
 ``python -m bench.detect [-n 300] [--seed 1] [--rounds 3] [--json]`` generates a labelled synthetic
 corpus (``bench.corpus``), warms the analyser up, then times it over every message: best and median
@@ -21,7 +21,6 @@ import argparse
 import email
 import email.policy
 import html
-import importlib
 import json
 import logging
 import statistics
@@ -378,21 +377,6 @@ def run(
     )
 
 
-def _load_analyser() -> Analyse | None:
-    # Imported lazily: the analysis module is developed separately and may not exist yet.
-    try:
-        analyse_message = importlib.import_module("mailproxy.analysis").analyse_message
-    except (ImportError, AttributeError) as e:
-        print(
-            f"bench.detect: mailproxy.analysis.analyse_message is not available ({e}); "
-            "nothing to benchmark yet",
-            file=sys.stderr,
-        )
-        return None
-    fn: Analyse = analyse_message
-    return fn
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.detect", description=__doc__.splitlines()[0])
     p.add_argument("-n", type=int, default=300, help="messages (default 300)")
@@ -408,9 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1 or args.rounds < 1:
         print("bench.detect: -n and --rounds must be at least 1", file=sys.stderr)
         return 2
-    analyse = _load_analyser()
-    if analyse is None:
-        return 2
+    from mailproxy.engine import Engine
+
+    analyse: Analyse = Engine().analyse
     try:
         report = run(
             analyse,
