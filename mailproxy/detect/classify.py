@@ -37,10 +37,16 @@ REMOTE_SCHEMES = frozenset({"http", "https", "ftp", "ws", "wss"})
 
 @lru_cache(maxsize=4096)
 def registrable_domain(host: str) -> str:
-    """example.co.uk for a.b.example.co.uk; the host itself for IP literals and unknown suffixes."""
+    """example.co.uk for a.b.example.co.uk; the host itself for IP literals."""
     host = host.strip(".").lower()
     ext = _tld(host)
-    return ext.top_domain_under_public_suffix or host
+    if ext.top_domain_under_public_suffix:
+        return ext.top_domain_under_public_suffix
+    if ext.ipv4 or ":" in host or "." not in host:
+        return host
+    # A suffix the list does not know (reserved names such as .example, intranet names): the last two
+    # labels, as for an ordinary one-label suffix.
+    return ".".join(host.rsplit(".", 2)[-2:])
 
 
 def host_of(url: str) -> str:
