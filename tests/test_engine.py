@@ -200,6 +200,18 @@ VECTORS = {
     "base": '<base href="https://news.us5.list-manage.com/track/"><img src="open.php?u=1">',
     "vml": f'<!--[if mso]><v:rect><v:fill type="tile" src="{T_ESC}" /></v:rect><![endif]-->',
     "vml-image": f'<!--[if gte mso 9]><v:image src="{T_ESC}" /><![endif]-->',
+    "bgsound": f'<bgsound src="{T_ESC}">',
+    "applet": f'<applet code="{T_ESC}" archive="{T_ESC}"></applet>',
+    "html-manifest": f'<html manifest="{T_ESC}"><p>x</p>',
+    "a-ping": f'<a href="https://shop.example/" ping="{T_ESC}">shop</a>',
+    "css-behavior": f'<div style="behavior:url({T})">x</div>',
+    "css-cursor": f'<div style="cursor:url({T}), auto">x</div>',
+    "css-border-image": f"<div style=\"border-image:url('{T_ESC}') 30 round\">x</div>",
+    "css-mask-image": f'<div style="mask-image:url({T})">x</div>',
+    "css-filter": f'<div style="filter:url({T}#f)">x</div>',
+    "svg-fill": f'<svg><rect fill="url({T_ESC}#g)" width="10" height="10"/></svg>',
+    "svg-set-href": f'<svg><a><set attributeName="href" to="{T_ESC}"/></a></svg>',
+    "svg-animate-href": f'<svg><image href="cid:x"><animate attributeName="href" values="{T_ESC}"/></image>',
 }
 
 

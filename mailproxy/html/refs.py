@@ -130,6 +130,11 @@ _URL_ATTRS: dict[tuple[str, str], tuple[Vector, Kill]] = {
     ("feimage", "href"): (Vector.SVG, _E),
     ("feimage", "xlink:href"): (Vector.SVG, _E),
     ("*", "color-profile"): (Vector.SVG, _V),
+    # SVG animation can swap a safe href for a remote one at run time.
+    ("set", "to"): (Vector.SVG, _E),
+    ("animate", "to"): (Vector.SVG, _E),
+    ("animate", "from"): (Vector.SVG, _E),
+    ("animate", "values"): (Vector.SVG, _E),
     # VML, inside Outlook conditional comments
     ("v:image", "src"): (Vector.VML, _E),
     ("v:fill", "src"): (Vector.VML, _E),

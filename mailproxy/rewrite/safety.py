@@ -41,6 +41,9 @@ _URL_ATTRS = frozenset(
 # href loads only on these elements; elsewhere (a, area, VML shapes) it is a link, followed on a click.
 _HREF_ATTRS = frozenset({"href", "xlink:href"})
 _HREF_LOADS = frozenset({"link", "base", "image", "use", "feimage"})
+# SVG animation elements can set an href at run time.
+_ANIMATIONS = frozenset({"set", "animate"})
+_ANIMATION_ATTRS = frozenset({"to", "from", "values", "by"})
 _LIST_ATTRS = ("srcset",)
 _IMAGE_ATTRS = frozenset({"background", "poster", "srcset", "lowsrc", "dynsrc", "style", "xlink:href"})
 _IMAGE_ELEMENTS = frozenset({"img", "image", "input", "amp-img", "v:fill", "v:image", "v:imagedata"})
@@ -72,7 +75,7 @@ _SET_STRINGS = re.compile(r"""["']([^"']+)["']""")
 # Python is cheaper than lexbor's [style*=...] over all spellings of url(.
 _CANDIDATES = ",".join(
     [f"[{a}]" for a in sorted(_URL_ATTRS | _CSS_ATTRS - {"style"} | {"srcset"})]
-    + ["link", "base", "image", "use", "feimage", "style", "meta"]
+    + ["link", "base", "image", "use", "feimage", "style", "meta", "set", "animate"]
 )
 _CONDITIONAL_COMMENT = re.compile(r"<!--\s*\[if[^\]]*\]>(.*?)(?:-->|\Z)", re.IGNORECASE | re.DOTALL)
 _REFRESH = re.compile(r"url\s*=\s*['\"]?([^'\"\s;]+)", re.IGNORECASE)
@@ -127,7 +130,11 @@ def loading_urls(text: str) -> list[Survivor]:
             if value is None:
                 continue
             lname = name.lower()
-            if lname in _URL_ATTRS or (lname in _HREF_ATTRS and tag in _HREF_LOADS):
+            if (
+                lname in _URL_ATTRS
+                or (lname in _HREF_ATTRS and tag in _HREF_LOADS)
+                or (lname in _ANIMATION_ATTRS and tag in _ANIMATIONS)
+            ):
                 out.append(Survivor(value.strip(), tag, lname))
             elif lname in _LIST_ATTRS:
                 for cand in value.split(","):
