@@ -52,7 +52,11 @@ _MAX_ADDRESS_LEN: Final = 254
 # is not in "malice@x.org" nor in "alice@x.org.evil". Digests and base64 get no such guard: a 32-hex
 # needle cannot match by accident, and base64 needles must match inside longer tokens.
 _BEFORE: Final = r"(?<![A-Za-z0-9._+\-])"
-_AFTER: Final = r"(?![A-Za-z0-9_\-])(?!\.[A-Za-z0-9])"
+# A file extension after the address ("alice%40x.org.gif", a per-recipient pixel file) still ends it.
+_AFTER: Final = (
+    r"(?![A-Za-z0-9_\-])"
+    r"(?!\.(?!(?:gif|png|jpe?g|webp|bmp|ico|svg|html?|php|aspx?|jsp)(?![A-Za-z0-9_\-.]))[A-Za-z0-9])"
+)
 
 # Base64 needles of the shifted (offset 1 and 2) encodings are shorter than the plain one by the
 # partially determined characters; below this many fully determined characters a chance match gets

@@ -292,3 +292,11 @@ def test_recipients_from_headers_without_any() -> None:
     msg = email.message_from_string("Subject: hi\n\nbody\n")
     assert recipients_from_headers(msg) == ()
     assert recipients_from_headers(msg, extra=["me@example.org"]) == ("me@example.org",)
+
+
+def test_address_followed_by_a_file_extension_is_found() -> None:
+    # A per-recipient pixel file named after the address (seen in the generated corpus).
+    m = IdentityMatcher(["john.berg5@example.com"])
+    assert m.find("https://n.example.fr/t/w/john.berg5%40example.com.gif")
+    assert not m.find("https://n.example.fr/t/john.berg5@example.com.evil/x")
+    assert not m.find("https://n.example.fr/t/john.berg5@example.com.gifs/x")
