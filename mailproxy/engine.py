@@ -207,7 +207,9 @@ class Engine:
         else:
             edits, misses = self._safety_net(text, edits, stopped - kept, kept, effective, classifier, part)
             result.misses += misses
-            edits = _merge(edits, _unclosed_tail(text))
+            for start, end in doc.unclosed:
+                tail = safety.break_everything(text_for_refs[start:end])
+                edits = _merge(edits, [_shift(e, start - shift) for e in tail])
         if not edits:
             return
         self._write(encoded, part, label, edits, wide, text, out, result)
@@ -360,15 +362,6 @@ def _finding(ref: Reference, url: str, v: UrlVerdict, action: Action, part: str,
         part=part,
         tracker_domain=v.domain,
     )
-
-
-def _unclosed_tail(text: str) -> list[Edit]:
-    """A tag cut off by the end of the part loads nothing in a WHATWG parser, but a lenient client might
-    still read it: break whatever URL it holds."""
-    lt = text.rfind("<")
-    if lt < 0 or ">" in text[lt:] or not text[lt + 1 : lt + 2].isalpha():
-        return []
-    return [_shift(e, lt) for e in safety.break_everything(text[lt:])]
 
 
 def _shift(e: Edit, by: int) -> Edit:

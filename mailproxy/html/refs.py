@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mailproxy.html import css
-from mailproxy.html.tokenizer import Attribute, Comment, EndTag, RawText, StartTag, attributes, tokenize
+from mailproxy.html.tokenizer import COMMENT, END, RAW, START, Attribute, StartTag, attributes, scan
 from mailproxy.model import Vector
 
 
@@ -60,6 +60,9 @@ class Document:
 
     refs: list[Reference] = field(default_factory=list)
     base: str | None = None  # the first <base href>, which browsers resolve relative URLs against
+    # Tags cut off by the end of the document (or of a conditional comment), with what follows them:
+    # nothing there loads in a browser, but the rewriter neutralizes it for lenient clients.
+    unclosed: list[tuple[int, int]] = field(default_factory=list)
 
 
 # Elements that never have an end tag: they are not pushed on the open-element stack.
@@ -292,16 +295,19 @@ class _Extractor:
     # -- walking -------------------------------------------------------------------------------------
     def run(self, start: int, end: int, in_comment: bool = False) -> None:
         text = self.text
-        for tok in tokenize(text, start, end):
-            if isinstance(tok, StartTag):
-                self.start_tag(tok, in_comment)
-            elif isinstance(tok, EndTag):
-                self.end_tag(tok.name)
-            elif isinstance(tok, RawText):
-                if tok.element == "style":
-                    self.style_block(tok.start, tok.end, in_comment)
-            elif isinstance(tok, Comment) and _CONDITIONAL_COMMENT.match(text, tok.body_start, tok.body_end):
-                self.run(tok.body_start, tok.body_end, in_comment=True)
+        for kind, name, s, e, inner_start, inner_end in scan(text, start, end):
+            if kind == START:
+                self.start_tag(StartTag(name=name, start=s, end=e, body_start=inner_start), in_comment)
+            elif kind == END:
+                self.end_tag(name)
+            elif kind == RAW:
+                if name == "style":
+                    self.style_block(s, e, in_comment)
+            elif kind == COMMENT:
+                if _CONDITIONAL_COMMENT.match(text, inner_start, inner_end):
+                    self.run(inner_start, inner_end, in_comment=True)
+            else:  # UNCLOSED: a browser drops it, a lenient client might not
+                self.doc.unclosed.append((s, e))
 
     def end_tag(self, name: str) -> None:
         stack = self.stack

@@ -13,7 +13,8 @@ small amount of nesting it needs).
    ``<!`` / ``<?`` / ``</`` + non-letter: a bogus comment up to the next ``>``;
    ``</`` + letter: an end tag; ``<`` + letter: a start tag; anything else: plain text.
 2. Inside a tag a quote only opens a value right after ``=``; ``/`` separates attributes; ``>`` ends the tag
-   wherever it is not inside a quoted value. A tag with no end before EOF is not a tag (the browser drops it).
+   wherever it is not inside a quoted value. A tag with no end before EOF is not a tag: the browser drops it
+   and everything after it (``scan`` reports it as UNCLOSED, so the caller can neutralize that tail).
 3. After ``<script>``, ``<style>``, ``<xmp>``, ``<iframe>``, ``<noembed>``, ``<noframes>`` (raw text) and
    ``<textarea>``, ``<title>`` (escapable raw text) everything up to the matching ``</name`` followed by
    whitespace, ``/`` or ``>`` is text, never tags. ``<plaintext>`` swallows the rest of the document.
@@ -27,31 +28,33 @@ The tokenizer is a generator of tokens; it never raises on any input.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Attribute", "Comment", "EndTag", "RawText", "StartTag", "Token", "attributes", "tokenize"]
+__all__ = [
+    "COMMENT",
+    "UNCLOSED",
+    "END",
+    "RAW",
+    "START",
+    "scan",
+    "attributes_in",
+    "Attribute",
+    "Comment",
+    "EndTag",
+    "RawText",
+    "StartTag",
+    "Token",
+    "attributes",
+    "tokenize",
+]
 
 _WS = "\t\n\f\r "
 
-# A start tag, matched in one go. Possessive quantifiers and atomic groups keep matching linear even on
-# hostile input (no backtracking between attributes). Inside the tag: runs of characters other than
-# > " ' =; an '=' followed by a value (double-quoted, single-quoted, or unquoted, which cannot begin with a
-# quote); or a stray quote, which is then part of an attribute name as in the WHATWG tokenizer.
-_START_TAG = re.compile(
-    r"<([A-Za-z][^\t\n\f\r />]*+)"
-    r"((?>[^>\"'=]++|=[\t\n\f\r ]*+(?>\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|[\"'])*+)>"
-)
-# End tags: attributes are allowed (and ignored) and follow the same quoting rules.
-_END_TAG = re.compile(
-    r"</([A-Za-z][^\t\n\f\r />]*+)"
-    r"((?>[^>\"'=]++|=[\t\n\f\r ]*+(?>\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|[\"'])*+)>"
-)
 _ATTR = re.compile(
     r"([^\t\n\f\r />=][^\t\n\f\r />=]*+)"
     r"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?"
 )
-_COMMENT_END = re.compile(r"--!?>")
 
 _RAWTEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
 _RAWTEXT_END = {name: re.compile(r"</" + name + r"[\t\n\f\r />]", re.IGNORECASE) for name in _RAWTEXT}
@@ -103,95 +106,106 @@ class RawText:
 Token = StartTag | EndTag | Comment | RawText
 
 
-def tokenize(text: str, start: int = 0, end: int | None = None) -> Iterator[Token]:
-    """Yield the tags, comments and raw-text contents of ``text[start:end]`` in document order."""
+# Token kinds of ``scan``. UNCLOSED is a tag cut off by the end of the text: a browser drops it and
+# everything after it (it is all inside the tag), so scanning stops there.
+START, END, COMMENT, RAW, UNCLOSED = 0, 1, 2, 3, 4
+
+# Every token in one alternation, so that one ``finditer`` (a loop in C) walks the whole document; Python
+# only sees the tokens. Rule 1 of the theory of operation, in order: comments (with the abrupt "<!-->" and
+# "<!--->"), start tags, end tags, "</>" (dropped), and bogus comments ("<!x", "<?x", "</1"). A tag or a
+# quoted value may run to the end of the text: every "<" + letter then matches once, so hostile input
+# ("<a<a<a...", unbalanced quotes) costs linear time, never a rescan per "<".
+_TAG_BODY = (
+    r"(?>[^>\"'=]++"
+    r"|=[\t\n\f\r ]*+(?>\"[^\"]*+(?:\"|\Z)|'[^']*+(?:'|\Z)|(?![\"'])[^\t\n\f\r >]*+)"
+    r"|[\"'])*+"
+)
+_TOKEN = re.compile(
+    r"<(?:"
+    r"!--(?:(?P<ce>-?>)|(?P<cb>[\s\S]*?)(?:--!?>|\Z))"
+    r"|(?P<s>[A-Za-z][^\t\n\f\r />]*+)(?P<sb>" + _TAG_BODY + r")(?P<sc>>|\Z)"
+    r"|/(?P<e>[A-Za-z][^\t\n\f\r />]*+)" + _TAG_BODY + r"(?P<ec>>|\Z)"
+    r"|/>"
+    r"|(?P<bog>[!?]|/(?![A-Za-z]))[^>]*+(?:>|\Z)"
+    r")"
+)
+
+
+def scan(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, str, int, int, int, int]]:
+    """The tokens of ``text[start:end]`` as tuples ``(kind, name, start, end, inner_start, inner_end)``:
+
+    - START: the lower-cased tag name; inner is the attribute text;
+    - END: the lower-cased tag name; inner is empty;
+    - COMMENT: name ""; inner is the comment text (between "<!--" and "-->", or "<!" and ">");
+    - RAW: the element whose raw text this is (script, style, textarea, ...); inner is the text;
+    - UNCLOSED: a tag cut off by the end of the text, with everything after it; the last token.
+
+    This is the hot loop of the rewriter; ``tokenize`` gives the same tokens as objects.
+    """
     stop = len(text) if end is None else end
     pos = start
-    find = text.find
-    while True:
-        lt = find("<", pos, stop)
-        if lt < 0 or lt + 1 >= stop:
-            return
-        nxt = text[lt + 1]
-        if nxt.isascii() and nxt.isalpha():
-            m = _START_TAG.match(text, lt, stop)
-            if m is None:
-                # EOF inside the tag (an unclosed quote or no '>'): the browser drops it. Scanning on from
-                # here is the conservative choice: we may see more tags than the browser, never fewer.
-                pos = lt + 1
+    while pos < stop:
+        for m in _TOKEN.finditer(text, pos, stop):
+            name = m.group("s")
+            if name is not None:
+                name = name.lower()
+                if not m.group("sc"):
+                    yield UNCLOSED, name, m.start(), stop, m.start("sb"), stop
+                    return
+                yield START, name, m.start(), m.end(), m.start("sb"), m.end("sb")
+                if name in _RAWTEXT:
+                    close = _RAWTEXT_END[name].search(text, m.end(), stop)
+                    raw_end = close.start() if close else stop
+                    yield RAW, name, m.end(), raw_end, m.end(), raw_end
+                    pos = raw_end
+                    break  # restart the scan after the raw text
+                if name == "plaintext":
+                    yield RAW, name, m.end(), stop, m.end(), stop
+                    return
                 continue
-            name = m.group(1).lower()
-            tag = StartTag(
-                name=name,
-                start=lt,
-                end=m.end(),
-                body_start=m.start(2),
-            )
-            yield tag
-            pos = m.end()
-            if name in _RAWTEXT:
-                close = _RAWTEXT_END[name].search(text, pos, stop)
-                raw_end = close.start() if close else stop
-                yield RawText(element=name, start=pos, end=raw_end)
-                pos = raw_end
-            elif name == "plaintext":
-                yield RawText(element=name, start=pos, end=stop)
-                return
-        elif nxt == "/":
-            m = _END_TAG.match(text, lt, stop)
-            if m is not None:
-                yield EndTag(name=m.group(1).lower(), start=lt, end=m.end())
-                pos = m.end()
+            name = m.group("e")
+            if name is not None:
+                if not m.group("ec"):
+                    yield UNCLOSED, name.lower(), m.start(), stop, m.end(), stop
+                    return
+                yield END, name.lower(), m.start(), m.end(), m.end(), m.end()
                 continue
-            after = text[lt + 2] if lt + 2 < stop else ""
-            if after == ">":  # '</>' is dropped
-                pos = lt + 3
-                continue
-            if after.isascii() and after.isalpha():  # an end tag cut by EOF
-                pos = lt + 1
-                continue
-            pos = yield from _bogus_comment(text, lt, stop)
-        elif nxt == "!":
-            if text.startswith("<!--", lt):
-                pos = yield from _comment(text, lt, stop)
-            else:
-                pos = yield from _bogus_comment(text, lt, stop)
-        elif nxt == "?":
-            pos = yield from _bogus_comment(text, lt, stop)
+            if m.group("ce") is not None:
+                body = m.start() + 4
+                yield COMMENT, "", m.start(), m.end(), body, body
+            elif m.group("cb") is not None:
+                yield COMMENT, "", m.start(), m.end(), m.start("cb"), m.end("cb")
+            elif m.group("bog") is not None:
+                closed = text[m.end() - 1 : m.end()] == ">"
+                yield COMMENT, "", m.start(), m.end(), m.start() + 2, m.end() - 1 if closed else m.end()
+            # else "</>": dropped
         else:
-            pos = lt + 1
+            return
 
 
-def _comment(text: str, lt: int, stop: int) -> Generator[Token, None, int]:
-    body = lt + 4
-    # '<!-->' and '<!--->' close at once (abrupt-closing-of-empty-comment).
-    if text.startswith(">", body):
-        yield Comment(start=lt, end=body + 1, body_start=body, body_end=body)
-        return body + 1
-    if text.startswith("->", body):
-        yield Comment(start=lt, end=body + 2, body_start=body, body_end=body)
-        return body + 2
-    m = _COMMENT_END.search(text, body, stop)
-    if m is None:
-        yield Comment(start=lt, end=stop, body_start=body, body_end=stop)
-        return stop
-    yield Comment(start=lt, end=m.end(), body_start=body, body_end=m.start())
-    return m.end()
-
-
-def _bogus_comment(text: str, lt: int, stop: int) -> Generator[Token, None, int]:
-    gt = text.find(">", lt, stop)
-    end = stop if gt < 0 else gt + 1
-    yield Comment(start=lt, end=end, body_start=lt + 2, body_end=end - 1 if gt >= 0 else stop)
-    return end
+def tokenize(text: str, start: int = 0, end: int | None = None) -> Iterator[Token]:
+    """Yield the tags, comments and raw-text contents of ``text[start:end]`` in document order."""
+    for kind, name, s, e, inner_start, inner_end in scan(text, start, end):
+        if kind == START:
+            yield StartTag(name=name, start=s, end=e, body_start=inner_start)
+        elif kind == END:
+            yield EndTag(name=name, start=s, end=e)
+        elif kind == COMMENT:
+            yield Comment(start=s, end=e, body_start=inner_start, body_end=inner_end)
+        elif kind == RAW:
+            yield RawText(element=name, start=s, end=e)
 
 
 def attributes(text: str, tag: StartTag) -> Iterator[Attribute]:
     """The attributes of a start tag, first occurrence of a name only (later duplicates are ignored,
     as the WHATWG tokenizer does)."""
+    return attributes_in(text, tag.body_start, tag.end - 1)
+
+
+def attributes_in(text: str, body_start: int, body_end: int) -> Iterator[Attribute]:
+    """The attributes in a start tag's attribute text ``text[body_start:body_end]`` (see ``scan``)."""
     seen: set[str] = set()
-    stop = tag.end - 1
-    for m in _ATTR.finditer(text, tag.body_start, stop):
+    for m in _ATTR.finditer(text, body_start, body_end):
         name = m.group(1).lower()
         if name in seen:
             continue
