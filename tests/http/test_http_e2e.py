@@ -1,5 +1,5 @@
-"""End to end: the proxy as a real process, real HTTP and HTTPS servers that record what reaches
-them, and curl as the client. Also the runner in-process (signals, halves, failures)."""
+"""End to end: `mailproxy run` as a real process, real HTTP and HTTPS servers that record what
+reaches them, and curl as the client. Also the runner in-process (signals, halves, failures)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import cast
+from typing import Final, cast
 
 import pytest
 import trustme
@@ -104,6 +104,7 @@ class World:
     trustme_ca: Path
     mitm_ca: Path
     intercept_port: int
+    https_intercept_port: int  # intercepts and trusts trustme_ca upstream
     passthrough_port: int
     logs: dict[str, Path]
 
@@ -137,14 +138,42 @@ gpc = false
     return path
 
 
-def start_proxy(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _run_help() -> str:
+    done = subprocess.run(
+        [*RUN, "--help"], cwd=REPO, capture_output=True, timeout=30, text=True, check=True
+    )
+    return done.stdout
+
+
+# The process under test is `mailproxy run`. It may not (yet) take --confdir and --set: without
+# --confdir mitmproxy's CA goes to ~/.mitmproxy, so each process gets its own HOME; without --set
+# the one test that needs mitmproxy to trust the test server's CA uses the HTTP-only entry point.
+RUN: Final = [sys.executable, "-m", "mailproxy", "run"]
+RUN_HELP: Final = _run_help()
+RUN_HAS_CONFDIR: Final = "--confdir" in RUN_HELP
+RUN_HAS_SET: Final = "--set" in RUN_HELP
+
+
+def start_proxy(
+    config: Path,
+    log: Path,
+    *,
+    home: Path,
+    tls: str = "auto",
+    sets: Sequence[str] = (),
+    command: Sequence[str] = RUN,
+) -> subprocess.Popen[bytes]:
+    """Start `command -c config --tls tls` with mitmproxy's CA in `home`/.mitmproxy."""
+    confdir = home / ".mitmproxy"
+    args = [*command, "-c", str(config), "--tls", tls]
+    env = dict(os.environ)
+    if command is not RUN or RUN_HAS_CONFDIR:
+        args += ["--confdir", str(confdir)]
+    else:
+        env["HOME"] = str(home)
+    args += [f"--set={s}" for s in sets]
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailproxy.http.server", *args],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc
 
 
@@ -188,33 +217,38 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ]
     intercept_port, passthrough_port = free_port(), free_port()
     logs = {"intercept": tmp / "intercept.log", "passthrough": tmp / "passthrough.log"}
-    common = [f"--set=ssl_verify_upstream_trusted_ca={trustme_ca}"]
+    trust = [f"ssl_verify_upstream_trusted_ca={trustme_ca}"] if RUN_HAS_SET else []
     procs = [
         start_proxy(
-            [
-                "-c",
-                str(write_config(tmp / "i.toml", intercept_port)),
-                "--tls",
-                "intercept",
-                "--confdir",
-                str(tmp / "mitm"),
-                *common,
-            ],
+            write_config(tmp / "i.toml", intercept_port),
             logs["intercept"],
+            home=tmp / "home-intercept",
+            tls="intercept",
+            sets=trust,
         ),
         start_proxy(
-            [
-                "-c",
-                str(write_config(tmp / "p.toml", passthrough_port)),
-                "--tls",
-                "passthrough",
-                "--confdir",
-                str(tmp / "mitm-passthrough"),  # two processes must not race to create one CA
-                *common,
-            ],
+            write_config(tmp / "p.toml", passthrough_port),
             logs["passthrough"],
+            home=tmp / "home-passthrough",  # two processes must not race to create one CA
+            tls="passthrough",
+            sets=trust,
         ),
     ]
+    https_port, https_home = intercept_port, tmp / "home-intercept"
+    if not RUN_HAS_SET:
+        # mitmproxy must trust the test server's CA, which only the HTTP-only entry point can say.
+        https_port, https_home = free_port(), tmp / "home-https"
+        logs["https-intercept"] = tmp / "https-intercept.log"
+        procs.append(
+            start_proxy(
+                write_config(tmp / "h.toml", https_port),
+                logs["https-intercept"],
+                home=https_home,
+                tls="intercept",
+                sets=[f"ssl_verify_upstream_trusted_ca={trustme_ca}"],
+                command=[sys.executable, "-m", "mailproxy.http.server"],
+            )
+        )
     try:
         for proc, log in zip(procs, logs.values(), strict=True):
             wait_ready(proc, log)
@@ -225,8 +259,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             recorder=recorder,
             other=other,
             trustme_ca=trustme_ca,
-            mitm_ca=tmp / "mitm" / "mitmproxy-ca-cert.pem",
+            mitm_ca=https_home / ".mitmproxy" / "mitmproxy-ca-cert.pem",
             intercept_port=intercept_port,
+            https_intercept_port=https_port,
             passthrough_port=passthrough_port,
             logs=logs,
         )
@@ -235,7 +270,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for s in servers:
             s.shutdown()
             s.server_close()
-    assert codes == [0, 0], "the proxies did not stop cleanly on SIGTERM"
+    assert codes == [0] * len(procs), "the proxies did not stop cleanly on SIGTERM"
 
 
 @dataclass
@@ -373,14 +408,16 @@ def test_private_address_outside_allow_networks_is_refused(world: World) -> None
 
 def test_https_intercepted_when_the_client_trusts_the_ca(world: World) -> None:
     url = f"https://localhost:{world.https_port}/secure.png"
-    got = curl(world.intercept_port, url, "--cacert", str(world.mitm_ca), headers={"Cookie": "s=1"})
+    got = curl(
+        world.https_intercept_port, url, "--cacert", str(world.mitm_ca), headers={"Cookie": "s=1"}
+    )
     assert got.status == 200, got.stderr
     seen = world.recorder.headers_of("/secure.png")
     assert seen["dnt"] == ["1"] and seen["sec-gpc"] == ["1"]
     assert "cookie" not in seen
     assert "set-cookie" not in got.headers
     pixel = curl(
-        world.intercept_port,
+        world.https_intercept_port,
         f"https://localhost:{world.https_port}/open.gif?e=tls",
         "--cacert",
         str(world.mitm_ca),
@@ -414,10 +451,7 @@ def test_other_tunnels_pass_through_untouched_in_host_level_mode(world: World) -
 def test_sigint_stops_the_process_cleanly(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "proxy.log"
-    proc = start_proxy(
-        ["-c", str(write_config(tmp_path / "c.toml", port)), "--confdir", str(tmp_path / "mitm")],
-        log,
-    )
+    proc = start_proxy(write_config(tmp_path / "c.toml", port), log, home=tmp_path / "home")
     try:
         wait_ready(proc, log)
         with socket.create_connection(("127.0.0.1", port), timeout=5):
@@ -434,7 +468,7 @@ def test_bad_config_exits_2_with_a_message(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[http]\nlisten = "nowhere"\n', encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "mailproxy.http.server", "-c", str(bad)],
+        [*RUN, "-c", str(bad)],
         cwd=REPO,
         capture_output=True,
         timeout=30,
