@@ -122,9 +122,8 @@ def apply_edits(encoded: bytes, cte: str, edits: Sequence[Edit]) -> bytes:
         result = _apply_b64(data, edits)
     else:
         result = _apply_plain(data, edits)
-    if not same_shape(
-        data, result
-    ):  # pragma: no cover - guarded by construction; never ship a change
+    # Guaranteed by construction; checked anyway because a shape change must never be shipped.
+    if not same_shape(data, result):  # pragma: no cover
         raise TransferError("internal error: rewritten body changed its shape")
     return result
 
@@ -336,6 +335,7 @@ _QP_ATOM = tuple(
     bytes((c,)) if (33 <= c <= 126 and c != 61) or c in (9, 32) else f"={c:02X}".encode()
     for c in range(256)
 )
+_QP_ESCAPED = tuple(f"={c:02X}".encode() for c in range(256))
 _QP_LINE = 76  # RFC 2045 maximum encoded line length, soft-break "=" included
 _QP_BLOCK = 1024  # index granularity: one block is tokenized in Python per lookup
 _QP_CONTEXT = 256  # bytes of the following text examined (trailing space, rest of the line)
@@ -502,29 +502,69 @@ def _qp_layout(
     col0: int,
     rest: int,
     limit: int,
-) -> tuple[bytes, bool]:
+) -> tuple[bytes, int, bool]:
     """Lay out content atoms, ``spaces`` padding spaces, the owed soft breaks and the tail items.
 
-    Returns the bytes and whether every line stays within ``limit``. Soft breaks are spent greedily
-    where the next atom would not fit (never inside an escape); those left over follow the padding,
-    where they also keep the last space from ending a line.
+    Returns the bytes, the number of spaces actually used and whether every line stays within
+    ``limit``. Soft breaks are spent greedily where the next atom would not fit (never inside an
+    escape); those left over follow the padding, where they also keep the last space from ending a
+    line. A line cut short before a 3-byte escape would push its 1-2 unused bytes onto the last line
+    (and possibly past the limit), so the gap is filled by escaping a literal already on the line
+    (+2 bytes), paid for with two padding spaces.
     """
     out = bytearray()
     cur = col0
     fits = True
     soft = rng.soft
     si = 0
-    body = atoms
-    if spaces:
-        body = atoms + [b" "] * (spaces - 1) + [b"=20" if escape_last else b" "]
-    for atom in body:
+    literals: list[int] = []  # where the 1-byte atoms of the current line are in `out`
+    reserve = 1 if escape_last else 0  # the space that becomes "=20" cannot be given up
+    pos = 0
+    left = spaces
+    while pos < len(atoms) or left:
+        if pos < len(atoms):
+            atom = atoms[pos]
+            pos += 1
+        else:
+            left -= 1
+            atom = b"=20" if escape_last and not left else b" "
         w = len(atom)
         if si < len(soft) and cur > 0 and cur + w + 1 > limit:
+            slack = limit - 1 - cur
+            moved = b""
+            if slack == 2 and literals and left - reserve >= 2:
+                at = literals.pop()
+                out[at : at + 1] = _QP_ESCAPED[out[at]]
+                cur += 2
+                left -= 2
+                spaces -= 2
+            elif (
+                slack == 1
+                and len(literals) >= 2
+                and literals[-1] == len(out) - 1
+                and left - reserve >= 2
+            ):
+                # Escaping adds 2, moving the last literal to the next line takes 1 back.
+                moved = bytes(out[-1:])
+                del out[-1]
+                literals.pop()
+                at = literals.pop()
+                out[at : at + 1] = _QP_ESCAPED[out[at]]
+                cur += 1
+                left -= 2
+                spaces -= 2
             fits = fits and cur + 1 <= limit
             out += b"="
             out += soft[si]
             si += 1
             cur = 0
+            literals.clear()
+            if moved:
+                literals.append(len(out))
+                out += moved
+                cur = 1
+        if w == 1:
+            literals.append(len(out))
         out += atom
         cur += w
     while si < len(soft):
@@ -541,7 +581,7 @@ def _qp_layout(
             cur += len(item)
         out += item
     fits = fits and cur + rest <= limit
-    return bytes(out), fits
+    return bytes(out), spaces, fits
 
 
 def _qp_rewrite_range(
@@ -579,25 +619,26 @@ def _qp_rewrite_range(
         configs.append((free - 2, True, 0))
     if free and free % 2 == 0 and free // 2 <= len(literal):
         configs.append((0, False, free // 2))
-    for lim in (limit, _NO_LIMIT):
+    # Passes, best first: every line within the limit; soft breaks where the limit wants them but
+    # some line longer (the span crossed a hard break, whose following text must now come before
+    # it); soft breaks all after the padding, where they keep any space from ending a line.
+    for lim, strict in ((limit, True), (limit, False), (_NO_LIMIT, False)):
         for spaces, escape_last, extra in configs:
             use = atoms
             if extra:
                 use = list(atoms)
                 for i in literal[-extra:]:
-                    use[i] = f"={content[i]:02X}".encode()
-            out, fits = _qp_layout(use, spaces, escape_last, rng, a - line_start, rest, lim)
-            if not fits:
+                    use[i] = _QP_ESCAPED[content[i]]
+            out, used, fits = _qp_layout(use, spaces, escape_last, rng, a - line_start, rest, lim)
+            if strict and not fits:
                 continue
             window = pre + out + after
             t = _QP_TRAILING.search(window)
             if t is not None and t.start() < len(pre) + len(out):
                 continue
-            if lim == _NO_LIMIT:
-                logger.debug(
-                    "quoted-printable range [%d, %d) laid out with a line over %d", a, b, limit
-                )
-            return out, content + b" " * spaces + rng.tail_decoded
+            if not fits:
+                logger.debug("quoted-printable range [%d, %d): a line over %d", a, b, limit)
+            return out, content + b" " * used + rng.tail_decoded
     raise TransferError(
         f"replacement cannot be laid out in quoted-printable range [{a}, {b})"
         " without a space ending a line"
