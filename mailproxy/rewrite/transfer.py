@@ -322,7 +322,7 @@ def _fast_qp_ok(data: bytes) -> bool:
 
 
 # A space or tab that a decoder would drop as transport padding.
-_QP_TRAILING = re.compile(rb"[ \t]+(?:\r?\n|\Z)")
+_QP_TRAILING = re.compile(rb"(?<![ \t])[ \t]++(?:\r?\n|\Z)")  # never restarts inside a run: linear
 _QP_WS_LINE_END = re.compile(rb"[ \t]*(?:\r?\n)?")
 
 _HEX_BYTE = {f"{c:02X}".encode(): bytes((c,)) for c in range(256)}
@@ -519,15 +519,10 @@ def _qp_layout(
     si = 0
     literals: list[int] = []  # where the 1-byte atoms of the current line are in `out`
     reserve = 1 if escape_last else 0  # the space that becomes "=20" cannot be given up
-    pos = 0
     left = spaces
-    while pos < len(atoms) or left:
-        if pos < len(atoms):
-            atom = atoms[pos]
-            pos += 1
-        else:
-            left -= 1
-            atom = b"=20" if escape_last and not left else b" "
+
+    def place(atom: bytes) -> None:
+        nonlocal out, cur, fits, si, left, spaces
         w = len(atom)
         if si < len(soft) and cur > 0 and cur + w + 1 > limit:
             slack = limit - 1 - cur
@@ -567,6 +562,31 @@ def _qp_layout(
             literals.append(len(out))
         out += atom
         cur += w
+
+    for atom in atoms:
+        place(atom)
+    # The padding: runs of plain spaces are laid out a line at a time (a URL blanked to spaces is
+    # hundreds of them); only the last one may need to be "=20", placed like any atom. The escape
+    # tricks in place() need two spare spaces, which the last atom never has, so the positions of the
+    # plain spaces need not be remembered.
+    plain = left - reserve if left else 0
+    while plain > 0:
+        if si < len(soft) and cur > 0 and cur + 2 > limit:
+            fits = fits and cur + 1 <= limit
+            out += b"="
+            out += soft[si]
+            si += 1
+            cur = 0
+        room = plain if si >= len(soft) else max(1, limit - 1 - cur)
+        k = min(plain, room)
+        out += b" " * k
+        cur += k
+        plain -= k
+        left -= k
+    literals.clear()
+    if left:
+        left -= 1
+        place(b"=20" if escape_last else b" ")
     while si < len(soft):
         fits = fits and cur + 1 <= limit
         out += b"="
