@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
     # Tracking events are INFO lines on "mailproxy.tracking": show them while the proxies run.
     logging.getLogger("mailproxy").setLevel(min(logging.INFO, logging.getLogger().level))
-    asyncio.run(run(config, tls=args.tls))
+    asyncio.run(run(config, tls=args.tls, confdir=args.confdir, mitm_options=args.set))
     return EXIT_OK
 
 
@@ -180,6 +180,14 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="HTTPS: intercept (the client trusts the mitmproxy CA), passthrough (host-level blocking only), "
         "or auto (intercept, falling back per host when the client does not trust the CA)",
+    )
+    sp.add_argument("--confdir", metavar="DIR", help="mitmproxy's folder with the CA (default ~/.mitmproxy)")
+    sp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a mitmproxy option (as mitmdump --set)",
     )
     sp = add("scan", "list the remote references in messages and what the policy does with them")
     sp.add_argument(
