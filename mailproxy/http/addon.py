@@ -493,6 +493,15 @@ class TrackerBlock:
         )
 
 
+_NEVER_SENT = frozenset({b"cookie", b"cookie2", b"referer", b"proxy-connection"})
+# (we set DNT, we set Sec-GPC) -> request header names to drop, lower-cased.
+_DROP_REQUEST = {
+    (dnt, gpc): _NEVER_SENT | ({b"dnt"} if dnt else set()) | ({b"sec-gpc"} if gpc else set())
+    for dnt in (False, True)
+    for gpc in (False, True)
+}
+
+
 class PrivacyHeaders:
     """DNT / Sec-GPC as configured, no Cookie or Referer out, no Set-Cookie back."""
 
@@ -507,13 +516,16 @@ class PrivacyHeaders:
             return
         eff = self.state.policy_for(flow)
         headers = flow.request.headers
+        # One pass over the raw fields (this runs on every request): drop what never leaves, and the
+        # client's DNT / Sec-GPC when ours replace them (one of each per request). When dnt is "unset"
+        # or gpc is off, the client's own header stays: intermediaries must not add or remove it.
+        drop = _DROP_REQUEST[(eff.dnt != "unset", eff.gpc)]
+        fields = tuple(f for f in headers.fields if f[0].lower() not in drop)
         if eff.dnt != "unset":
-            headers["DNT"] = eff.dnt  # replaces every DNT the client sent: one per request
+            fields += ((b"DNT", eff.dnt.encode()),)
         if eff.gpc:
-            headers["Sec-GPC"] = "1"
-        # When gpc is off the client's own Sec-GPC stays: intermediaries must not remove it.
-        for name in ("Cookie", "Cookie2", "Referer", "Proxy-Connection"):
-            headers.pop(name, None)
+            fields += ((b"Sec-GPC", b"1"),)
+        headers.fields = fields
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         # Here rather than in `response`, so it also holds for streamed bodies.
