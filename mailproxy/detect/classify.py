@@ -32,6 +32,7 @@ from mailproxy.model import Party, Tier, Verdict
 _tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 _TIER_RANK = {Tier.LOW: 0, Tier.MEDIUM: 1, Tier.HIGH: 2}
+_CACHE_LIMIT = 4096
 REMOTE_SCHEMES = frozenset({"http", "https", "ftp", "ws", "wss"})
 
 
@@ -102,6 +103,10 @@ class Classifier:
         key = (url, is_image, hidden, conditional)
         cached = self._cache.get(key)
         if cached is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                # A long-lived classifier (the HTTP proxy keeps one per user) must not grow forever.
+                self._cache.clear()
+                self._vendors.clear()
             cached = self._cache[key] = self._classify(url, is_image, hidden, conditional)
         return cached
 

@@ -199,3 +199,13 @@ def test_base_href_resolves_relative_references() -> None:
     findings = ENGINE.analyse(msg(html))
     img = next(f for f in findings if "open.php" in f.url)
     assert img.url.startswith("https://news.us5.list-manage.com/track/") and img.verdict is Verdict.TRACKER
+
+
+def test_a_long_lived_classifier_keeps_a_bounded_cache() -> None:
+    from mailproxy.detect import classify
+    from mailproxy.detect.trackers import TrackerDB
+
+    c = classify.Classifier(TrackerDB.bundled())
+    for i in range(classify._CACHE_LIMIT + 10):
+        c.classify(f"https://cdn.example.net/{i}.png")
+    assert len(c._cache) <= classify._CACHE_LIMIT
