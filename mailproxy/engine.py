@@ -269,12 +269,12 @@ class Engine:
                 new_body = apply_edits(encoded, part.cte, edits)
         except TransferError as exc:
             log.warning("part %s: edits do not fit its encoding (%s): neutralizing it", label, exc)
-            self._failsafe(encoded, part, label, out, result, decoded=None)
+            self._failsafe(encoded, part, label, out, result, decoded=decode(encoded, part.cte))
             return
         if len(new_body) != len(encoded) or new_body.count(b"\n") != encoded.count(b"\n"):
             # Cannot happen if the transfer layer keeps its contract; never ship a length change.
             log.error("part %s: rewrite changed the length: neutralizing it", label)
-            self._failsafe(encoded, part, label, out, result, decoded=None)
+            self._failsafe(encoded, part, label, out, result, decoded=decode(encoded, part.cte))
             return
         out[part.body_start : part.end] = new_body
 
@@ -313,9 +313,10 @@ class Engine:
                     return
             except TransferError:
                 pass
-        # Last resort: the encoded bytes themselves. A quoted-printable or 7bit body is broken in place;
-        # any other encoding we cannot edit is blanked to spaces, keeping its line breaks.
-        if part.cte in ("7bit", "8bit", "binary", "quoted-printable"):
+        # Last resort: the encoded bytes themselves. An unencoded body is broken in place; any other
+        # (quoted-printable can hide a scheme behind a soft line break) is blanked to spaces, keeping its
+        # line breaks: the reader loses that part's text, never the message, and nothing loads.
+        if part.cte in ("7bit", "8bit", "binary"):
             text = encoded.decode("latin-1")
             new = bytearray(encoded)
             for e in safety.break_everything(text):
