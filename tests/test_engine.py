@@ -477,3 +477,30 @@ def test_invariant_for_random_messages(pieces: list[str], cte: str, qp_line: int
     out = rewrite(raw)
     [decoded] = html_parts(out)
     assert not [u for u in remote(loads(decoded)) if TRACKER_HOST in u]
+
+
+@pytest.mark.parametrize("failures", [1, 99])
+def test_a_transfer_failure_still_delivers_a_neutralized_part(
+    monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    # Failure injection: the transfer layer refusing the planned edits (once: the decoded fail-safe
+    # path runs; always: the last resort blanks the quoted-printable body).
+    import mailproxy.engine as engine_module
+    from mailproxy.rewrite.transfer import TransferError, apply_edits
+
+    calls = {"n": 0}
+
+    def flaky(encoded: bytes, cte: str, edits: object) -> bytes:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise TransferError("injected")
+        return apply_edits(encoded, cte, edits)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module, "apply_edits", flaky)
+    raw = message(f'<p>Hello</p><img src="{T_ESC}" width=1 height=1>', cte="quoted-printable", qp_line=30)
+    result = Engine().rewrite(raw)
+    assert len(result.data) == len(raw) and result.data.count(b"\n") == raw.count(b"\n")
+    assert result.failsafe_parts == ["2"]
+    [decoded] = html_parts(result.data)
+    assert not remote(loads(decoded))
+    assert ("Hello" in decoded) is (failures == 1)
