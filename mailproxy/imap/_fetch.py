@@ -149,7 +149,7 @@ def _plan(
         return FetchPlan(line=line, extended=False, uid=uid)
     # The command's text before the item list is kept byte for byte; the item list gains the
     # extension.
-    prefix_len = len(line) - len(rest)
+    prefix_len = len(line.rstrip(b"\r\n")) - len(rest.rstrip(b"\r\n"))
     start = prefix_len + items_at
     stop = prefix_len + items_end
     if line[start : start + 1] == b"(":
@@ -373,8 +373,15 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
             ctx.unrewritten += 1
             continue
         new = _section_bytes(rewritten, a.item)
-        if new is not None:
+        if new is not None and a.item.origin is not None:
+            # A partial names its count only in the request; the response's literal is the count
+            # actually served (shorter at the end), which the same-length rewrite keeps.
             new = new[: len(original)]
+        if new is not None and a.item.kind == b"BINARY" and len(new) != len(original):
+            # The engine kept the encoded length but not the decoded one. Fitting the bytes to
+            # BINARY.SIZE (space padding, or a cut at the end) beats serving the tracker.
+            log.debug("decoded length of a rewritten part differs by %d", len(new) - len(original))
+            new = new[: len(original)].ljust(len(original), b" ")
         if new is None or len(new) != len(original):
             ctx.unrewritten += 1
             log.warning(
