@@ -263,7 +263,7 @@ def test_append_stores_exactly_what_was_sent(
     typ, fetched = d.fetch("1", "(BODY.PEEK[])")
     d.logout()
     assert (
-        isinstance(data[0], tuple) and data[0][1] == msg
+        isinstance(fetched[0], tuple) and fetched[0][1] == msg
     )  # the tracker is still there: stored as sent
 
 
