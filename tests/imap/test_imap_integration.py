@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import imaplib
 import re
@@ -411,3 +412,45 @@ def test_login_failure_and_message_objects(via: imaplib.IMAP4, proxy: ProxyThrea
         "text/plain",
         "text/html",
     ]
+
+
+def test_serve_imap_from_config(dovecot: Dovecot) -> None:
+    import asyncio
+
+    from mailproxy.config import HostPort, ImapConfig, UpstreamTls
+    from mailproxy.engine import Engine
+    from mailproxy.imap import serve_imap
+
+    config = ImapConfig(
+        listen=HostPort(host="127.0.0.1", port=0),
+        upstream=HostPort(host="127.0.0.1", port=dovecot.port),
+        upstream_tls=UpstreamTls.NONE,
+    )
+    loop = asyncio.new_event_loop()
+    bound: list[tuple[str, int]] = []
+    ready = threading.Event()
+
+    def on_ready(address: tuple[str, int]) -> None:
+        bound.append(address)
+        ready.set()
+
+    task = loop.create_task(serve_imap(config, Engine(), ready=on_ready))
+
+    def run() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        c = login(bound[0][1])
+        c.select("INBOX", readonly=True)
+        body = fetch(c, uids(c)["qp alternative"], "(BODY.PEEK[])")[b"BODY[]"]
+        assert TRACKER not in html_of(body) and LOGO in html_of(body)
+        c.logout()
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(10)
+        loop.close()
+    assert task.cancelled()
