@@ -1,0 +1,436 @@
+"""Tracking events: what one acted-on finding or one blocked / cleaned request becomes in the log.
+
+The detail level decides what an event keeps, here and nowhere else, so the store only ever sees
+data the level promises (see PRIVACY.md):
+
+- ``aggregate``: the time is cut to the day (UTC), no user, no URL; the store only adds it to a
+  per-day count.
+- ``events``: the time is rounded down to 10 minutes, the user is a keyed hash, no URL.
+- ``research``: as ``events``, plus the URL with every identifying token replaced by a type marker
+  (``<md5:recipient>``, ``<address>``, ``<token>``).
+
+Reasons are kept as the classifier's reason codes, with any detail that could be personal (a bare
+query key that is a token or an address) replaced by ``<token>``, and the query-parameter identity
+reason rewritten to name the encoding (``recipient-identity:md5-in-query``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+from urllib.parse import quote, unquote, urlsplit
+
+from mailproxy.config import LogDetail
+from mailproxy.detect.classify import registrable_domain
+from mailproxy.detect.identity import IdentityMatcher
+from mailproxy.detect.params import identifying_params, looks_high_entropy
+from mailproxy.model import Action, Finding, Verdict
+
+__all__ = [
+    "Channel",
+    "TrackingEvent",
+    "UserHasher",
+    "event_from_http",
+    "events_from_findings",
+    "redact_url",
+    "sanitize_reason",
+]
+
+logger = logging.getLogger(__name__)
+
+DAY: Final = 86_400
+EVENT_ROUNDING: Final = 600  # events and research keep the time to 10 minutes, no finer
+
+
+class Channel(StrEnum):
+    IMAP = "imap"
+    HTTP = "http"
+    SCAN = "scan"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackingEvent:
+    """One tracking event, already reduced to what its detail level keeps."""
+
+    time: int  # UTC epoch seconds: start of the day (aggregate) or of the 10-minute slot
+    channel: str
+    sender_domain: str  # "" when unknown (the HTTP side never knows it)
+    tracker_domain: str  # registrable domain of the tracker host
+    vendor: str  # "" when unknown
+    vector: str  # a model.Vector value, or http-image / http-other / http-connect
+    reasons: tuple[str, ...]  # sanitized reason codes, sorted, unique
+    action: str  # a model.Action value
+    user_hash: str = ""  # keyed hash of the user (events and research only)
+    url: str = ""  # redacted URL (research only)
+
+    @property
+    def day(self) -> str:
+        import time as _time
+
+        return _time.strftime("%Y-%m-%d", _time.gmtime(self.time))
+
+
+class UserHasher:
+    """HMAC-SHA256 of a lower-cased user name with a local secret, as 32 hex digits.
+
+    Keyed so that a leaked database cannot be matched against a list of addresses by hashing
+    them: without the key file the hashes are unlinkable to anyone.
+    """
+
+    __slots__ = ("_cache", "_key")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("tracking key too short")
+        self._key = key
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, user: str | None) -> str:
+        if not user or not isinstance(user, str):
+            return ""
+        cached = self._cache.get(user)
+        if cached is None:
+            digest = hmac.new(self._key, user.strip().lower().encode("utf-8", "replace"), "sha256")
+            cached = digest.hexdigest()[:32]
+            if len(self._cache) >= 1024:
+                self._cache.clear()
+            self._cache[user] = cached
+        return cached
+
+
+# --- reasons ---
+
+# A reason detail is kept only when it is a short code-like word; anything else (a bare query key
+# that is a token, an address) could identify the reader and becomes "<token>".
+_SAFE_DETAIL: Final = re.compile(r"[A-Za-z0-9_.:=\-]{1,40}\Z")
+_LONG_DIGITS: Final = re.compile(r"[0-9]{6,}")
+_LONG_HEX: Final = re.compile(r"[0-9a-fA-F]{12,}")
+# 8+ letters and digits without a separator, both present: an id ("6fbe2190f9"), not a word.
+_MIXED_ID: Final = re.compile(r"(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])[A-Za-z0-9]{8,}")
+_IDENTITY: Final = "recipient-identity"
+_IDENTITY_LOCATED: Final = re.compile(r"[a-z0-9]+-in-(?:host|path|query|fragment)\Z")
+_HEX_ALGOS: Final = {32: "md5", 40: "sha1", 56: "sha224", 64: "sha256", 96: "sha384", 128: "sha512"}
+_HEX_ONLY: Final = re.compile(r"[0-9a-fA-F]+\Z")
+_B64_ONLY: Final = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}\Z")
+
+
+def _safe_word(text: str) -> bool:
+    return (
+        _SAFE_DETAIL.match(text) is not None
+        and _LONG_DIGITS.search(text) is None
+        and _LONG_HEX.search(text) is None
+        and _MIXED_ID.search(text) is None
+        and not looks_high_entropy(text)
+    )
+
+
+def sanitize_reason(reason: str) -> str:
+    """The reason code with a personal-looking detail replaced by ``<token>``. Never raises."""
+    if not isinstance(reason, str) or not reason:
+        return "<unknown>"
+    kind, sep, detail = reason.partition(":")
+    if not _safe_word(kind):
+        return "<unknown>"
+    if not sep:
+        return kind
+    if _safe_word(detail):
+        return reason
+    return kind + ":<token>"
+
+
+def _guess_encoding(value: str) -> str:
+    """The likely encoding of an identity carried in a query value (as written), from its shape."""
+    if "%40" in value.lower():
+        return "urlencoded"
+    value = unquote(value, errors="replace")
+    if "@" in value:
+        return "raw"
+    if _HEX_ONLY.match(value):
+        return _HEX_ALGOS.get(len(value), "hex")
+    if _B64_ONLY.match(value):
+        return "base64url" if "-" in value or "_" in value else "base64"
+    return "unknown"
+
+
+def _query_pairs(query: str) -> list[tuple[str, str, bool]]:
+    pairs: list[tuple[str, str, bool]] = []
+    for piece in query.replace("&amp;", "&").split("&"):
+        if piece:
+            name, eq, value = piece.partition("=")
+            pairs.append((name, value, bool(eq)))
+    return pairs
+
+
+def _identity_encodings(url: str, matcher: IdentityMatcher | None) -> dict[str, str]:
+    """Query parameter name -> encoding of the recipient identity it carries."""
+    if matcher is None or not matcher:
+        return {}
+    return {h.param: h.encoding for h in matcher.find(url) if h.location == "query" and h.param}
+
+
+def _reasons(
+    raw: Iterable[str], url: str, carriers: Mapping[str, str], extra: Sequence[str] = ()
+) -> tuple[str, ...]:
+    out: set[str] = set(extra)
+    for reason in raw:
+        if not isinstance(reason, str):
+            continue
+        kind, _, detail = reason.partition(":")
+        if kind == _IDENTITY and detail and not _IDENTITY_LOCATED.match(detail):
+            # The classifier names the parameter here, not the encoding: find it.
+            encoding = carriers.get(detail)
+            if encoding is None:
+                encoding = _guess_encoding(_param_value(url, detail))
+            out.add(f"{_IDENTITY}:{encoding}-in-query")
+        else:
+            out.add(sanitize_reason(reason))
+    return tuple(sorted(out))
+
+
+def _param_value(url: str, name: str) -> str:
+    _, _, query = url.partition("?")
+    query = query.partition("#")[0]
+    for pname, value, _ in _query_pairs(query):
+        if pname == name:
+            return value
+    return ""
+
+
+# --- research URLs ---
+
+_STATIC_EXT: Final = re.compile(r"(?i)(\.(?:gif|png|jpe?g|webp|bmp|ico|svg|css|woff2?|html?))\Z")
+_ADDRESS_LIKE: Final = re.compile(r"[^\s/?#@]+@[^\s/?#@]+\.[A-Za-z]{2,}")
+
+
+def _marker_for_text(text: str, matcher: IdentityMatcher | None) -> str | None:
+    """The marker that replaces `text` (a path segment, host label or query value), or None to
+    keep it."""
+    if not text:
+        return None
+    if matcher is not None and matcher:
+        hits = matcher.find(text)
+        if hits:
+            return f"<{hits[0].encoding}:recipient>"
+    decoded = unquote(text, errors="replace")
+    if "@" in decoded and _ADDRESS_LIKE.search(decoded):
+        return "<address>"
+    if _safe_word(decoded) and len(decoded) <= 32:
+        return None
+    return "<token>"
+
+
+def _redact_segment(segment: str, matcher: IdentityMatcher | None) -> str:
+    ext = _STATIC_EXT.search(segment)
+    stem = segment[: ext.start()] if ext else segment
+    marker = _marker_for_text(stem, matcher)
+    if marker is None:
+        return segment
+    return marker + (ext.group(1) if ext else "")
+
+
+def redact_url(
+    url: str, *, matcher: IdentityMatcher | None = None, reasons: Iterable[str] = ()
+) -> str:
+    """`url` with user info dropped and every identifying part replaced by a type marker.
+
+    Kept: scheme, host (labels that look like tokens become ``<token>``), port, the shape of the
+    path (code-like segments and file extensions), parameter names, and values that are short
+    code-like words. Replaced: the recipient's identity in any encoding the matcher knows
+    (``<md5:recipient>``), other addresses (``<address>``), and every other value that is long,
+    numeric, hex or high-entropy, or that the parameter rules call identifying (``<token>``).
+    Never raises; an unparsable URL gives ``<unparsable>``.
+    """
+    if not isinstance(url, str) or not url:
+        return ""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable>"
+    reasons = tuple(reasons)
+    flagged: set[str] = set()
+    carriers = _identity_encodings(url, matcher)
+    try:
+        flagged = {p.name for p in identifying_params(url, matcher)}
+    except Exception:  # redaction must never lose the event; a param rule bug only over-redacts
+        logger.debug("identifying_params failed during redaction", exc_info=True)
+    for reason in reasons:
+        kind, _, detail = reason.partition(":")
+        if kind in ("known-param", "high-entropy", _IDENTITY) and detail:
+            flagged.add(detail)
+
+    # The registrable domain is stored anyway; only the labels in front of it can be per-reader.
+    domain = registrable_domain(host) if host else ""
+    front = host[: -len(domain)].rstrip(".") if domain and host.endswith(domain) else host
+    labels = [_marker_for_text(label, matcher) or label for label in front.split(".") if label]
+    if domain and host.endswith(domain):
+        labels.append(domain)
+    out = (parts.scheme + ":" if parts.scheme else "") + ("//" if parts.netloc else "")
+    out += ".".join(labels) + (f":{port}" if port is not None else "")
+    out += "/".join(_redact_segment(s, matcher) for s in parts.path.split("/"))
+    if parts.query:
+        pieces: list[str] = []
+        for name, value, has_eq in _query_pairs(parts.query):
+            name_marker = _marker_for_text(unquote(name, errors="replace"), matcher)
+            shown = name if name_marker is None else name_marker
+            if not has_eq:
+                pieces.append(shown)
+                continue
+            if name in carriers:
+                marker: str | None = f"<{carriers[name]}:recipient>"
+            elif name in flagged:
+                marker = _marker_for_text(value, matcher) or "<token>"
+                if f"{_IDENTITY}:{name}" in reasons:
+                    marker = f"<{_guess_encoding(value)}:recipient>"
+                elif name.lower().startswith("utm_") and _safe_word(value):
+                    # Campaign attribution ("utm_source=newsletter") names the send, not the
+                    # reader; a utm value shaped like a token is still replaced.
+                    marker = None
+            else:
+                marker = _marker_for_text(value, matcher)
+            pieces.append(f"{shown}={value if marker is None else marker}")
+        out += "?" + "&".join(pieces)
+    if parts.fragment:
+        out += "#" + (_marker_for_text(parts.fragment, matcher) or parts.fragment)
+    # A marker-free result still must not smuggle characters a report would render as markup.
+    return quote(out, safe=":/?#[]@!$&'()*+,;=%<>-._~")
+
+
+# --- conversion ---
+
+
+def _floor_time(now: float, detail: LogDetail) -> int:
+    step = DAY if detail is LogDetail.AGGREGATE else EVENT_ROUNDING
+    t = int(now)
+    return t - t % step
+
+
+def acted_on(finding: Finding) -> bool:
+    """A tracking event: a tracker or identifying reference the policy did something about."""
+    return finding.verdict is not Verdict.CLEAN and finding.action is not Action.ALLOW
+
+
+def events_from_findings(
+    findings: Iterable[Finding],
+    *,
+    channel: str,
+    sender_domain: str | None,
+    user: str | None,
+    detail: LogDetail,
+    hasher: UserHasher | None,
+    now: float,
+    recipients: Sequence[str] = (),
+) -> list[TrackingEvent]:
+    """The events of one message's findings (only those acted on), reduced to `detail`."""
+    t = _floor_time(now, detail)
+    keep_user = detail is not LogDetail.AGGREGATE
+    user_hash = hasher(user) if keep_user and hasher is not None else ""
+    sender = _domain_only(sender_domain)
+    matcher: IdentityMatcher | None = None
+    out: list[TrackingEvent] = []
+    for f in findings:
+        if not isinstance(f, Finding) or not acted_on(f):
+            continue
+        if matcher is None and (recipients or (user and "@" in user)):
+            matcher = IdentityMatcher([*recipients, *([user] if user else [])])
+        hits = matcher.find(f.url) if matcher is not None else []
+        carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
+        # The classifier names identity in the query only for otherwise clean images; with the
+        # recipients at hand every location and encoding is recorded.
+        found = [f"{_IDENTITY}:{h.encoding}-in-{h.location}" for h in hits]
+        reasons = _reasons(f.reasons, f.url, carriers, found)
+        url = ""
+        if detail is LogDetail.RESEARCH:
+            url = redact_url(f.url, matcher=matcher, reasons=f.reasons)
+        out.append(
+            TrackingEvent(
+                time=t,
+                channel=str(channel),
+                sender_domain=sender,
+                tracker_domain=_domain_only(f.tracker_domain),
+                vendor=_vendor(f.vendor),
+                vector=str(f.vector),
+                reasons=reasons,
+                action=str(f.action),
+                user_hash=user_hash,
+                url=url,
+            )
+        )
+    return out
+
+
+_HTTP_ACTIONS: Final = {"blocked": str(Action.BLOCK), "cleaned": str(Action.CLEAN)}
+
+
+def event_from_http(
+    event: Mapping[str, object], *, detail: LogDetail, hasher: UserHasher | None
+) -> TrackingEvent | None:
+    """The event of one addon event dict (``ProxyState.emit``), or None when it is not a tracking
+    event (a refused private address) or is malformed."""
+    try:
+        action = _HTTP_ACTIONS.get(str(event.get("action")))
+        if action is None:
+            return None
+        raw_time = event.get("time")
+        now = float(raw_time) if isinstance(raw_time, int | float) else 0.0
+        if now <= 0:
+            import time as _time
+
+            now = _time.time()
+        host = str(event.get("host") or "")
+        domain = event.get("domain")
+        tracker_domain = str(domain) if domain else (registrable_domain(host) if host else "")
+        stage = str(event.get("stage") or "")
+        if stage == "connect":
+            vector = "http-connect"
+        else:
+            vector = "http-image" if event.get("image") else "http-other"
+        raw_reasons = event.get("reasons")
+        reasons_in = [str(r) for r in raw_reasons] if isinstance(raw_reasons, list | tuple) else []
+        extra = ("via-redirect",) if stage == "redirect" else ()
+        user = event.get("user")
+        keep_user = detail is not LogDetail.AGGREGATE
+        vendor = event.get("vendor")
+        return TrackingEvent(
+            time=_floor_time(now, detail),
+            channel=str(Channel.HTTP),
+            sender_domain="",
+            tracker_domain=_domain_only(tracker_domain),
+            vendor=_vendor(vendor if isinstance(vendor, str) else None),
+            vector=vector,
+            reasons=_reasons(reasons_in, "", {}, extra),
+            action=action,
+            user_hash=hasher(user) if keep_user and hasher and isinstance(user, str) else "",
+        )
+    except Exception:  # a malformed dict from a future addon version must not break the proxy
+        logger.debug("unusable HTTP event skipped", exc_info=True)
+        return None
+
+
+_DOMAIN_RE: Final = re.compile(r"[a-z0-9.\-_]{1,253}\Z")
+
+
+def _domain_only(value: str | None) -> str:
+    """A lower-cased domain; anything else (an address, garbage) is never stored as is."""
+    if not value or not isinstance(value, str):
+        return ""
+    value = value.strip().lower().rpartition("@")[2]
+    return value if _DOMAIN_RE.match(value) else "<invalid>"
+
+
+def _vendor(value: str | None) -> str:
+    if not value or not isinstance(value, str):
+        return ""
+    return value.strip()[:80]
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short public fingerprint of the key (shown by ``data show``), never the key."""
+    return hashlib.sha256(b"mailproxy-tracking-key:" + key).hexdigest()[:12]
