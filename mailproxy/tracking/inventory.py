@@ -1,4 +1,4 @@
-"""The data inventory (``mailproxy data show``), export (``data export``), deletion (``data purge``).
+"""The data inventory (`data show`), export (`data export`) and deletion (`data purge`).
 
 Data-safety principle "data inventory": the user can see what is stored, where, how much, for how
 long and why; take all of it away in an open format (JSON Lines); and delete it.

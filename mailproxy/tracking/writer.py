@@ -202,6 +202,7 @@ class EventSink:
 
     # -- the writer thread -----------------------------------------------------------------------
     def _run(self) -> None:
+        self._maintain()  # open the store and purge expired rows at start-up
         stop = False
         while not stop:
             items: list[object] = []

@@ -1,0 +1,49 @@
+"""Helpers of the tracking-log tests: real findings from the bundled samples, raw DB reads."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from functools import cache
+from pathlib import Path
+
+from mailproxy.engine import Engine
+from mailproxy.model import Finding
+
+SAMPLES = Path(__file__).resolve().parents[2] / "mailproxy" / "samples"
+READER = "reader@example.com"  # the recipient of the bundled samples
+READER_MD5 = hashlib.md5(READER.encode()).hexdigest()
+SENDER_DOMAIN = "news.example.com"
+
+
+@cache
+def sample_findings() -> tuple[tuple[Finding, ...], ...]:
+    """The findings of every bundled sample, as the IMAP filter would see them."""
+    engine = Engine()
+    out = []
+    for path in sorted(SAMPLES.glob("*.eml")):
+        out.append(tuple(engine.rewrite(path.read_bytes(), user=READER).findings))
+    return tuple(out)
+
+
+def all_cells(db: Path) -> list[object]:
+    """Every value in every table of an SQLite file, read with a fresh connection."""
+    conn = sqlite3.connect(db)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        cells: list[object] = []
+        for t in tables:
+            for row in conn.execute(f"SELECT * FROM {t}"):
+                cells.extend(row)
+        return cells
+    finally:
+        conn.close()
+
+
+def raw_bytes(db: Path) -> bytes:
+    """The database file and its WAL, as bytes: what someone copying the files would get."""
+    data = db.read_bytes()
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists():
+        data += wal.read_bytes()
+    return data
