@@ -16,6 +16,7 @@ reason rewritten to name the encoding (``recipient-identity:md5-in-query``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -130,6 +131,7 @@ def _safe_word(text: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def sanitize_reason(reason: str) -> str:
     """The reason code with a personal-looking detail replaced by ``<token>``. Never raises."""
     if not isinstance(reason, str) or not reason:
@@ -333,13 +335,12 @@ def events_from_findings(
     keep_user = detail is not LogDetail.AGGREGATE
     user_hash = hasher(user) if keep_user and hasher is not None else ""
     sender = _domain_only(sender_domain)
-    matcher: IdentityMatcher | None = None
+    who = tuple(recipients) + ((user,) if user and "@" in user else ())
+    matcher = _matcher(who) if who else None
     out: list[TrackingEvent] = []
     for f in findings:
         if not isinstance(f, Finding) or not acted_on(f):
             continue
-        if matcher is None and (recipients or (user and "@" in user)):
-            matcher = IdentityMatcher([*recipients, *([user] if user else [])])
         hits = matcher.find(f.url) if matcher is not None else []
         carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
         # The classifier names identity in the query only for otherwise clean images; with the
@@ -364,6 +365,13 @@ def events_from_findings(
             )
         )
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(recipients: tuple[str, ...]) -> IdentityMatcher:
+    # One matcher per set of recipients, kept across messages: its per-URL cache then also serves
+    # the next message of the same mailbox (newsletters repeat their pixel URLs).
+    return IdentityMatcher(recipients)
 
 
 _HTTP_ACTIONS: Final = {"blocked": str(Action.BLOCK), "cleaned": str(Action.CLEAN)}
@@ -417,6 +425,7 @@ def event_from_http(
 _DOMAIN_RE: Final = re.compile(r"[a-z0-9.\-_]{1,253}\Z")
 
 
+@functools.lru_cache(maxsize=4096)
 def _domain_only(value: str | None) -> str:
     """A lower-cased domain; anything else (an address, garbage) is never stored as is."""
     if not value or not isinstance(value, str):
