@@ -195,6 +195,18 @@ def _reasons(
     return tuple(sorted(out))
 
 
+# A "recipient-identity:<param>" reason: its encoding is read from the URL.
+_NEEDS_URL_RE: Final = re.compile(
+    r"recipient-identity:(?![a-z0-9]+-in-(?:host|path|query|fragment)(?:,|\Z))"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_reasons(raw: tuple[str, ...]) -> tuple[str, ...]:
+    # Reason tuples repeat across findings and messages; sanitizing them once is enough.
+    return _reasons(raw, "", {})
+
+
 def _param_value(url: str, name: str) -> str:
     _, _, query = url.partition("?")
     query = query.partition("#")[0]
@@ -341,30 +353,52 @@ def events_from_findings(
     for f in findings:
         if not isinstance(f, Finding) or not acted_on(f):
             continue
-        hits = matcher.find(f.url) if matcher is not None else []
-        carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
-        # The classifier names identity in the query only for otherwise clean images; with the
-        # recipients at hand every location and encoding is recorded.
-        found = [f"{_IDENTITY}:{h.encoding}-in-{h.location}" for h in hits]
-        reasons = _reasons(f.reasons, f.url, carriers, found)
-        url = ""
-        if detail is LogDetail.RESEARCH:
-            url = redact_url(f.url, matcher=matcher, reasons=f.reasons)
-        out.append(
-            TrackingEvent(
-                time=t,
-                channel=str(channel),
-                sender_domain=sender,
-                tracker_domain=_domain_only(f.tracker_domain),
-                vendor=_vendor(f.vendor),
-                vector=str(f.vector),
-                reasons=reasons,
-                action=str(f.action),
-                user_hash=user_hash,
-                url=url,
-            )
-        )
+        try:
+            out.append(_event(f, t, channel, sender, user_hash, matcher, detail))
+        except Exception:  # one odd finding must not cost the rest of the batch
+            logger.debug("finding skipped by the tracking log", exc_info=True)
     return out
+
+
+def _event(
+    f: Finding,
+    t: int,
+    channel: str,
+    sender: str,
+    user_hash: str,
+    matcher: IdentityMatcher | None,
+    detail: LogDetail,
+) -> TrackingEvent:
+    url_in = f.url
+    # Host and path hits are in the classifier's reasons already; the query and fragment are
+    # only searched when there is one.
+    query_at = url_in.find("?")
+    hits = matcher.find(url_in[query_at:]) if matcher is not None and query_at >= 0 else ()
+    if hits:
+        carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
+        # The classifier names identity in the query only for otherwise clean images; with
+        # the recipients at hand every location and encoding is recorded.
+        found = tuple(f"{_IDENTITY}:{h.encoding}-in-{h.location}" for h in hits)
+        reasons = _reasons(f.reasons, url_in, carriers, found)
+    elif _NEEDS_URL_RE.search(",".join(f.reasons)):
+        reasons = _reasons(f.reasons, url_in, {})
+    else:
+        reasons = _plain_reasons(f.reasons)
+    url = ""
+    if detail is LogDetail.RESEARCH:
+        url = redact_url(f.url, matcher=matcher, reasons=f.reasons)
+    return TrackingEvent(
+        time=t,
+        channel=str(channel),
+        sender_domain=sender,
+        tracker_domain=_domain_only(f.tracker_domain),
+        vendor=_vendor(f.vendor),
+        vector=str(f.vector),
+        reasons=reasons,
+        action=str(f.action),
+        user_hash=user_hash,
+        url=url,
+    )
 
 
 @functools.lru_cache(maxsize=64)
