@@ -20,18 +20,12 @@ from mailproxy.engine import Engine
 from mailproxy.errors import InputError, MailproxyError
 from mailproxy.mailboxes import Message, read_messages
 from mailproxy.model import Finding, Verdict
-from mailproxy.policy import Policy
 
 log = logging.getLogger("mailproxy")
 
 EXIT_OK = 0
 EXIT_FAILURES = 1  # the command ran, but some inputs could not be read
 EXIT_ERROR = 2  # the command could not run (bad configuration, unreadable input)
-
-
-def build_engine(config: Config) -> Engine:
-    db = TrackerDB.load(adblock=config.trackers.adblock, disconnect=config.trackers.disconnect)
-    return Engine(Policy.from_config(config), db)
 
 
 # -- scan -------------------------------------------------------------------------------------------------
@@ -90,7 +84,7 @@ def _scan_messages(
 
 
 def cmd_scan(args: argparse.Namespace, config: Config) -> int:
-    engine = build_engine(config)
+    engine = Engine.from_config(config)
     paths = list(args.paths)
     if args.samples or not paths:
         paths.append(sample_dir())
@@ -115,7 +109,7 @@ def cmd_rewrite(args: argparse.Namespace, config: Config) -> int:
         raw = sys.stdin.buffer.read() if args.input in (None, "-") else Path(args.input).read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
-    result = build_engine(config).rewrite(raw, recipients=args.recipient or ())
+    result = Engine.from_config(config).rewrite(raw, recipients=args.recipient or ())
     if args.output in (None, "-"):
         sys.stdout.buffer.write(result.data)
         sys.stdout.buffer.flush()

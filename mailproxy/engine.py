@@ -23,6 +23,7 @@ from email.utils import parseaddr
 from urllib.parse import urljoin
 
 from mailproxy import mime
+from mailproxy.config import Config
 from mailproxy.detect.classify import Classifier, UrlVerdict, is_remote
 from mailproxy.detect.identity import recipients_from_headers
 from mailproxy.detect.params import clean_raw_url
@@ -83,6 +84,12 @@ class Engine:
     def __init__(self, policy: Policy | None = None, db: TrackerDB | None = None) -> None:
         self.policy = policy or Policy.default()
         self.db = db or TrackerDB.bundled()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Engine:
+        """The engine for a configuration: its policy, and the bundled trackers plus the user's lists."""
+        db = TrackerDB.load(adblock=config.trackers.adblock, disconnect=config.trackers.disconnect)
+        return cls(Policy.from_config(config), db)
 
     # -- public API ----------------------------------------------------------------------------------
     def analyse(

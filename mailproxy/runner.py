@@ -20,7 +20,7 @@ from mailproxy.errors import MailproxyError
 from mailproxy.http.addon import EventHook, TlsMode
 from mailproxy.http.server import HttpProxy
 
-__all__ = ["ImapHalf", "imap_half", "run"]
+__all__ = ["ImapHalf", "imap_half", "run", "serve_imap_half"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +29,37 @@ logger = logging.getLogger(__name__)
 # It raises MailproxyError if it cannot start.
 ImapHalf = Callable[[Config, asyncio.Event], Awaitable[None]]
 
-# HOOK (issue 4): set this to the IMAP proxy's entry point, e.g.
-#     from mailproxy.imap.server import serve as imap_half
-# Until then `mailproxy run` starts the HTTP half only and says so.
-imap_half: ImapHalf | None = None
+
+
+async def serve_imap_half(config: Config, stop: asyncio.Event) -> None:
+    """The IMAP filter as a half of `run`: listen, serve until ``stop`` is set, then close."""
+    # Imported here: the HTTP-only paths (and `mitmdump -s` scripts) need none of the IMAP code.
+    from mailproxy.engine import Engine
+    from mailproxy.imap import serve_imap
+
+    engine = Engine.from_config(config)
+    listening = asyncio.Event()
+    serving = asyncio.ensure_future(serve_imap(config.imap, engine, ready=listening))
+    started = asyncio.ensure_future(listening.wait())
+    await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
+    if serving.done():  # it could not start
+        exc = serving.exception()
+        if isinstance(exc, OSError):
+            raise MailproxyError(f"the IMAP filter cannot listen on {config.imap.listen}: {exc}") from exc
+        if exc is not None:
+            raise exc
+        return
+    logger.info("IMAP filter listening on %s, upstream %s", config.imap.listen, config.imap.upstream)
+    try:
+        await stop.wait()
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+
+imap_half: ImapHalf | None = serve_imap_half
 
 _IMAP_STOP_TIMEOUT: Final = 10.0
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)

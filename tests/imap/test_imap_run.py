@@ -1,0 +1,66 @@
+"""`mailproxy run` as a real process with the IMAP half, in front of the throwaway Dovecot."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from imap_support import PASSWORD, TRACKER, USER, Dovecot, free_port, wait_port
+
+from mailproxy.engine import Engine
+
+
+def fetch_all(port: int) -> dict[bytes, bytes]:
+    c = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        c.login(USER, PASSWORD)
+        c.select("INBOX", readonly=True)
+        typ, data = c.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        assert typ == "OK"
+        out = {}
+        for item in data:
+            if isinstance(item, tuple):
+                uid = re.search(rb"UID (\d+)", item[0])
+                assert uid is not None
+                out[uid.group(1)] = item[1]
+        return out
+    finally:
+        c.logout()
+
+
+def test_mailproxy_run_serves_rewritten_mail(dovecot: Dovecot, tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        f'[http]\nenabled = false\n[imap]\nlisten = "127.0.0.1:{port}"\n'
+        f'upstream = "127.0.0.1:{dovecot.port}"\nupstream_tls = "none"\n',
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailproxy", "run", "-c", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_port(port, proc)
+        direct = fetch_all(dovecot.port)
+        proxied = fetch_all(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode(errors="replace")
+    assert direct.keys() == proxied.keys() and direct
+    engine = Engine()
+    trackers = 0
+    for uid, original in direct.items():
+        assert len(proxied[uid]) == len(original)
+        assert proxied[uid] == engine.rewrite(original, recipients=[USER], user=USER).data
+        if b"text/html" in original and TRACKER in original:
+            trackers += 1
+            assert TRACKER not in proxied[uid]
+    assert trackers > 0  # the mailbox does hold HTML with trackers, and none came through
+    assert PASSWORD.encode() not in err  # credentials never reach the log
