@@ -42,7 +42,6 @@ __all__ = ["EventSink", "sink_for"]
 
 logger = logging.getLogger(__name__)
 
-_STOP: Final = object()
 _HTTP_TRACKING_ACTIONS: Final = frozenset({"blocked", "cleaned"})
 
 # Queue items, converted on the writer thread:
@@ -86,6 +85,7 @@ class EventSink:
         self._outage = False
         self._retention = RetentionSchedule()
         self._closed = False
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mailproxy-tracking", daemon=True)
         self._thread.start()
 
@@ -167,6 +167,7 @@ class EventSink:
         """Wait until everything recorded so far is written or dropped; False on timeout."""
         with self._lock:
             target = self._enqueued
+        self._wake.set()
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -181,10 +182,7 @@ class EventSink:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            logger.warning("tracking log: queue still full at close")
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             logger.warning("tracking log: writer did not finish within %.0f s", timeout)
@@ -203,41 +201,35 @@ class EventSink:
     # -- the writer thread -----------------------------------------------------------------------
     def _run(self) -> None:
         self._maintain()  # open the store and purge expired rows at start-up
-        stop = False
-        while not stop:
-            items: list[object] = []
-            try:
-                first = self._queue.get(timeout=self._flush_interval * 4)
-            except queue.Empty:
-                self._maintain()
-                continue
-            items.append(first)
-            deadline = time.monotonic() + self._flush_interval
-            while len(items) < self._batch_size:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
+        while True:
+            # A timed wait, not a blocking get: a get would wake this thread for every message and
+            # each wake-up takes the GIL from the proxy; this way it wakes once per interval.
+            self._wake.wait(self._flush_interval)
+            self._wake.clear()
+            stopping = self._closed
+            while True:
+                items = self._drain()
+                if not items:
                     break
-                items.append(item)
-            if any(i is _STOP for i in items):
-                stop = True
-                items = [i for i in items if i is not _STOP]
-                # Drain what is left: close() wants everything recorded before it written.
-                while True:
-                    try:
-                        rest = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if rest is not _STOP:
-                        items.append(rest)
+                try:
+                    self._write_items(items)
+                except Exception:  # the writer thread must survive anything
+                    logger.exception("tracking log: writer failed on a batch")
+                finally:
+                    with self._lock:
+                        self._done += len(items)
+            if stopping:
+                break
+            self._maintain()
+
+    def _drain(self) -> list[object]:
+        items: list[object] = []
+        while len(items) < self._batch_size:
             try:
-                self._write_items(items)
-            except Exception:  # the writer thread must survive anything
-                logger.exception("tracking log: writer failed on a batch")
-            finally:
-                with self._lock:
-                    self._done += len(items)
-        self._maintain()
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
     def _write_items(self, items: list[object]) -> None:
         if not items:
