@@ -504,3 +504,18 @@ def test_a_transfer_failure_still_delivers_a_neutralized_part(
     [decoded] = html_parts(result.data)
     assert not remote(loads(decoded))
     assert ("Hello" in decoded) is (failures == 1)
+
+
+def test_quoted_printable_rewrite_keeps_the_decoded_length_too() -> None:
+    # IMAP BINARY fetches serve decoded parts with the size the server announced for the original.
+    html = (
+        f'<p>Hi</p><img src="{T_ESC}" width=1 height=1>'
+        f'<img src="{CONTENT}?utm_source=news&amp;utm_medium=email&amp;w=600" width="600"><p>Bye</p>'
+    )
+    for qp_line in (76, 40):
+        raw = message(html, cte="quoted-printable", qp_line=qp_line)
+        out = rewrite(raw)
+        [before] = html_parts(raw)
+        [after] = html_parts(out)
+        assert len(after.encode()) == len(before.encode())
+        assert TRACKER_HOST not in after and "utm_" not in after

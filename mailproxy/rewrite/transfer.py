@@ -502,8 +502,15 @@ def _qp_layout(
     col0: int,
     rest: int,
     limit: int,
+    escapes: int = 0,
+    keep_decoded: bool = False,
 ) -> tuple[bytes, int, bool]:
     """Lay out content atoms, ``spaces`` padding spaces, the owed soft breaks and the tail items.
+
+    ``escapes`` more padding spaces are written "=20" (for the same decoded length, see
+    ``_qp_rewrite_range``): wherever one fits on the current line, with plain spaces filling the
+    line ends, and one kept for the very end so that no plain space ends a line. With
+    ``keep_decoded`` the escaping tricks above are paid for with those escapes, not with spaces.
 
     Returns the bytes, the number of spaces actually used and whether every line stays within
     ``limit``. Soft breaks are spent greedily where the next atom would not fit (never inside an
@@ -521,24 +528,31 @@ def _qp_layout(
     reserve = 1 if escape_last else 0  # the space that becomes "=20" cannot be given up
     left = spaces
 
+    def pay() -> None:
+        nonlocal left, spaces, escapes
+        if keep_decoded:
+            escapes -= 1
+            left += 1
+            spaces += 1
+        else:
+            left -= 2
+            spaces -= 2
+
     def place(atom: bytes) -> None:
-        nonlocal out, cur, fits, si, left, spaces
+        nonlocal out, cur, fits, si, left, spaces, escapes
         w = len(atom)
         if si < len(soft) and cur > 0 and cur + w + 1 > limit:
             slack = limit - 1 - cur
             moved = b""
-            if slack == 2 and literals and left - reserve >= 2:
+            # Escaping a literal costs 2 encoded bytes: paid with two plain spaces, or (keeping the
+            # decoded length) by writing one "=20" of the padding as a plain space instead.
+            can_pay = escapes >= 2 if keep_decoded else left - reserve >= 2
+            if slack == 2 and literals and can_pay:
                 at = literals.pop()
                 out[at : at + 1] = _QP_ESCAPED[out[at]]
                 cur += 2
-                left -= 2
-                spaces -= 2
-            elif (
-                slack == 1
-                and len(literals) >= 2
-                and literals[-1] == len(out) - 1
-                and left - reserve >= 2
-            ):
+                pay()
+            elif slack == 1 and len(literals) >= 2 and literals[-1] == len(out) - 1 and can_pay:
                 # Escaping adds 2, moving the last literal to the next line takes 1 back.
                 moved = bytes(out[-1:])
                 del out[-1]
@@ -546,8 +560,7 @@ def _qp_layout(
                 at = literals.pop()
                 out[at : at + 1] = _QP_ESCAPED[out[at]]
                 cur += 1
-                left -= 2
-                spaces -= 2
+                pay()
             fits = fits and cur + 1 <= limit
             out += b"="
             out += soft[si]
@@ -570,6 +583,27 @@ def _qp_layout(
     # tricks in place() need two spare spaces, which the last atom never has, so the positions of the
     # plain spaces need not be remembered.
     plain = left - reserve if left else 0
+    if escapes:
+        # Escapes wherever one fits with room for a soft break's "=", plain spaces elsewhere.
+        while escapes > 1 or plain > 0:
+            if si < len(soft) and cur > 0 and cur + 2 > limit:
+                fits = fits and cur + 1 <= limit
+                out += b"="
+                out += soft[si]
+                si += 1
+                cur = 0
+            if escapes > 1 and (si >= len(soft) or cur + 4 <= limit or not plain):
+                out += b"=20"
+                cur += 3
+                escapes -= 1
+            else:
+                out += b" "
+                cur += 1
+                plain -= 1
+                left -= 1
+        literals.clear()
+        place(b"=20")
+        escapes = 0
     while plain > 0:
         if si < len(soft) and cur > 0 and cur + 2 > limit:
             fits = fits and cur + 1 <= limit
@@ -605,11 +639,12 @@ def _qp_layout(
 
 
 def _qp_rewrite_range(
-    data: bytes, a: int, b: int, content: bytes, post: bytes
+    data: bytes, a: int, b: int, content: bytes, post: bytes, decoded_len: int
 ) -> tuple[bytes, bytes]:
     """New bytes for encoded range [a, b) and the decoded text they stand for.
 
-    ``post`` is the start of the (already rewritten) body after ``b``.
+    ``post`` is the start of the (already rewritten) body after ``b``; ``decoded_len`` is what the
+    range decodes to now, which the new layout keeps when it can (see below).
     """
     rng = _scan_range(data, a, b)
     atoms = [_QP_ATOM[c] for c in content]
@@ -642,7 +677,30 @@ def _qp_rewrite_range(
     # Passes, best first: every line within the limit; soft breaks where the limit wants them but
     # some line longer (the span crossed a hard break, whose following text must now come before
     # it); soft breaks all after the padding, where they keep any space from ending a line.
+    # Best of all: the same decoded length too, so that an IMAP BINARY fetch (decoded content, its size
+    # announced by the server) of the rewritten part stays true. Same encoded and decoded length means
+    # as many escapes as the range had: the padding spaces the content does not need are spent as
+    # "=20" (3 bytes each), placed last so that no literal space ends a line.
+    pad = decoded_len - len(content) - len(rng.tail_decoded)
+    surplus = free - pad
+    same_decoded = pad > 0 and surplus >= 0 and surplus % 2 == 0 and surplus // 2 <= pad
+
+    def keep_decoded(strict: bool) -> bytes | None:
+        escaped = surplus // 2
+        lim = limit if strict else _NO_LIMIT
+        out, _, fits = _qp_layout(
+            atoms, pad - escaped, False, rng, a - line_start, rest, lim, escaped, keep_decoded=True
+        )
+        t = _QP_TRAILING.search(pre + out + after)
+        return out if fits and (t is None or t.start() >= len(pre) + len(out)) else None
+
+    if same_decoded and (kept := keep_decoded(strict=True)) is not None:
+        return kept, content + b" " * pad + rng.tail_decoded
     for lim, strict in ((limit, True), (limit, False), (_NO_LIMIT, False)):
+        if not strict and same_decoded and (kept := keep_decoded(strict=False)) is not None:
+            # Some line will be long anyway (the span crossed a hard break): keep the decoded length.
+            logger.debug("quoted-printable range [%d, %d): a line over %d", a, b, limit)
+            return kept, content + b" " * pad + rng.tail_decoded
         for spaces, escape_last, extra in configs:
             use = atoms
             if extra:
@@ -682,7 +740,7 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
         post = data[b : min(nxt, b + _QP_CONTEXT)]
         if len(post) < _QP_CONTEXT:
             post = (post + head)[:_QP_CONTEXT]
-        out, span = _qp_rewrite_range(data, a, b, edit.content, post)
+        out, span = _qp_rewrite_range(data, a, b, edit.content, post, edit.end - edit.start)
         pieces.append(data[b:nxt])
         pieces.append(out)
         spans.append(span)
