@@ -17,7 +17,6 @@ reason rewritten to name the encoding (``recipient-identity:md5-in-query``).
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import logging
 import re
@@ -37,6 +36,7 @@ __all__ = [
     "Channel",
     "TrackingEvent",
     "UserHasher",
+    "acted_on",
     "event_from_http",
     "events_from_findings",
     "redact_url",
@@ -472,8 +472,3 @@ def _vendor(value: str | None) -> str:
     if not value or not isinstance(value, str):
         return ""
     return value.strip()[:80]
-
-
-def key_fingerprint(key: bytes) -> str:
-    """A short public fingerprint of the key (shown by ``data show``), never the key."""
-    return hashlib.sha256(b"mailproxy-tracking-key:" + key).hexdigest()[:12]
