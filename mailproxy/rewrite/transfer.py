@@ -528,6 +528,14 @@ def _qp_layout(
     reserve = 1 if escape_last else 0  # the space that becomes "=20" cannot be given up
     left = spaces
 
+    def soft_break() -> None:
+        nonlocal out, cur, fits, si
+        fits = fits and cur + 1 <= limit
+        out += b"="
+        out += soft[si]
+        si += 1
+        cur = 0
+
     def pay() -> None:
         nonlocal left, spaces, escapes
         if keep_decoded:
@@ -561,11 +569,7 @@ def _qp_layout(
                 out[at : at + 1] = _QP_ESCAPED[out[at]]
                 cur += 1
                 pay()
-            fits = fits and cur + 1 <= limit
-            out += b"="
-            out += soft[si]
-            si += 1
-            cur = 0
+            soft_break()
             literals.clear()
             if moved:
                 literals.append(len(out))
@@ -587,11 +591,7 @@ def _qp_layout(
         # Escapes wherever one fits with room for a soft break's "=", plain spaces elsewhere.
         while escapes > 1 or plain > 0:
             if si < len(soft) and cur > 0 and cur + 2 > limit:
-                fits = fits and cur + 1 <= limit
-                out += b"="
-                out += soft[si]
-                si += 1
-                cur = 0
+                soft_break()
             if escapes > 1 and (si >= len(soft) or cur + 4 <= limit or not plain):
                 out += b"=20"
                 cur += 3
@@ -606,11 +606,7 @@ def _qp_layout(
         escapes = 0
     while plain > 0:
         if si < len(soft) and cur > 0 and cur + 2 > limit:
-            fits = fits and cur + 1 <= limit
-            out += b"="
-            out += soft[si]
-            si += 1
-            cur = 0
+            soft_break()
         room = plain if si >= len(soft) else max(1, limit - 1 - cur)
         k = min(plain, room)
         out += b" " * k
@@ -622,11 +618,7 @@ def _qp_layout(
         left -= 1
         place(b"=20" if escape_last else b" ")
     while si < len(soft):
-        fits = fits and cur + 1 <= limit
-        out += b"="
-        out += soft[si]
-        si += 1
-        cur = 0
+        soft_break()
     for item in rng.tail:
         if item.endswith(b"\n"):
             fits = fits and cur <= limit
