@@ -57,6 +57,12 @@ class Result:
     misses: int = 0  # references the safety net caught after the rewriter missed them
     failsafe_parts: list[str] = field(default_factory=list)  # parts neutralized wholesale
     receipts_neutralized: int = 0
+    sender: str | None = None  # the From address, lower-cased
+    recipients: tuple[str, ...] = ()  # the addresses looked for in URLs
+
+    @property
+    def sender_domain(self) -> str | None:
+        return self.sender.rpartition("@")[2] or None if self.sender else None
 
 
 def _ascii_compatible(charset: str | None) -> bool:
@@ -109,7 +115,7 @@ class Engine:
         recipients = recipients_from_headers(root.headers, extra_recipients)
         sender_domain = sender.rpartition("@")[2] if sender else None
         classifier = Classifier(self.db, recipients=recipients, sender_domain=sender_domain)
-        result = Result(data=raw)
+        result = Result(data=raw, sender=sender, recipients=tuple(recipients))
         out = bytearray(raw) if write else None
 
         if effective.neutralize_receipts and out is not None:
@@ -118,7 +124,12 @@ class Engine:
             if part.children:
                 continue
             if part.content_type in _MARKUP or part.content_type == _STYLESHEET:
-                self._part(raw, part, effective, classifier, out, result)
+                try:
+                    self._part(raw, part, effective, classifier, out, result)
+                except Exception:  # a bug of ours must not leak the pixel or lose the mail
+                    log.exception("part %s: rewriting failed; neutralizing it", mime.body_number(part))
+                    encoded = raw[part.body_start : part.end]
+                    self._failsafe(encoded, part, mime.body_number(part), out, result, decoded=None)
         if out is not None:
             result.data = bytes(out)
         return result
@@ -331,6 +342,15 @@ class Engine:
             out[part.body_start : part.end] = bytes(new)
         else:
             out[part.body_start : part.end] = re.sub(rb"[^\r\n]", b" ", encoded)
+
+
+def neutralize_message(raw: bytes) -> bytes:
+    """The last resort of a caller whose ``Engine.rewrite`` raised (a bug): every remote URL scheme in
+    the raw message broken, same length and lines. Attachments may be damaged; nothing loads."""
+    out = bytearray(raw)
+    for e in safety.break_everything(raw.decode("latin-1")):
+        out[e.start : e.end] = e.content
+    return bytes(out)
 
 
 def _encode_like(old: bytes, text: str, charset: str) -> bytes:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mailproxy.engine import neutralize_message
 from mailproxy.errors import ConfigError
 from mailproxy.imap._cache import DEFAULT_MAX_BYTES, RewriteCache
 from mailproxy.imap._errors import ImapProtocolError, UpstreamError
@@ -102,15 +103,23 @@ class EngineRewriter:
     """Adapts ``mailproxy.engine.Engine`` to the ``Rewriter`` callable; logs counts, never
     content."""
 
-    def __init__(self, engine: _Engine) -> None:
+    def __init__(
+        self, engine: _Engine, on_result: Callable[[Any, str | None], None] | None = None
+    ) -> None:
         self._engine = engine
+        self._on_result = on_result  # e.g. the tracking log's recorder: (Result, login user)
 
     def __call__(self, raw: bytes, user: str | None) -> bytes:
         try:
             result = self._engine.rewrite(raw, user=user)
         except Exception:  # the engine promises not to raise; if it does, the session must survive
-            log.exception("rewriting a message failed; it was passed through unmodified")
-            return raw
+            log.exception("rewriting a message failed; it was delivered with every URL neutralized")
+            return neutralize_message(raw)
+        if self._on_result is not None:
+            try:
+                self._on_result(result, user)
+            except Exception:  # the tracking log must never cost the reader their mail
+                log.exception("recording the tracking events of a message failed")
         data: bytes = result.data
         findings = [f for f in result.findings if str(f.action) != "allow"]
         if findings:
@@ -522,16 +531,22 @@ Ready = Callable[[tuple[str, int]], None] | asyncio.Event | None
 
 
 async def serve_imap(
-    config: ImapConfig, engine: _Engine, *, ready: Ready = None, **overrides: Any
+    config: ImapConfig,
+    engine: _Engine,
+    *,
+    ready: Ready = None,
+    on_result: Callable[[Any, str | None], None] | None = None,
+    **overrides: Any,
 ) -> None:
     """Run the IMAP filter for ``config`` until cancelled.
 
     ``ready`` is called with the bound (host, port), or set, once the listener accepts connections.
+    ``on_result`` gets each rewrite's Result and the login user (the tracking log).
     ``overrides`` set ProxySettings fields (max_literal, cache_bytes, ...). Raises ConfigError for
     unusable certificates and OSError when the address cannot be bound.
     """
     settings = settings_from_config(config, **overrides)
-    proxy = ImapProxy(settings, EngineRewriter(engine))
+    proxy = ImapProxy(settings, EngineRewriter(engine, on_result))
     async with proxy:
         if isinstance(ready, asyncio.Event):
             ready.set()
