@@ -20,6 +20,8 @@ from mailproxy.engine import Engine
 from mailproxy.errors import InputError, MailproxyError
 from mailproxy.mailboxes import Message, read_messages
 from mailproxy.model import Finding, Verdict
+from mailproxy.tracking import cli as tracking_cli
+from mailproxy.tracking.writer import EventSink, sink_for
 
 log = logging.getLogger("mailproxy")
 
@@ -56,7 +58,12 @@ def _table(out: TextIO, msg: Message, findings: list[Finding]) -> None:
 
 
 def _scan_messages(
-    engine: Engine, messages: Iterator[Message], as_json: bool, out: TextIO, total: int | None
+    engine: Engine,
+    messages: Iterator[Message],
+    as_json: bool,
+    out: TextIO,
+    total: int | None,
+    sink: EventSink | None,
 ) -> _Totals:
     from tqdm import tqdm
 
@@ -70,7 +77,16 @@ def _scan_messages(
             totals.failed += 1
             print(f"{msg.name}: cannot read: {msg.error}", file=sys.stderr)
             continue
-        findings = engine.analyse(msg.data)
+        result = engine.inspect(msg.data)
+        findings = result.findings
+        if sink is not None:
+            sink.record_findings(
+                findings,
+                channel="scan",
+                sender_domain=result.sender_domain,
+                user=None,
+                recipients=result.recipients,
+            )
         totals.references += len(findings)
         totals.trackers += sum(f.verdict is Verdict.TRACKER for f in findings)
         totals.identifying += sum(f.verdict is Verdict.IDENTIFYING for f in findings)
@@ -89,7 +105,12 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     if args.samples or not paths:
         paths.append(sample_dir())
     messages, total = read_messages(paths)
-    totals = _scan_messages(engine, messages, args.json, sys.stdout, total)
+    sink = sink_for(config)
+    try:
+        totals = _scan_messages(engine, messages, args.json, sys.stdout, total, sink)
+    finally:
+        if sink is not None:
+            sink.close()
     if not args.json:
         print(
             f"\n{totals.messages} message(s), {totals.references} remote reference(s): "
@@ -196,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
         "--recipient", action="append", metavar="ADDR", help="an extra recipient address to look for"
     )
     add("check-config", "validate a configuration file")
+    tracking_cli.add_commands(sub)
     sp = add("ca", "where the mitmproxy CA certificate is and how to install it for Thunderbird")
     sp.add_argument(
         "--confdir", metavar="DIR", help="mitmproxy's configuration folder (default ~/.mitmproxy)"
@@ -209,6 +231,7 @@ _COMMANDS = {
     "rewrite": cmd_rewrite,
     "check-config": cmd_check_config,
     "ca": cmd_ca,
+    **tracking_cli.COMMANDS,
 }
 
 

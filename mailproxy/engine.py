@@ -101,7 +101,11 @@ class Engine:
     def analyse(
         self, raw: bytes, *, recipients: Sequence[str] = (), user: str | None = None
     ) -> list[Finding]:
-        return self._run(raw, recipients, user, write=False).findings
+        return self.inspect(raw, recipients=recipients, user=user).findings
+
+    def inspect(self, raw: bytes, *, recipients: Sequence[str] = (), user: str | None = None) -> Result:
+        """What a rewrite would do, without doing it: ``data`` is the input."""
+        return self._run(raw, recipients, user, write=False)
 
     def rewrite(self, raw: bytes, *, recipients: Sequence[str] = (), user: str | None = None) -> Result:
         return self._run(raw, recipients, user, write=True)

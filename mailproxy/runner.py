@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,8 +20,9 @@ from mailproxy.config import Config
 from mailproxy.errors import MailproxyError
 from mailproxy.http.addon import EventHook, TlsMode
 from mailproxy.http.server import HttpProxy
+from mailproxy.tracking.writer import EventSink, sink_for
 
-__all__ = ["ImapHalf", "imap_half", "run", "serve_imap_half"]
+__all__ = ["ImapHalf", "run", "serve_imap_half"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +32,26 @@ logger = logging.getLogger(__name__)
 ImapHalf = Callable[[Config, asyncio.Event], Awaitable[None]]
 
 
-
-async def serve_imap_half(config: Config, stop: asyncio.Event) -> None:
-    """The IMAP filter as a half of `run`: listen, serve until ``stop`` is set, then close."""
+async def serve_imap_half(config: Config, stop: asyncio.Event, *, sink: EventSink | None = None) -> None:
+    """The IMAP filter as a half of `run`: listen, serve until ``stop`` is set, then close. Each
+    rewritten message's findings go to the tracking log's ``sink``."""
     # Imported here: the HTTP-only paths (and `mitmdump -s` scripts) need none of the IMAP code.
-    from mailproxy.engine import Engine
+    from mailproxy.engine import Engine, Result
     from mailproxy.imap import serve_imap
+
+    def record(result: Result, user: str | None) -> None:
+        if sink is not None:
+            sink.record_findings(
+                result.findings,
+                channel="imap",
+                sender_domain=result.sender_domain,
+                user=user,
+                recipients=result.recipients,
+            )
 
     engine = Engine.from_config(config)
     listening = asyncio.Event()
-    serving = asyncio.ensure_future(serve_imap(config.imap, engine, ready=listening))
+    serving = asyncio.ensure_future(serve_imap(config.imap, engine, ready=listening, on_result=record))
     started = asyncio.ensure_future(listening.wait())
     await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
     started.cancel()
@@ -59,8 +71,6 @@ async def serve_imap_half(config: Config, stop: asyncio.Event) -> None:
             await serving
 
 
-imap_half: ImapHalf | None = serve_imap_half
-
 _IMAP_STOP_TIMEOUT: Final = 10.0
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
@@ -77,16 +87,17 @@ async def run(
 ) -> None:
     """Run the enabled halves until SIGINT/SIGTERM (or until one of them stops by itself).
 
-    `imap` overrides the module's `imap_half` hook; `ready` is called once everything listens.
+    `imap` replaces the IMAP filter (tests); `on_event` replaces the tracking log's recorder of HTTP
+    events; `ready` is called once everything listens.
     Raises MailproxyError when nothing is enabled or a half cannot start.
     """
-    imap = imap if imap is not None else imap_half
     if not config.http.enabled and not config.imap.enabled:
         raise MailproxyError("nothing to run: both [imap] and [http] have enabled = false")
-    if config.imap.enabled and imap is None:
-        if not config.http.enabled:
-            raise MailproxyError("the IMAP filter is not in this build and [http] is disabled")
-        logger.warning("the IMAP filter is not in this build yet; running the HTTP proxy only")
+    sink = sink_for(config)
+    if imap is None:
+        imap = functools.partial(serve_imap_half, sink=sink)
+    if on_event is None and sink is not None:
+        on_event = sink.record_http
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -100,9 +111,7 @@ async def run(
     imap_task: asyncio.Task[None] | None = None
     try:
         if config.http.enabled:
-            http = HttpProxy(
-                config, tls=tls, confdir=confdir, on_event=on_event, mitm_options=mitm_options
-            )
+            http = HttpProxy(config, tls=tls, confdir=confdir, on_event=on_event, mitm_options=mitm_options)
             await http.start()
         if config.imap.enabled and imap is not None:
             imap_task = loop.create_task(_as_coroutine(imap(config, stop)), name="imap")
@@ -116,6 +125,8 @@ async def run(
             loop.remove_signal_handler(sig)
         if http is not None:
             await http.stop()
+        if sink is not None:
+            await asyncio.to_thread(sink.close)  # flushes what is queued; never blocks the loop
         if imap_task is not None:
             await _finish(imap_task)
     if imap_task is not None and imap_task.done() and not imap_task.cancelled():
@@ -131,9 +142,7 @@ async def _as_coroutine(awaitable: Awaitable[None]) -> None:
     await awaitable
 
 
-def _install_signal_handlers(
-    loop: asyncio.AbstractEventLoop, stop: asyncio.Event
-) -> list[signal.Signals]:
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[signal.Signals]:
     installed = []
     for sig in _SIGNALS:
         try:
@@ -176,9 +185,7 @@ async def _finish(task: asyncio.Task[None]) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(task), _IMAP_STOP_TIMEOUT)
     except TimeoutError:
-        logger.warning(
-            "the IMAP half did not stop within %.0f s; cancelling it", _IMAP_STOP_TIMEOUT
-        )
+        logger.warning("the IMAP half did not stop within %.0f s; cancelling it", _IMAP_STOP_TIMEOUT)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

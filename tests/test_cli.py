@@ -130,3 +130,16 @@ def test_check_config_example_is_valid() -> None:
     example = Path(__file__).resolve().parent.parent / "config.example.toml"
     proc = run("check-config", "-c", str(example))
     assert proc.returncode == 0 and b"OK" in proc.stdout
+
+
+def test_scan_feeds_the_tracking_log_and_report_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "a.eml").write_bytes(NEWSLETTER)
+    assert run("scan", str(tmp_path / "a.eml")).returncode == 0
+    proc = run("report", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert "Mailchimp" in json.dumps(report)
+    show = run("data", "show")
+    assert show.returncode == 0 and b"tracking.sqlite3" in show.stdout
+    assert run("data", "purge", "--all").returncode == 0
+    assert "Mailchimp" not in run("report", "--format", "json").stdout.decode()
