@@ -1,0 +1,433 @@
+"""IMAP filter benchmark: the same mailbox fetched directly from Dovecot, through a Dovecot IMAP proxy
+(``proxy=y``, imap.md section 5.3) and through mailproxy, in one run.
+
+    python -m bench.imap [-n 1000] [--seed 1] [--repeat 3] [--json]
+
+Setup: a throwaway Dovecot (``bench.dovecot``) on loopback with three users: ``html@`` holds ``-n``
+generated newsletters (``bench.corpus``, 40-80 KiB of HTML each), ``plain@`` as many text-only
+messages of the same sizes, ``single@`` one newsletter of about 100 KB. A second Dovecot is the
+baseline proxy; mailproxy runs as ``python -m mailproxy run`` (its own process, HTTP half off)
+in front of the first Dovecot with plaintext loopback on both legs, like the Dovecot proxy.
+
+Measured per route, with a minimal literal-aware socket client (the same for every route):
+
+- whole: ``UID FETCH 1:* BODY.PEEK[]`` of a mailbox, median of ``--repeat`` runs;
+- chunked: every message walked as ``UID FETCH u BODY.PEEK[]<o.65536>``, one command at a time
+  (as Thunderbird does), once: cold for mailproxy, whose first chunk rewrites and caches the whole;
+- noop: median round trip of ``NOOP`` (``--noops`` of them);
+- single: median round trip of ``UID FETCH 1 BODY.PEEK[]`` of the 100 KB newsletter (``--singles``).
+
+MB are 10^6 bytes of message (literal) data received. The issue's targets are printed beside the
+figures with met/missed. Wall-clock figures depend on the machine (Dovecot, mailproxy and the client
+share its cores); the ratios are the numbers to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import dovecot
+
+ROUTES = ("direct", "dovecot_proxy", "mailproxy")
+CHUNK = 65536
+_LITERAL = re.compile(rb"~?\{([0-9]+)\}\r\n")
+_TAIL = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    seconds: float
+    messages: int
+    bytes: int
+    messages_per_s: float
+    mb_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    target: str
+    value: str
+    met: bool
+
+
+class Client:
+    """A blocking IMAP client that frames responses (literals included) and counts, nothing more."""
+
+    def __init__(self, port: int, timeout: float = 300) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = bytearray()
+        self._n = 0
+        self._read_until(b"*")  # greeting
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.command(b"LOGOUT")
+        self.sock.close()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        self._buf += data
+
+    def _read_until(self, tag: bytes, literals: list[int] | None = None) -> tuple[bytes, int, int]:
+        """Read responses up to the one starting with ``tag``: (that line, literal octets, FETCH
+        responses). The CRC of each literal is appended to ``literals`` when given."""
+        buf = self._buf
+        start = pos = 0
+        octets = fetches = 0
+        want = tag + b" "
+        while True:
+            i = buf.find(b"\n", pos)
+            while i < 0:
+                self._fill()
+                i = buf.find(b"\n", pos)
+            end = i + 1
+            m = _LITERAL.search(buf, max(pos, end - _TAIL), end)
+            if m is not None and m.end() == end:
+                size = int(m.group(1))
+                while len(buf) < end + size:
+                    self._fill()
+                octets += size
+                if literals is not None:
+                    literals.append(zlib.crc32(memoryview(buf)[end : end + size]))
+                pos = end + size
+                continue
+            head = bytes(buf[start : start + 24])
+            if head.startswith(want) or (tag == b"*" and head.startswith(b"* ")):
+                line = bytes(buf[start:end])
+                del buf[:end]
+                return line, octets, fetches
+            if b" FETCH " in head:
+                fetches += 1
+            del buf[:end]
+            start = pos = 0
+
+    def command(self, text: bytes, literals: list[int] | None = None) -> tuple[bytes, int, int]:
+        self._n += 1
+        tag = b"b%d" % self._n
+        self.sock.sendall(tag + b" " + text + b"\r\n")
+        line, octets, fetches = self._read_until(tag, literals)
+        if line[len(tag) + 1 : len(tag) + 3] != b"OK":
+            raise RuntimeError(f"{text[:40]!r} failed: {line[:200]!r}")
+        return line, octets, fetches
+
+
+@contextlib.contextmanager
+def session(port: int, user: str) -> Iterator[Client]:
+    c = Client(port)
+    try:
+        c.command(b'LOGIN "%s" "%s"' % (user.encode(), dovecot.PASSWORD.encode()))
+        c.command(b"SELECT INBOX")
+        yield c
+    finally:
+        c.close()
+
+
+def plain_messages(sizes: Sequence[int], seed: int) -> list[bytes]:
+    """Text-only messages (no HTML at all) of the given sizes, with a few URLs in the text."""
+    rng = random.Random(seed)
+    words = (
+        b"news week offer read more update store order price team thanks today your new "
+        b"the and for with this that from about"
+    ).split()
+    out = []
+    for i, size in enumerate(sizes):
+        head = (
+            f"From: Letters <letters@shop.example.org>\r\nTo: plain@example.org\r\n"
+            f"Subject: Plain letter {i}\r\nDate: Mon, 06 Jan 2025 10:00:00 +0000\r\n"
+            f"Message-ID: <plain.{i}@shop.example.org>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+        ).encode()
+        lines = [head]
+        total = len(head)
+        while total < size:
+            if rng.random() < 0.1:
+                line = b"More at https://shop.example.org/p/%d?id=%d\r\n" % (i, rng.randrange(1_000_000))
+            else:
+                line = b" ".join(rng.choice(words) for _ in range(12)) + b"\r\n"
+            lines.append(line)
+            total += len(line)
+        out.append(b"".join(lines))
+    return out
+
+
+def _transfer(seconds: float, messages: int, octets: int) -> Transfer:
+    return Transfer(
+        seconds=round(seconds, 4),
+        messages=messages,
+        bytes=octets,
+        messages_per_s=round(messages / seconds, 1),
+        mb_per_s=round(octets / seconds / 1e6, 2),
+    )
+
+
+def whole(port: int, user: str, n: int, repeat: int, crcs: list[int] | None = None) -> Transfer:
+    times = []
+    octets = 0
+    with session(port, user) as c:
+        for r in range(repeat):
+            got: list[int] = []
+            t0 = time.perf_counter()
+            _, octets, fetches = c.command(b"UID FETCH 1:* BODY.PEEK[]", got)
+            times.append(time.perf_counter() - t0)
+            if fetches != n:
+                raise RuntimeError(f"{user}: {fetches} FETCH responses, expected {n}")
+            if r == 0 and crcs is not None:
+                crcs.extend(got)
+    return _transfer(statistics.median(times), n, octets)
+
+
+def chunked(port: int, user: str, sizes: Sequence[int]) -> Transfer:
+    total = 0
+    with session(port, user) as c:
+        t0 = time.perf_counter()
+        for uid, size in enumerate(sizes, 1):
+            for origin in range(0, size, CHUNK):
+                _, octets, _ = c.command(b"UID FETCH %d BODY.PEEK[]<%d.%d>" % (uid, origin, CHUNK))
+                total += octets
+        seconds = time.perf_counter() - t0
+    if total != sum(sizes):
+        raise RuntimeError(f"{user}: chunks add up to {total} octets, expected {sum(sizes)}")
+    return _transfer(seconds, len(sizes), total)
+
+
+def round_trips(port: int, user: str, command: bytes, count: int) -> float:
+    """Median round trip of ``command`` in milliseconds (after a few warm-up rounds)."""
+    times = []
+    with session(port, user) as c:
+        for _ in range(min(20, count)):
+            c.command(command)
+        for _ in range(count):
+            t0 = time.perf_counter()
+            c.command(command)
+            times.append(time.perf_counter() - t0)
+    return round(statistics.median(times) * 1000, 4)
+
+
+@contextlib.contextmanager
+def mailproxy_process(upstream_port: int) -> Iterator[int]:
+    """``python -m mailproxy run`` in front of 127.0.0.1:upstream_port; yields its port."""
+    port = dovecot.free_port()
+    with tempfile.TemporaryDirectory(prefix="mailproxy-bench-") as tmp:
+        cfg = Path(tmp) / "mailproxy.toml"
+        cfg.write_text(
+            f'[imap]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
+            f'upstream = "127.0.0.1:{upstream_port}"\nupstream_tls = "none"\n'
+            f'[http]\nenabled = false\n[log]\nstore = "{tmp}/tracking.sqlite3"\n'
+        )
+        errors = (Path(tmp) / "mailproxy.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailproxy", "run", "-c", str(cfg)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        try:
+            try:
+                dovecot.wait_port(port, proc, timeout=60)
+            except (RuntimeError, TimeoutError) as exc:
+                tail = (Path(tmp) / "mailproxy.log").read_bytes()[-2000:].decode("utf-8", "replace")
+                raise RuntimeError(f"mailproxy did not start ({exc}):\n{tail}") from exc
+            yield port
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            errors.close()
+
+
+def _ratios(values: dict[str, float]) -> dict[str, float]:
+    d, p, m = (values[r] for r in ROUTES)
+    return {
+        "dovecot_proxy/direct": round(p / d, 3),
+        "mailproxy/direct": round(m / d, 3),
+        "mailproxy/dovecot_proxy": round(m / p, 3),
+    }
+
+
+def run(
+    n: int,
+    seed: int = 1,
+    *,
+    repeat: int = 3,
+    noops: int = 2000,
+    singles: int = 100,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, object]:
+    from bench.corpus import generate
+
+    if n < 1 or repeat < 1 or noops < 1 or singles < 1:
+        raise ValueError("n, repeat, noops and singles must be positive")
+    log(f"generating {n} newsletters")
+    html = generate(n, seed=seed, html_kb=(40, 80), recipient="html@example.org")
+    plain = plain_messages([len(m) for m in html], seed)
+    single = generate(1, seed=seed + 1, html_kb=(88, 88), recipient="single@example.org")
+    mailboxes = {"html@example.org": html, "plain@example.org": plain, "single@example.org": single}
+    sizes = {u: [len(m) for m in msgs] for u, msgs in mailboxes.items()}
+    measures: dict[str, dict[str, Transfer]] = {
+        k: {} for k in ("whole_html", "whole_plain", "chunked_html", "chunked_plain")
+    }
+    noop_ms: dict[str, float] = {}
+    single_ms: dict[str, float] = {}
+    crcs: dict[str, list[int]] = {}
+    with (
+        dovecot.backend(mailboxes) as backend,
+        dovecot.proxy(backend.port) as front,
+        mailproxy_process(backend.port) as mp_port,
+    ):
+        ports = {"direct": backend.port, "dovecot_proxy": front.port, "mailproxy": mp_port}
+        for route in ROUTES:
+            port = ports[route]
+            log(f"{route}: whole-mailbox fetches")
+            crcs[route] = []
+            measures["whole_html"][route] = whole(port, "html@example.org", n, repeat, crcs[route])
+            measures["whole_plain"][route] = whole(port, "plain@example.org", n, repeat)
+            log(f"{route}: 64 KiB chunk walks")
+            measures["chunked_html"][route] = chunked(port, "html@example.org", sizes["html@example.org"])
+            measures["chunked_plain"][route] = chunked(port, "plain@example.org", sizes["plain@example.org"])
+            log(f"{route}: NOOP and single-message round trips")
+            noop_ms[route] = round_trips(port, "single@example.org", b"NOOP", noops)
+            single_ms[route] = round_trips(port, "single@example.org", b"UID FETCH 1 BODY.PEEK[]", singles)
+    changed = sum(1 for a, b in zip(crcs["direct"], crcs["mailproxy"], strict=True) if a != b)
+    unchanged_proxy = all(a == b for a, b in zip(crcs["direct"], crcs["dovecot_proxy"], strict=True))
+    ratios = {k: _ratios({r: t.seconds for r, t in v.items()}) for k, v in measures.items()}
+    ratios["noop"] = _ratios(noop_ms)
+    ratios["single"] = _ratios(single_ms)
+    mp_html = measures["whole_html"]["mailproxy"].mb_per_s
+    plain_ratio = ratios["whole_plain"]["mailproxy/dovecot_proxy"]
+    noop_extra = noop_ms["mailproxy"] - noop_ms["dovecot_proxy"]
+    added = single_ms["mailproxy"] - single_ms["direct"]
+    targets = [
+        Target("whole-mailbox HTML through mailproxy", ">= 40 MB/s", f"{mp_html} MB/s", mp_html >= 40),
+        Target(
+            "no-HTML whole fetch vs Dovecot proxy",
+            "<= 1.3x",
+            f"{plain_ratio}x",
+            plain_ratio <= 1.3,
+        ),
+        Target("NOOP vs Dovecot proxy", "<= +0.1 ms", f"{noop_extra:+.3f} ms", noop_extra <= 0.1),
+        Target("added latency, one 100 KB newsletter", "< 5 ms", f"{added:.2f} ms", added < 5),
+    ]
+    return {
+        "messages": n,
+        "seed": seed,
+        "repeat": repeat,
+        "cpus": os.cpu_count(),
+        "mb": {u.split("@")[0]: round(sum(s) / 1e6, 2) for u, s in sizes.items()},
+        "single_bytes": sizes["single@example.org"][0],
+        "measures": {k: {r: asdict(t) for r, t in v.items()} for k, v in measures.items()},
+        "noop_ms": noop_ms,
+        "single_ms": single_ms,
+        "added_ms": {
+            "mailproxy-direct": round(added, 3),
+            "mailproxy-dovecot_proxy": round(single_ms["mailproxy"] - single_ms["dovecot_proxy"], 3),
+            "dovecot_proxy-direct": round(single_ms["dovecot_proxy"] - single_ms["direct"], 3),
+        },
+        "ratios": ratios,
+        "rewritten_messages": changed,
+        "dovecot_proxy_identical": unchanged_proxy,
+        "targets": [asdict(t) for t in targets],
+    }
+
+
+def render(r: dict[str, object]) -> str:
+    measures = r["measures"]
+    ratios = r["ratios"]
+    assert isinstance(measures, dict) and isinstance(ratios, dict)
+    mb = r["mb"]
+    assert isinstance(mb, dict)
+    lines = [
+        f"IMAP benchmark: {r['messages']} messages per mailbox (HTML {mb['html']} MB, "
+        f"plain {mb['plain']} MB), seed {r['seed']}, median of {r['repeat']} whole fetches, "
+        f"{r['cpus']} CPUs",
+        "",
+        f"{'measure':<14}{'route':<15}{'seconds':>9}{'msg/s':>10}{'MB/s':>9}",
+    ]
+    for name, per_route in measures.items():
+        for route, t in per_route.items():
+            lines.append(
+                f"{name:<14}{route:<15}{t['seconds']:>9.3f}{t['messages_per_s']:>10.1f}{t['mb_per_s']:>9.2f}"
+            )
+        rs = ratios[name]
+        lines.append(
+            f"{'':<14}time ratios: proxy/direct {rs['dovecot_proxy/direct']}x, "
+            f"mailproxy/direct {rs['mailproxy/direct']}x, "
+            f"mailproxy/proxy {rs['mailproxy/dovecot_proxy']}x"
+        )
+    for label, key in (("NOOP round trip", "noop_ms"), ("100 KB fetch", "single_ms")):
+        v = r[key]
+        assert isinstance(v, dict)
+        lines.append(
+            f"{label} (median ms): direct {v['direct']}, Dovecot proxy {v['dovecot_proxy']}, "
+            f"mailproxy {v['mailproxy']}"
+        )
+    lines.append(
+        f"messages changed by mailproxy in the whole HTML fetch: {r['rewritten_messages']} of "
+        f"{r['messages']}; Dovecot proxy byte-identical: {r['dovecot_proxy_identical']}"
+    )
+    lines += ["", "targets (issue 4):"]
+    targets = r["targets"]
+    assert isinstance(targets, list)
+    for t in targets:
+        lines.append(
+            f"  {'met   ' if t['met'] else 'MISSED'} {t['name']}: {t['value']} (target {t['target']})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.imap", description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=1000, help="messages per mailbox (default 1000)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="whole-mailbox fetches per route")
+    ap.add_argument("--noops", type=int, default=2000)
+    ap.add_argument("--singles", type=int, default=100)
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = ap.parse_args(argv)
+    if not dovecot.available():
+        print("bench.imap: dovecot is not installed: run scripts/install-test-deps", file=sys.stderr)
+        return 2
+
+    def progress(s: str) -> None:
+        print(f"[bench.imap] {s}", file=sys.stderr, flush=True)
+
+    try:
+        result = run(
+            args.n,
+            args.seed,
+            repeat=args.repeat,
+            noops=args.noops,
+            singles=args.singles,
+            log=progress,
+        )
+    except ValueError as exc:
+        print(f"bench.imap: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
