@@ -64,3 +64,11 @@ def test_mailproxy_run_serves_rewritten_mail(dovecot: Dovecot, tmp_path: Path) -
             assert TRACKER not in proxied[uid]
     assert trackers > 0  # the mailbox does hold HTML with trackers, and none came through
     assert PASSWORD.encode() not in err  # credentials never reach the log
+    # What was stripped reached the tracking log (under the test's private XDG_DATA_HOME).
+    report = subprocess.run(
+        [sys.executable, "-m", "mailproxy", "report", "--format", "csv"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert b"imap" in report and b"Mailchimp" in report
