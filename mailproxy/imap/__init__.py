@@ -21,7 +21,14 @@ from mailproxy.imap._events import (
 )
 from mailproxy.imap._fetch import FetchContext, FetchPlan, plan_fetch, rewrite_fetch
 from mailproxy.imap._protocol import ClientReader, ServerReader, filter_capability_list
-from mailproxy.imap._session import Output, Rewriter, Session, SessionStats, redact
+from mailproxy.imap._session import (
+    Output,
+    RewriteJob,
+    Rewriter,
+    Session,
+    SessionStats,
+    redact,
+)
 from mailproxy.imap.proxy import (
     EngineRewriter,
     ImapProxy,
@@ -48,6 +55,7 @@ __all__ = [
     "Response",
     "ResponseChunk",
     "RewriteCache",
+    "RewriteJob",
     "Rewriter",
     "ServerReader",
     "Session",

@@ -22,6 +22,12 @@ says otherwise. The rules, and the state each one needs, all live in this file.
    exchange when the server says OK; passwords are never kept or logged.
 7. SELECT/EXAMINE and their ``[UIDVALIDITY n]`` give the mailbox half of the cache key; while one
    is in flight, the cache is not consulted for new commands (the mailbox may be about to change).
+8. With ``defer_rewrites`` (the asyncio shell), the session does not call the rewriter itself: when
+   a FETCH response needs a message rewritten, processing stops at that response and the ``Output``
+   carries a ``RewriteJob``. The shell runs the job off the event loop and hands the result to
+   ``rewrite_done``, which re-reads the held response (rewriting it is deterministic, and nothing
+   changes state before the rewrite is asked for) and carries on. Until then, bytes from either
+   side are only buffered, so what the client sees keeps the server's order.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailproxy.imap._cache import CacheKey, RewriteCache
+from mailproxy.imap._errors import LocalProtocolError
 from mailproxy.imap._events import NEED_DATA, CommandLine, LiteralData, Response, ResponseChunk
 from mailproxy.imap._fetch import FetchContext, plan_fetch, rewrite_fetch
 from mailproxy.imap._protocol import (
@@ -61,13 +68,31 @@ _MAX_CAPTURE = 1024  # the longest login name the proxy reads from a literal
 
 
 @dataclass(frozen=True, slots=True)
+class RewriteJob:
+    """A whole message to rewrite for ``user``; the result goes to ``Session.rewrite_done``."""
+
+    whole: bytes
+    user: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Output:
     """What to do after feeding bytes: write ``to_client`` then ``to_server`` (each as one write),
-    then, if ``start_tls``, switch the client connection to TLS before reading from it again."""
+    then, if ``start_tls``, switch the client connection to TLS before reading from it again. A
+    ``rewrite`` job (only with ``defer_rewrites``) must be run and its result passed to
+    ``Session.rewrite_done``; the session holds everything else back until then."""
 
     to_client: bytes = b""
     to_server: bytes = b""
     start_tls: bool = False
+    rewrite: RewriteJob | None = None
+
+
+class _Deferred(Exception):
+    """Raised through ``rewrite_fetch`` when a rewrite is handed to the shell (rule 8)."""
+
+    def __init__(self, whole: bytes) -> None:
+        self.whole = whole
 
 
 @dataclass(slots=True)
@@ -93,8 +118,14 @@ class Session:
         login_disabled: bool = False,
         max_line: int = DEFAULT_MAX_LINE,
         max_literal: int = DEFAULT_MAX_LITERAL,
+        defer_rewrites: bool = False,
     ) -> None:
         self._rewriter = rewriter
+        self._defer = defer_rewrites
+        # Rule 8: the job handed out, the response waiting for it, and the finished result.
+        self._job: RewriteJob | None = None
+        self._held: Response | None = None
+        self._done: tuple[bytes, bytes] | None = None
         self._cache = cache if cache is not None else RewriteCache()
         self._policy_key = policy_key
         self._offer_starttls = offer_starttls
@@ -132,14 +163,17 @@ class Session:
         self.mailbox: bytes | None = None
         self.uidvalidity: int | None = None
         self._pinned: dict[bytes, tuple[int, bytes]] = {}
-        self._fetch_ctx = FetchContext(
-            rewrite=self._rewrite, lookup=self._lookup, store=self._store
-        )
+        self._fetch_ctx = FetchContext(rewrite=self._rewrite, lookup=self._lookup, store=self._store)
 
     # -- feeding -----------------------------------------------------------------------------------
     def receive_client(self, data: bytes) -> Output:
         """Bytes from the client. Raises RemoteProtocolError when they cannot be framed."""
         self._client.receive_data(data)
+        if self._job is None:
+            self._pump_client()
+        return self._flush()
+
+    def _pump_client(self) -> None:
         while not self._start_tls:
             ev = self._client.next_event()
             if ev is NEED_DATA:
@@ -148,20 +182,55 @@ class Session:
                 self._client_literal(ev)
             else:
                 self._client_line(ev)
-        return self._flush()
 
     def receive_server(self, data: bytes) -> Output:
         """Bytes from the server. Raises RemoteProtocolError when they cannot be framed."""
         self._server.receive_data(data)
-        while True:
+        if self._job is None:
+            self._pump_server()
+        return self._flush()
+
+    @property
+    def rewrite_pending(self) -> bool:
+        """A ``RewriteJob`` was handed out and ``rewrite_done`` has not been called yet."""
+        return self._job is not None
+
+    def rewrite_done(self, result: bytes) -> Output:
+        """The rewritten bytes of the pending ``RewriteJob``; processing resumes where it stopped.
+
+        Raises LocalProtocolError when no job is pending.
+        """
+        job, held = self._job, self._held
+        if job is None or held is None:
+            raise LocalProtocolError("rewrite_done without a pending rewrite")
+        self._job = self._held = None
+        self._done = (job.whole, result)
+        try:
+            self._server_event(held)
+        finally:
+            self._done = None
+        if self._job is None:
+            self._pump_server()
+        if self._job is None:
+            self._pump_client()
+        return self._flush()
+
+    def _pump_server(self) -> None:
+        while self._job is None:
             ev = self._server.next_event()
             if ev is NEED_DATA:
                 break
-            if isinstance(ev, ResponseChunk):
-                self._server_chunk(ev)
-            else:
-                self._server_response(ev)
-        return self._flush()
+            self._server_event(ev)
+
+    def _server_event(self, ev: Response | ResponseChunk) -> None:
+        if isinstance(ev, ResponseChunk):
+            self._server_chunk(ev)
+            return
+        try:
+            self._server_response(ev)
+        except _Deferred as d:
+            self._held = ev
+            self._job = RewriteJob(d.whole, self.user)
 
     def tls_started(self) -> None:
         """The shell finished the client's TLS handshake after an ``Output.start_tls``."""
@@ -173,6 +242,7 @@ class Session:
             to_client=b"".join(self._to_client),
             to_server=b"".join(self._to_server),
             start_tls=self._start_tls,
+            rewrite=self._job,
         )
         self._to_client.clear()
         self._to_server.clear()
@@ -191,9 +261,7 @@ class Session:
                 self._capture += ev.data
             if ev.last:
                 self._capture_done = True
-                self._pending_login[self._capture_tag] = bytes(self._capture).decode(
-                    "utf-8", "replace"
-                )
+                self._pending_login[self._capture_tag] = bytes(self._capture).decode("utf-8", "replace")
                 self._capture.clear()
         self._to_server.append(ev.data)
 
@@ -325,8 +393,8 @@ class Session:
             return
         if ev.kind == "*":
             if _FETCH.match(data):
+                new = rewrite_fetch(data, self._fetch_ctx)  # may raise _Deferred (rule 8)
                 self.stats.fetch_responses += 1
-                new = rewrite_fetch(data, self._fetch_ctx)
                 if self._fetch_ctx.unrewritten:
                     self.stats.unrewritten += self._fetch_ctx.unrewritten
                     self._fetch_ctx.unrewritten = 0
@@ -393,7 +461,13 @@ class Session:
         return CacheKey(self.user or "", self.mailbox, self.uidvalidity, uid, self._policy_key)
 
     def _rewrite(self, whole: bytes) -> bytes:
-        out = self._rewriter(whole, self.user)
+        done = self._done
+        if done is not None and done[0] == whole:
+            out = done[1]
+        elif self._defer:
+            raise _Deferred(whole)
+        else:
+            out = self._rewriter(whole, self.user)
         if out != whole:
             self.stats.messages_rewritten += 1
         return out
@@ -434,11 +508,7 @@ def _sasl_identity(mech: bytes, decoded: bytes, line_no: int) -> str | None:
         return m.group(1).decode("utf-8", "replace") if m else None
     if mech == b"OAUTHBEARER":
         m = re.match(rb"n,a=([^,]*),", decoded)
-        return (
-            m.group(1).decode("utf-8", "replace").replace("=2C", ",").replace("=3D", "=")
-            if m
-            else None
-        )
+        return m.group(1).decode("utf-8", "replace").replace("=2C", ",").replace("=3D", "=") if m else None
     return None
 
 

@@ -10,6 +10,7 @@ side stops reading.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import ssl
@@ -28,7 +29,7 @@ from mailproxy.imap._protocol import (
     ServerReader,
     strip_capability_code,
 )
-from mailproxy.imap._session import Output, Rewriter, Session
+from mailproxy.imap._session import Output, RewriteJob, Rewriter, Session
 
 if TYPE_CHECKING:
     from mailproxy.config import ImapConfig
@@ -58,6 +59,10 @@ class ProxySettings:
     cache_bytes: int = DEFAULT_MAX_BYTES
     idle_timeout: float = IDLE_TIMEOUT
     connect_timeout: float = CONNECT_TIMEOUT
+    # Rewrites run in this many worker threads, off the event loop, so one big message does not
+    # stall every other session. One by default: the rewriter is pure Python (the GIL serializes it
+    # anyway) and the engine's caches are not documented as safe for concurrent callers.
+    rewrite_workers: int = 1
 
 
 def settings_from_config(config: ImapConfig, **overrides: Any) -> ProxySettings:
@@ -78,9 +83,7 @@ def settings_from_config(config: ImapConfig, **overrides: Any) -> ProxySettings:
         try:
             client_ssl.load_cert_chain(str(config.tls_cert), str(config.tls_key))
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                "", "imap.tls_cert", f"a certificate and key that load ({exc})"
-            ) from exc
+            raise ConfigError("", "imap.tls_cert", f"a certificate and key that load ({exc})") from exc
     return ProxySettings(
         listen_host=config.listen.host,
         listen_port=config.listen.port,
@@ -103,9 +106,7 @@ class EngineRewriter:
     """Adapts ``mailproxy.engine.Engine`` to the ``Rewriter`` callable; logs counts, never
     content."""
 
-    def __init__(
-        self, engine: _Engine, on_result: Callable[[Any, str | None], None] | None = None
-    ) -> None:
+    def __init__(self, engine: _Engine, on_result: Callable[[Any, str | None], None] | None = None) -> None:
         self._engine = engine
         self._on_result = on_result  # e.g. the tracking log's recorder: (Result, login user)
 
@@ -153,9 +154,7 @@ class _Tasks:
 class ImapProxy:
     """Listens for IMAP clients and relays each to its own upstream connection through a Session."""
 
-    def __init__(
-        self, settings: ProxySettings, rewriter: Rewriter, *, policy_key: str = ""
-    ) -> None:
+    def __init__(self, settings: ProxySettings, rewriter: Rewriter, *, policy_key: str = "") -> None:
         self.settings = settings
         self.rewriter = rewriter
         self.policy_key = policy_key
@@ -163,6 +162,9 @@ class ImapProxy:
         self.connections: set[_ClientSide] = set()
         self._server: asyncio.Server | None = None
         self._tasks = _Tasks()
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, settings.rewrite_workers), thread_name_prefix="imap-rewrite"
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -194,6 +196,8 @@ class ImapProxy:
         for conn in list(self.connections):
             conn.close("server shutting down")
         self._tasks.cancel_all()
+        # A rewrite still running finishes in its thread; nobody waits for its result.
+        self.executor.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
@@ -221,6 +225,7 @@ class _ClientSide(asyncio.Protocol):
             login_disabled=s.login_disabled,
             max_line=s.max_line,
             max_literal=s.max_literal,
+            defer_rewrites=True,
         )
         self.transport: asyncio.Transport | None = None
         self.upstream: _UpstreamSide | None = None
@@ -230,6 +235,9 @@ class _ClientSide(asyncio.Protocol):
         self._early_size = 0
         self._idle: asyncio.TimerHandle | None = None
         self._last = 0.0
+        # Write buffers above their high-water mark: the other side is not read meanwhile.
+        self.client_full = False
+        self.upstream_full = False
 
     # -- asyncio callbacks -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -280,10 +288,14 @@ class _ClientSide(asyncio.Protocol):
         )
 
     def pause_writing(self) -> None:
+        self.client_full = True
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.client_full = False
+        if self.session.rewrite_pending:
+            return  # _rewrite resumes reading when its job is done
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.resume_reading()
 
@@ -295,6 +307,43 @@ class _ClientSide(asyncio.Protocol):
             self.upstream.write(out.to_server)
         if out.start_tls:
             self.proxy._tasks.spawn(self._start_tls(), name=f"imap-starttls-{self.peer}")
+        if out.rewrite is not None:
+            # The session buffers whatever arrives meanwhile; not reading keeps that bounded.
+            self._pause_both()
+            self.proxy._tasks.spawn(self._rewrite(out.rewrite), name=f"imap-rewrite-{self.peer}")
+
+    def _pause_both(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def _resume_both(self) -> None:
+        if self.transport is not None and not self.upstream_full:
+            self.transport.resume_reading()
+        up = self.upstream
+        if up is not None and up.transport is not None and not self.client_full:
+            up.transport.resume_reading()
+
+    async def _rewrite(self, job: RewriteJob) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.proxy.executor, self.proxy.rewriter, job.whole, job.user)
+        except Exception:
+            # Nothing rewritten may reach the client unfiltered: the session ends instead.
+            log.exception("client %s: rewriting a message failed", self.peer)
+            self.close("rewrite failed", bye=b"* BYE [UNAVAILABLE] Internal error\r\n")
+            return
+        if self.closed:
+            return
+        self._resume_both()
+        try:
+            out = self.session.rewrite_done(result)
+        except ImapProtocolError as exc:
+            log.warning("upstream of %s: %s", self.peer, exc)
+            self.close("protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n")
+            return
+        self._apply(out)
 
     def server_data(self, data: bytes) -> None:
         self._last = asyncio.get_running_loop().time()
@@ -302,9 +351,7 @@ class _ClientSide(asyncio.Protocol):
             out = self.session.receive_server(data)
         except ImapProtocolError as exc:
             log.warning("upstream of %s: %s", self.peer, exc)
-            self.close(
-                "protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n"
-            )
+            self.close("protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n")
             return
         self._apply(out)
 
@@ -356,9 +403,7 @@ class _ClientSide(asyncio.Protocol):
                 s.upstream_port,
                 reason,
             )
-            self.close(
-                "upstream unavailable", bye=b"* BYE [UNAVAILABLE] Upstream server unavailable\r\n"
-            )
+            self.close("upstream unavailable", bye=b"* BYE [UNAVAILABLE] Upstream server unavailable\r\n")
             return
         if self.closed:
             upstream.close()
@@ -440,10 +485,14 @@ class _UpstreamSide(asyncio.Protocol):
             self.owner.upstream_lost()
 
     def pause_writing(self) -> None:
+        self.owner.upstream_full = True
         if self.owner.transport is not None:
             self.owner.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.owner.upstream_full = False
+        if self.owner.session.rewrite_pending:
+            return  # _rewrite resumes reading when its job is done
         if self.owner.transport is not None:
             self.owner.transport.resume_reading()
 
