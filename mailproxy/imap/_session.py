@@ -28,6 +28,9 @@ says otherwise. The rules, and the state each one needs, all live in this file.
    ``rewrite_done``, which re-reads the held response (rewriting it is deterministic, and nothing
    changes state before the rewrite is asked for) and carries on. Until then, bytes from either
    side are only buffered, so what the client sees keeps the server's order.
+9. A FETCH response with a literal above ``max_literal`` cannot be buffered for the rewriter; it
+   streams through ``_neutralize.StreamNeutralizer`` instead, which breaks every URL scheme in it
+   without changing a length (base64 parts inside it stay as they are; see that module).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from mailproxy.imap._cache import CacheKey, RewriteCache
 from mailproxy.imap._errors import LocalProtocolError
 from mailproxy.imap._events import NEED_DATA, CommandLine, LiteralData, Response, ResponseChunk
 from mailproxy.imap._fetch import FetchContext, plan_fetch, rewrite_fetch
+from mailproxy.imap._neutralize import StreamNeutralizer
 from mailproxy.imap._protocol import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_LITERAL,
@@ -101,7 +105,9 @@ class SessionStats:
     fetch_responses: int = 0
     messages_rewritten: int = 0  # whole messages the rewriter changed
     unrewritten: int = 0  # body items passed through because they could not be rewritten
-    streamed: int = 0  # responses too large to buffer, passed through unmodified
+    streamed: int = 0  # responses too large to buffer, streamed instead of rewritten
+    neutralized: int = 0  # streamed FETCH responses sent through the URL neutralizer
+    neutralized_edits: int = 0  # URL schemes it broke
 
 
 class Session:
@@ -163,6 +169,8 @@ class Session:
         self.mailbox: bytes | None = None
         self.uidvalidity: int | None = None
         self._pinned: dict[bytes, tuple[int, bytes]] = {}
+        self._neutralizer: StreamNeutralizer | None = None
+        self._streamed_size = 0
         self._fetch_ctx = FetchContext(rewrite=self._rewrite, lookup=self._lookup, store=self._store)
 
     # -- feeding -----------------------------------------------------------------------------------
@@ -374,9 +382,27 @@ class Session:
     def _server_chunk(self, ev: ResponseChunk) -> None:
         if ev.first:
             self.stats.streamed += 1
-            if _FETCH.match(ev.data):
-                log.warning("FETCH response above the buffering limit passed through unrewritten")
-        self._to_client.append(ev.data)
+            self._streamed_size = 0
+            # Rule 9: a body too large to buffer is never passed through unfiltered.
+            self._neutralizer = StreamNeutralizer() if _FETCH.match(ev.data) else None
+        self._streamed_size += len(ev.data)
+        n = self._neutralizer
+        if n is None:
+            self._to_client.append(ev.data)
+            return
+        data = n.feed(ev.data, last=ev.last)
+        if data:
+            self._to_client.append(data)
+        if ev.last:
+            self._neutralizer = None
+            self.stats.neutralized += 1
+            self.stats.neutralized_edits += n.edits
+            log.warning(
+                "FETCH response of %d bytes above the buffering limit streamed through the URL "
+                "neutralizer (%d scheme(s) broken); base64 parts in it were not inspected",
+                self._streamed_size,
+                n.edits,
+            )
 
     def _server_response(self, ev: Response) -> None:
         data = ev.data

@@ -286,6 +286,14 @@ class _ClientSide(asyncio.Protocol):
             st.messages_rewritten,
             f", {st.unrewritten} sections NOT rewritten" if st.unrewritten else "",
         )
+        if st.neutralized:
+            log.info(
+                "client %s: %d oversized FETCH response(s) neutralized instead of rewritten "
+                "(%d URL scheme(s) broken)",
+                self.peer,
+                st.neutralized,
+                st.neutralized_edits,
+            )
 
     def pause_writing(self) -> None:
         self.client_full = True

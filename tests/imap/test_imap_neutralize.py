@@ -1,0 +1,112 @@
+"""Responses above ``max_literal``: streamed through the length-preserving URL neutralizer, never
+passed through unfiltered (invariant 3)."""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import logging
+
+import pytest
+from imap_support import PASSWORD, USER, Dovecot, MakeProxy
+
+from mailproxy.imap import Session
+from mailproxy.imap._neutralize import StreamNeutralizer
+
+HTML = (
+    b'<p>Hi</p><img src="https://pixel.example.net/o.gif?u=1" width=1>'
+    b"<a href='HTTP://shop.example.org/x'>x</a><div style=\"background:url(//cdn.example/b.png)\">"
+    b"<img src=//t.example/p.gif> see http:plain and Https:mixed\r\n"
+)
+
+
+def neutralize(data: bytes, step: int) -> tuple[bytes, int]:
+    n = StreamNeutralizer()
+    out = b"".join(n.feed(data[i : i + step]) for i in range(0, len(data), step))
+    return out + n.feed(b"", last=True), n.edits
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 8, 9, 64, 100_000])
+def test_every_scheme_is_broken_whatever_the_chunking(step: int) -> None:
+    data = HTML * 20
+    out, edits = neutralize(data, step)
+    assert len(out) == len(data)
+    assert out == neutralize(data, len(data))[0]  # chunk boundaries change nothing
+    low = out.lower()
+    assert b"http:" not in low and b"https:" not in low
+    assert b"=//" not in out and b"(//" not in out and b"'//" not in out and b'"//' not in out
+    assert edits == 6 * 20
+    # only the first byte of each reference changed
+    assert out.count(b"xttps://pixel.example.net") == 20 and out.count(b"=_/t.example") == 20
+
+
+def test_text_without_references_and_base64_pass_unchanged() -> None:
+    b64 = base64.encodebytes(bytes(range(256)) * 64).replace(b"\n", b"\r\n")
+    assert b"//" in b64 or b"/" in b64
+    data = b"plain words, no links here: just text.\r\n" * 10 + b64 + b"//\r\n"
+    out, edits = neutralize(data, 7)
+    assert (out, edits) == (data, 0)
+
+
+def test_empty_and_tiny_feeds() -> None:
+    n = StreamNeutralizer()
+    assert n.feed(b"") == b""
+    assert n.feed(b"h") + n.feed(b"ttp:", last=True) == b"xttp:"
+    assert n.feed(b"", last=True) == b""
+
+
+def session(max_literal: int) -> Session:
+    s = Session(lambda raw, user: raw, max_literal=max_literal)
+    s.receive_server(b"* OK ready.\r\n")
+    return s
+
+
+def test_session_neutralizes_an_oversized_fetch(caplog: pytest.LogCaptureFixture) -> None:
+    body = b"Content-Type: text/html\r\n\r\n" + HTML * 50
+    resp = b"* 1 FETCH (UID 7 BODY[] {%d}\r\n%s)\r\na OK done\r\n" % (len(body), body)
+    s = session(max_literal=1000)
+    s.receive_client(b"a UID FETCH 7 BODY.PEEK[]\r\n")
+    caplog.set_level(logging.WARNING, "mailproxy.imap._session")
+    out = b"".join(s.receive_server(resp[i : i + 777]).to_client for i in range(0, len(resp), 777))
+    assert len(out) == len(resp)
+    assert out.startswith(b"* 1 FETCH (UID 7 BODY[] {%d}\r\n" % len(body))
+    assert out.endswith(b")\r\na OK done\r\n")
+    assert b"https:" not in out.lower() and b"=//" not in out
+    assert s.stats.streamed == 1 and s.stats.neutralized == 1
+    assert s.stats.neutralized_edits == 6 * 50
+    assert "neutralizer (300 scheme(s) broken)" in caplog.text
+
+
+def test_session_keeps_small_fetches_for_the_rewriter_and_other_streams_verbatim() -> None:
+    s = session(max_literal=1000)
+    small = b"x https://a.example/ y"
+    resp = b"* 1 FETCH (BODY[] {%d}\r\n%s)\r\n" % (len(small), small)
+    assert s.receive_server(resp).to_client == resp  # the (identity) rewriter's business
+    big = b"https://a.example/ " * 100
+    other = b"* METADATA INBOX (/private/comment {%d}\r\n%s)\r\n" % (len(big), big)
+    assert s.receive_server(other).to_client == other
+    assert s.stats.neutralized == 0 and s.stats.streamed == 1
+
+
+def test_oversized_message_through_the_proxy(make_proxy: MakeProxy, dovecot: Dovecot) -> None:
+    html = b"<html><body>" + HTML * 40_000 + b"</body></html>\r\n"  # about 9 MB
+    msg = b"Subject: huge\r\nContent-Type: text/html\r\n\r\n" + html
+    d = imaplib.IMAP4("127.0.0.1", dovecot.port)
+    d.login(USER, PASSWORD)
+    d.create("Huge")
+    d.append("Huge", None, None, msg)
+    d.logout()
+    p = make_proxy(max_literal=1 << 20)
+    c = imaplib.IMAP4("127.0.0.1", p.port)
+    c.login(USER, PASSWORD)
+    c.select("Huge", readonly=True)
+    typ, data = c.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
+    assert typ == "OK"
+    head = data[0]
+    assert isinstance(head, tuple)
+    got = head[1]
+    assert len(got) == len(msg) and b"RFC822.SIZE %d" % len(msg) in head[0]
+    assert b"https:" not in got.lower() and b"http:" not in got.lower()
+    assert got.count(b"xttps://pixel.example.net") == 40_000
+    assert c.noop()[0] == "OK"
+    c.logout()
