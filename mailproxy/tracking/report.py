@@ -26,9 +26,10 @@ _IDENTITY_PREFIX: Final = "recipient-identity:"
 
 # (section key, title) in display order.
 SECTIONS: Final = (
-    ("vendors", "Top tracker vendors"),
-    ("tracker_domains", "Top tracker domains"),
+    ("vendors", "Top tracker vendors (stopped)"),
+    ("tracker_domains", "Top tracker domains (stopped)"),
     ("senders", "Senders that track most"),
+    ("cleaned_domains", "Image domains whose identifying parameters were removed"),
     ("vectors", "Vectors"),
     ("identity", "Recipient-identity leaks (encoding, where)"),
     ("reasons", "Reasons"),
@@ -66,9 +67,14 @@ def build_report(rows: Iterable[Sequence[Any]], since: str | None = None) -> Rep
         n = int(count)
         total += n
         days[str(day)] += n
-        counters["vendors"][vendor or UNKNOWN] += n
-        counters["tracker_domains"][domain or UNKNOWN] += n
-        counters["senders"][sender or UNKNOWN] += n
+        if action == "clean":
+            # Ordinary content kept loading without its identifiers: not a tracker the reader was
+            # spared, so it is counted apart from the vendors and domains that were stopped.
+            counters["cleaned_domains"][domain or UNKNOWN] += n
+        else:
+            counters["vendors"][vendor or UNKNOWN] += n
+            counters["tracker_domains"][domain or UNKNOWN] += n
+            counters["senders"][sender or UNKNOWN] += n
         counters["vectors"][vector or UNKNOWN] += n
         counters["actions"][action or UNKNOWN] += n
         counters["channels"][channel or UNKNOWN] += n

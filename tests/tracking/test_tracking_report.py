@@ -30,9 +30,7 @@ CHROMIUM: Final = shutil.which("chromium") or "/usr/bin/chromium"
 DAY0: Final = 1_893_456_000  # 2030-01-01 UTC
 
 
-def ev(
-    day: int, *, vendor: str = "Mailchimp", sender: str = "shop.example", **kw: str
-) -> TrackingEvent:
+def ev(day: int, *, vendor: str = "Mailchimp", sender: str = "shop.example", **kw: str) -> TrackingEvent:
     return TrackingEvent(
         time=DAY0 + day * 86400,
         channel=kw.get("channel", "imap"),
@@ -143,9 +141,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
                 line[i] = (line[i] + pred) & 0xFF
-        rows.append(
-            bytes(line) if channels == 3 else bytes(v for j, v in enumerate(line) if j % 4 != 3)
-        )
+        rows.append(bytes(line) if channels == 3 else bytes(v for j, v in enumerate(line) if j % 4 != 3))
         prev = line
     return width, height, rows
 
@@ -246,3 +242,35 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     config.write_text(f'[log]\nstore = "{bad}"\n')
     with pytest.raises(MailproxyError):
         run_cli(["data", "show", "-c", str(config)])
+
+
+def test_cleaned_images_are_counted_apart_from_stopped_trackers() -> None:
+    rows = [
+        (
+            "2030-01-01",
+            "imap",
+            "shop.example",
+            "list-manage.com",
+            "Mailchimp",
+            "img",
+            "known-tracker",
+            "strip",
+            3,
+        ),
+        (
+            "2030-01-01",
+            "imap",
+            "shop.example",
+            "cdn.example",
+            None,
+            "img",
+            "known-param:utm_source",
+            "clean",
+            5,
+        ),
+    ]
+    report = build_report(rows)
+    assert report.sections["vendors"] == [("Mailchimp", 3)]
+    assert report.sections["tracker_domains"] == [("list-manage.com", 3)]
+    assert report.sections["cleaned_domains"] == [("cdn.example", 5)]
+    assert report.total == 8
