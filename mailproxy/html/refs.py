@@ -24,7 +24,17 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mailproxy.html import css
-from mailproxy.html.tokenizer import COMMENT, END, RAW, START, Attribute, StartTag, attributes, scan
+from mailproxy.html.tokenizer import (
+    COMMENT,
+    END,
+    RAW,
+    START,
+    Attribute,
+    StartTag,
+    attributes,
+    attributes_in,
+    scan,
+)
 from mailproxy.model import Vector
 
 
@@ -270,13 +280,15 @@ def _px(value: str) -> float | None:
 
 
 class _Open:
-    """An open element: its start tag, and (once needed) the hiding reasons its descendants inherit."""
+    """An open element: where its attributes are, and (once needed) the hiding reasons its descendants
+    inherit."""
 
-    __slots__ = ("hidden", "name", "tag")
+    __slots__ = ("body_end", "body_start", "hidden", "name")
 
-    def __init__(self, name: str, tag: StartTag) -> None:
+    def __init__(self, name: str, body_start: int, body_end: int) -> None:
         self.name = name
-        self.tag = tag
+        self.body_start = body_start
+        self.body_end = body_end
         self.hidden: tuple[str, ...] | None = None
 
 
@@ -295,9 +307,22 @@ class _Extractor:
     # -- walking -------------------------------------------------------------------------------------
     def run(self, start: int, end: int, in_comment: bool = False) -> None:
         text = self.text
+        stack = self.stack
         for kind, name, s, e, inner_start, inner_end in scan(text, start, end):
             if kind == START:
-                self.start_tag(StartTag(name=name, start=s, end=e, body_start=inner_start), in_comment)
+                # The hot path: most tags of a newsletter are layout, pushed and left alone.
+                opened = name not in _VOID
+                if opened:
+                    stack.append(_Open(name, inner_start, inner_end))
+                if name == "picture":
+                    self.group += 1
+                    self.picture_group = self.group
+                body = text[inner_start:inner_end]
+                own = _ELEMENT_LOADS.get(name)
+                if _may_load_anywhere(body) or (own is not None and own.search(body) is not None):
+                    self.start_tag(
+                        StartTag(name=name, start=s, end=e, body_start=inner_start), in_comment, opened
+                    )
             elif kind == END:
                 self.end_tag(name)
             elif kind == RAW:
@@ -323,30 +348,20 @@ class _Extractor:
         reasons: tuple[str, ...] = ()
         for entry in self.stack[:depth]:
             if entry.hidden is None:
-                tag = entry.tag
-                if _may_hide(self.text[tag.body_start : tag.end]) or (
-                    self.hiding and _CLASS_OR_ID.search(self.text, tag.body_start, tag.end)
+                if _may_hide(self.text[entry.body_start : entry.body_end]) or (
+                    self.hiding and _CLASS_OR_ID.search(self.text, entry.body_start, entry.body_end)
                 ):
-                    attrs = {a.name: a for a in attributes(self.text, tag)}
+                    attrs = {a.name: a for a in attributes_in(self.text, entry.body_start, entry.body_end)}
                     entry.hidden = reasons + self.own_hiding(entry.name, attrs)
                 else:
                     entry.hidden = reasons
             reasons = entry.hidden
         return reasons
 
-    def start_tag(self, tag: StartTag, in_comment: bool) -> None:
+    def start_tag(self, tag: StartTag, in_comment: bool, opened: bool) -> None:
+        """A start tag that may load something (``run`` has pushed it already when ``opened``)."""
         text = self.text
         name = tag.name
-        opened = name not in _VOID
-        if opened:
-            self.stack.append(_Open(name, tag))
-        if name == "picture":
-            self.group += 1
-            self.picture_group = self.group
-        body = text[tag.body_start : tag.end]
-        own = _ELEMENT_LOADS.get(name)
-        if not _may_load_anywhere(body) and (own is None or own.search(body) is None):
-            return
         attrs: dict[str, Attribute] = {}
         for a in attributes(text, tag):
             attrs[a.name] = a
