@@ -580,8 +580,28 @@ def _qp_layout(
         out += atom
         cur += w
 
-    for atom in atoms:
-        place(atom)
+    # Runs of 1-byte atoms are laid out a line at a time; place() handles each atom that meets a
+    # line end (a soft break, maybe an escaping trick) or is an escape.
+    i, n = 0, len(atoms)
+    while i < n:
+        j = i
+        while j < n and len(atoms[j]) == 1:
+            j += 1
+        if j == i:
+            place(atoms[i])
+            i += 1
+            continue
+        while i < j:
+            room = j - i if si >= len(soft) else limit - 1 - cur if cur > 0 else limit - 1
+            if room <= 0:
+                place(atoms[i])
+                i += 1
+                continue
+            k = min(j - i, room)
+            literals.extend(range(len(out), len(out) + k))
+            out += b"".join(atoms[i : i + k])
+            cur += k
+            i += k
     # The padding: runs of plain spaces are laid out a line at a time (a URL blanked to spaces is
     # hundreds of them); only the last one may need to be "=20", placed like any atom. The escape
     # tricks in place() need two spare spaces, which the last atom never has, so the positions of the
