@@ -102,6 +102,13 @@ class _Engine(Protocol):
     def rewrite(self, raw: bytes, *, recipients: Any = (), user: str | None = None) -> Any: ...
 
 
+def _has_markup(raw: bytes) -> bool:
+    """Whether a message may hold a part the engine rewrites: every such part's Content-Type names
+    html, css or svg (a part without one is text/plain). False positives only cost the thread trip."""
+    low = raw.lower()
+    return b"html" in low or b"css" in low or b"svg" in low
+
+
 class EngineRewriter:
     """Adapts ``mailproxy.engine.Engine`` to the ``Rewriter`` callable; logs counts, never
     content."""
@@ -309,16 +316,34 @@ class _ClientSide(asyncio.Protocol):
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _apply(self, out: Output) -> None:
-        if out.to_client and self.transport is not None:
-            self.transport.write(out.to_client)
-        if out.to_server and self.upstream is not None:
-            self.upstream.write(out.to_server)
-        if out.start_tls:
-            self.proxy._tasks.spawn(self._start_tls(), name=f"imap-starttls-{self.peer}")
-        if out.rewrite is not None:
-            # The session buffers whatever arrives meanwhile; not reading keeps that bounded.
-            self._pause_both()
-            self.proxy._tasks.spawn(self._rewrite(out.rewrite), name=f"imap-rewrite-{self.peer}")
+        # A loop, not recursion: one FETCH response can carry a thousand messages done inline.
+        while True:
+            if out.to_client and self.transport is not None:
+                self.transport.write(out.to_client)
+            if out.to_server and self.upstream is not None:
+                self.upstream.write(out.to_server)
+            if out.start_tls:
+                self.proxy._tasks.spawn(self._start_tls(), name=f"imap-starttls-{self.peer}")
+            job = out.rewrite
+            if job is None:
+                return
+            if _has_markup(job.whole):
+                # The session buffers whatever arrives meanwhile; not reading keeps that bounded.
+                self._pause_both()
+                self.proxy._tasks.spawn(self._rewrite(job), name=f"imap-rewrite-{self.peer}")
+                return
+            # Nothing to analyse (no HTML, CSS or SVG part): the engine only renames read-receipt
+            # headers, in microseconds, so a trip through the worker thread would cost more.
+            try:
+                out = self.session.rewrite_done(self.proxy.rewriter(job.whole, job.user))
+            except ImapProtocolError as exc:
+                log.warning("upstream of %s: %s", self.peer, exc)
+                self.close("protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n")
+                return
+            except Exception:
+                log.exception("client %s: rewriting a message failed", self.peer)
+                self.close("rewrite failed", bye=b"* BYE [UNAVAILABLE] Internal error\r\n")
+                return
 
     def _pause_both(self) -> None:
         if self.transport is not None:
