@@ -41,9 +41,8 @@ class _Totals:
 
 
 def _table(out: TextIO, msg: Message, findings: list[Finding]) -> None:
-    remote = [f for f in findings]
     trackers = sum(f.verdict is Verdict.TRACKER for f in findings)
-    out.write(f"\n{msg.name}: {len(remote)} remote reference(s), {trackers} tracker(s)\n")
+    out.write(f"\n{msg.name}: {len(findings)} remote reference(s), {trackers} tracker(s)\n")
     if not findings:
         return
     rows = [("VERDICT", "ACTION", "VECTOR", "VENDOR", "URL")]
