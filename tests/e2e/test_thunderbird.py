@@ -1,0 +1,306 @@
+"""End to end with a real Thunderbird (issue 7): the reader opens newsletters, and nothing tracks them.
+
+A throwaway Dovecot holds newsletters whose content images live on a local recording server and
+whose trackers use URL shapes the detector flags on any host (the proxy resolves names itself, so
+vendor host names cannot be pointed at the local server), plus a hidden 1x1 and the recipient's MD5
+in a path. One message is over 4 MiB, so Thunderbird fetches it in 64 KiB chunks. A headless
+Thunderbird on a fresh profile (imap.md 4.2) syncs the inbox, keeps every message offline and opens
+each newsletter in a tab, with remote content allowed and the HTTP half as its network proxy.
+
+- Through both halves: Thunderbird stores exactly the rewritten messages, at the size the server
+  reports; the chunk-fetched large message equals a whole fetch through the proxy; the image
+  server sees every content image, with DNT and Sec-GPC and without Cookie or Referer, and no
+  tracker at all. A screenshot of a rendered newsletter is kept under artifacts/.
+- With the IMAP half off (Thunderbird straight to Dovecot, images still through the HTTP half):
+  the URL-shaped trackers are answered by the proxy and never reach the server; the ones only the
+  message reveals do reach it, which is why the rewriter is the first line of defence.
+
+Each Dovecot user has its own mailbox and each newsletter its own URL prefix, so requests are
+attributed to one run and one message, and no image cache hides a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import imaplib
+import importlib.util
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+from tb_support import (
+    BIG_SIZE,
+    CONTENT,
+    CONTEXT_TRACKERS,
+    DOVECOT,
+    JS_STREAM,
+    JS_SYNC,
+    PASSWORD,
+    RECIPIENT,
+    REPO,
+    THUNDERBIRD,
+    URL_TRACKERS,
+    Dovecot,
+    Recorder,
+    Thunderbird,
+    dovecot,
+    free_port,
+    mailbox,
+    mailproxy_run,
+    serve,
+    slug,
+    write_profile,
+)
+
+from mailproxy.engine import Engine
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.access(THUNDERBIRD, os.X_OK) or importlib.util.find_spec("marionette_driver") is None,
+        reason="thunderbird or marionette-driver is not installed (scripts/install-thunderbird)",
+    ),
+    pytest.mark.skipif(
+        not os.access(DOVECOT, os.X_OK), reason="dovecot is not installed (scripts/install-test-deps)"
+    ),
+]
+
+ARTIFACTS: Final = REPO / "artifacts" / "thunderbird"
+DIRECT_USER: Final = "direct@example.org"  # the mailbox Thunderbird reads without the IMAP half
+RENDER_TIMEOUT: Final = 60.0
+SYNC_TIMEOUT: Final = 90.0
+CHUNK: Final = 65536  # Thunderbird's mail.imap.chunk_size
+# Thunderbird's offline store puts these in front of each message it keeps.
+MOZILLA_HEADERS: Final = re.compile(rb"\A(?:X-Mozilla-[A-Za-z0-9-]+: [^\n]*\n)*")
+
+
+@dataclass
+class Rig:
+    recorder: Recorder
+    server_port: int
+    dovecot: Dovecot
+
+    def prefix(self, run: str, subject: str) -> str:
+        return f"/{run}/{slug(subject)}"
+
+    def base(self, run: str, subject: str) -> str:
+        return f"http://127.0.0.1:{self.server_port}{self.prefix(run, subject)}"
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    recorder = Recorder()
+    server = serve(recorder)
+    port = int(server.server_address[1])
+    mailboxes = {
+        RECIPIENT: mailbox(f"http://127.0.0.1:{port}/imap"),
+        DIRECT_USER: mailbox(f"http://127.0.0.1:{port}/direct"),
+    }
+    try:
+        with dovecot(mailboxes) as dv:
+            yield Rig(recorder, port, dv)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def fetch_whole(port: int, user: str) -> dict[int, tuple[int, bytes]]:
+    """UID -> (RFC822.SIZE, BODY[]) as a plain IMAP client gets them on `port`."""
+    c = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        c.login(user, PASSWORD)
+        c.select("INBOX", readonly=True)
+        typ, data = c.uid("FETCH", "1:*", "(RFC822.SIZE BODY.PEEK[])")
+        assert typ == "OK", data
+        out = {}
+        for item in data:
+            if isinstance(item, tuple):
+                uid = re.search(rb"UID (\d+)", item[0])
+                size = re.search(rb"RFC822\.SIZE (\d+)", item[0])
+                assert uid is not None and size is not None, item[0]
+                out[int(uid.group(1))] = (int(size.group(1)), item[1])
+        return out
+    finally:
+        c.logout()
+
+
+def html_of(raw: bytes) -> str:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    body = msg.get_body(("html",))
+    assert body is not None, "the message has no HTML part"
+    return str(body.get_content())
+
+
+def start_thunderbird(tmp: Path, user: str, imap_port: int, http_port: int) -> Thunderbird:
+    marionette_port = free_port()
+    profile = tmp / "profile"
+    write_profile(
+        profile,
+        user=user,
+        imap_port=imap_port,
+        http_port=http_port,
+        marionette_port=marionette_port,
+    )
+    return Thunderbird(profile, marionette_port, tmp / "thunderbird.log")
+
+
+def sync(tb: Thunderbird, count: int) -> list[dict[str, Any]]:
+    """Sync the inbox and download every message for offline use; the headers Thunderbird has."""
+    result = tb.run(JS_SYNC, [PASSWORD, count, SYNC_TIMEOUT], timeout=SYNC_TIMEOUT + 30)
+    assert result.get("ok"), result
+    headers: list[dict[str, Any]] = result["headers"]
+    assert len(headers) == count, headers
+    assert all(h["offline"] for h in headers), f"not all messages were stored offline: {headers}"
+    return headers
+
+
+def stream(tb: Thunderbird, key: int, *, local: bool) -> bytes:
+    """One message as Thunderbird streams it: from its offline store, or from the server."""
+    result = tb.run(JS_STREAM, [key, local], timeout=120)
+    assert result.get("status") == 0, {k: v for k, v in result.items() if k != "data"}
+    data = base64.b64decode(result["data"])
+    return MOZILLA_HEADERS.sub(b"", data, count=1) if local else data
+
+
+OPEN_TAB: Final = """
+const [uri, resolve] = arguments;
+window.gTabmail.openTab("mailMessageTab", { messageURI: uri, background: false });
+resolve(true);
+"""
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout: float = RENDER_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def open_newsletter(tb: Thunderbird, rig: Rig, run: str, header: dict[str, Any]) -> None:
+    """Open one message in a tab and wait until its content images reached the server."""
+    prefix = rig.prefix(run, header["subject"])
+    tb.run(OPEN_TAB, [header["uri"]])
+    wait_for(
+        f"the images of {header['subject']!r}",
+        lambda: set(CONTENT) <= set(rig.recorder.under(prefix)),
+    )
+
+
+def assert_private(headers: dict[str, list[str]]) -> None:
+    assert headers.get("dnt") == ["1"], headers
+    assert headers.get("sec-gpc") == ["1"], headers
+    assert "cookie" not in headers, headers
+    assert "referer" not in headers, headers
+
+
+# --- the tests ------------------------------------------------------------------------------------
+
+
+def test_thunderbird_through_both_halves(rig: Rig, tmp_path: Path) -> None:
+    engine = Engine()
+    with mailproxy_run(tmp_path, rig.dovecot.port, imap=True) as proxy:
+        assert proxy.imap_port is not None
+        direct = fetch_whole(rig.dovecot.port, RECIPIENT)
+        proxied = fetch_whole(proxy.imap_port, RECIPIENT)
+        tb = start_thunderbird(tmp_path, RECIPIENT, proxy.imap_port, proxy.http_port)
+        try:
+            headers = sync(tb, len(direct))
+
+            # What Thunderbird stored is the rewritten message, at the size the server reports.
+            for h in headers:
+                size, original = direct[h["key"]]
+                rewritten = engine.rewrite(original, recipients=[RECIPIENT], user=RECIPIENT).data
+                assert rewritten != original
+                assert proxied[h["key"]] == (size, rewritten)
+                assert h["size"] == size == len(original)
+                stored = stream(tb, h["key"], local=True)
+                assert stored == rewritten, f"{h['subject']}: the stored copy is not the rewrite"
+                html = html_of(stored)
+                base = rig.base("imap", h["subject"])
+                for path in CONTENT:
+                    assert base + path in html
+                for path in URL_TRACKERS + CONTEXT_TRACKERS:
+                    assert base + path.replace("&", "&amp;") not in html, path
+
+            # The large message, fetched again in 64 KiB chunks, equals a whole fetch.
+            big = max(headers, key=lambda h: h["size"])
+            assert big["size"] > BIG_SIZE
+            sent_before = len(tb.imap_commands())
+            chunked = stream(tb, big["key"], local=False)
+            assert chunked == proxied[big["key"]][1]
+            partial = re.compile(rf"UID fetch {big['key']} \(.*BODY\.PEEK\[\]<\d+\.{CHUNK}>\)")
+            chunks = -(-big["size"] // CHUNK)
+            walked = [c for c in tb.imap_commands()[sent_before:] if partial.search(c)]
+            assert len(walked) == chunks, f"{len(walked)} chunk commands, not {chunks}"
+
+            # The reader opens every newsletter.
+            for i, h in enumerate(sorted(headers, key=lambda h: h["size"])):
+                open_newsletter(tb, rig, "imap", h)
+                if i == 0:
+                    time.sleep(1)  # the images reached the server; let them paint
+                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                    shot = tb.client.screenshot(format="binary")
+                    assert shot.startswith(b"\x89PNG")
+                    (ARTIFACTS / "newsletter-through-mailproxy.png").write_bytes(shot)
+            time.sleep(1)  # stragglers, if any tracker were requested after the content
+        finally:
+            tb.close()
+
+    for h in headers:
+        seen = rig.recorder.under(rig.prefix("imap", h["subject"]))
+        assert set(seen) == set(CONTENT), f"{h['subject']}: the server saw {sorted(seen)}"
+        for path in CONTENT:
+            for request in seen[path]:
+                assert_private(request)
+
+
+def test_thunderbird_with_the_imap_half_off(rig: Rig, tmp_path: Path) -> None:
+    direct = fetch_whole(rig.dovecot.port, DIRECT_USER)
+    with mailproxy_run(tmp_path, rig.dovecot.port, imap=False) as proxy:
+        assert proxy.imap_port is None
+        blocked_before = proxy.blocked()
+        tb = start_thunderbird(tmp_path, DIRECT_USER, rig.dovecot.port, proxy.http_port)
+        try:
+            headers = sync(tb, len(direct))
+            for h in headers:
+                # No IMAP half: Thunderbird keeps the newsletters as sent.
+                assert stream(tb, h["key"], local=True) == direct[h["key"]][1]
+            for h in headers:
+                open_newsletter(tb, rig, "direct", h)
+            expected = len(URL_TRACKERS) * len(headers)
+            wait_for(
+                "the proxy to answer every URL-shaped tracker",
+                lambda: proxy.blocked() - blocked_before >= expected,
+            )
+            wait_for(
+                "the context-only trackers",
+                lambda: all(
+                    set(CONTEXT_TRACKERS) <= set(rig.recorder.under(rig.prefix("direct", s)))
+                    for s in (h["subject"] for h in headers)
+                ),
+            )
+            time.sleep(1)
+        finally:
+            tb.close()
+
+    for h in headers:
+        seen = rig.recorder.under(rig.prefix("direct", h["subject"]))
+        for path in URL_TRACKERS:
+            assert path not in seen, f"{h['subject']}: the tracker {path} reached the server"
+        assert set(seen) == set(CONTENT) | set(CONTEXT_TRACKERS), sorted(seen)
+        # Trackers only the message reveals pass the HTTP half, but stripped of the reader's
+        # cookie and with DNT / GPC, like content.
+        for requests in seen.values():
+            for request in requests:
+                assert_private(request)
