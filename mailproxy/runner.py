@@ -32,9 +32,16 @@ logger = logging.getLogger(__name__)
 ImapHalf = Callable[[Config, asyncio.Event], Awaitable[None]]
 
 
-async def serve_imap_half(config: Config, stop: asyncio.Event, *, sink: EventSink | None = None) -> None:
+async def serve_imap_half(
+    config: Config,
+    stop: asyncio.Event,
+    *,
+    sink: EventSink | None = None,
+    listening: asyncio.Event | None = None,
+) -> None:
     """The IMAP filter as a half of `run`: listen, serve until ``stop`` is set, then close. Each
-    rewritten message's findings go to the tracking log's ``sink``."""
+    rewritten message's findings go to the tracking log's ``sink``; ``listening`` is set once the
+    listener accepts connections."""
     # Imported here: the HTTP-only paths (and `mitmdump -s` scripts) need none of the IMAP code.
     from mailproxy.engine import Engine, Result
     from mailproxy.imap import serve_imap
@@ -50,7 +57,7 @@ async def serve_imap_half(config: Config, stop: asyncio.Event, *, sink: EventSin
             )
 
     engine = Engine.from_config(config)
-    listening = asyncio.Event()
+    listening = listening or asyncio.Event()
     serving = asyncio.ensure_future(serve_imap(config.imap, engine, ready=listening, on_result=record))
     started = asyncio.ensure_future(listening.wait())
     await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -94,8 +101,10 @@ async def run(
     if not config.http.enabled and not config.imap.enabled:
         raise MailproxyError("nothing to run: both [imap] and [http] have enabled = false")
     sink = sink_for(config)
+    imap_listening: asyncio.Event | None = None
     if imap is None:
-        imap = functools.partial(serve_imap_half, sink=sink)
+        imap_listening = asyncio.Event()
+        imap = functools.partial(serve_imap_half, sink=sink, listening=imap_listening)
     if on_event is None and sink is not None:
         on_event = sink.record_http
 
@@ -115,6 +124,11 @@ async def run(
             await http.start()
         if config.imap.enabled and imap is not None:
             imap_task = loop.create_task(_as_coroutine(imap(config, stop)), name="imap")
+            if imap_listening is not None:
+                # "running" is said (and `ready` called) only once both halves accept connections.
+                listening = loop.create_task(imap_listening.wait())
+                await asyncio.wait({listening, imap_task}, return_when=asyncio.FIRST_COMPLETED)
+                listening.cancel()
         if ready is not None:
             ready()
         logger.info("mailproxy running; Ctrl-C or SIGTERM stops it")

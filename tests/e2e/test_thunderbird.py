@@ -26,8 +26,11 @@ import email
 import email.policy
 import imaplib
 import importlib.util
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -263,6 +266,20 @@ def test_thunderbird_through_both_halves(rig: Rig, tmp_path: Path) -> None:
         for path in CONTENT:
             for request in seen[path]:
                 assert_private(request)
+
+    # The tracking log counted what the IMAP filter stripped (the test's own XDG_DATA_HOME).
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "mailproxy", "report", "--format", "json"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    )
+    channels = {row["key"]: row["count"] for row in report["channels"]}
+    actions = {row["key"]: row["count"] for row in report["actions"]}
+    assert channels.get("imap", 0) > 0
+    assert actions.get("strip", 0) >= len(headers) * len(URL_TRACKERS + CONTEXT_TRACKERS)
 
 
 def test_thunderbird_with_the_imap_half_off(rig: Rig, tmp_path: Path) -> None:
