@@ -6,10 +6,7 @@ import asyncio
 import base64
 import contextlib
 import quopri
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +14,14 @@ from typing import Any
 
 import trustme
 
+# The Dovecot launcher is shared with the benchmarks; the tests import these names from here.
+from bench.dovecot import DOVECOT as DOVECOT
+from bench.dovecot import PASSWORD as PASSWORD
+from bench.dovecot import free_port as free_port
+from bench.dovecot import wait_port as wait_port
 from mailproxy.imap import ImapProxy, ProxySettings, Rewriter
 
-DOVECOT = "/usr/sbin/dovecot"
 USER = "testuser@example.com"
-PASSWORD = "secret"
 TRACKER = b"pixel.mailchimp.com"
 LOGO = b"cdn.example.org/images/logo.png"
 
@@ -83,23 +83,6 @@ def build_messages() -> dict[str, bytes]:
         + b"\r\n--B2\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
         b"--B2\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--B2--\r\n",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
 
 
 @dataclass
