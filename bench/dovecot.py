@@ -99,13 +99,14 @@ def _listeners(port: int, tls_port: int | None) -> str:
     )
 
 
-def write_maildir(home: Path, messages: Sequence[bytes]) -> None:
-    """Put ``messages`` (CRLF) in ``home/Maildir/cur`` as already-seen mail, in order."""
+def write_maildir(home: Path, messages: Sequence[bytes], *, seen: bool = True) -> None:
+    """Put ``messages`` (CRLF) in ``home/Maildir/cur`` in order, as already-seen mail or not."""
     maildir = home / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
+    flags = "S" if seen else ""
     for i, data in enumerate(messages):
-        (maildir / "cur" / f"{1700000001 + i}.M{i}P1.bench:2,S").write_bytes(data)
+        (maildir / "cur" / f"{1700000001 + i}.M{i}P1.bench:2,{flags}").write_bytes(data)
 
 
 @contextlib.contextmanager
@@ -139,11 +140,13 @@ def backend(
     *,
     cert: tuple[Path, Path] | None = None,
     extra: str = "",
+    seen: bool = True,
 ) -> Iterator[Running]:
     """A Dovecot mail server whose users (keys) each have an INBOX of the given messages.
 
     ``cert`` (certificate, key) turns on TLS (STARTTLS and an implicit-TLS port); ``extra`` is
-    appended to the configuration. Raises RuntimeError when Dovecot is missing or does not start.
+    appended to the configuration; ``seen`` sets the messages' Seen flag. Raises RuntimeError when
+    Dovecot is missing or does not start.
     """
     if not available():
         raise RuntimeError("dovecot is not installed: run scripts/install-test-deps")
@@ -183,7 +186,7 @@ userdb {{
         homes = d / "home"
         homes.mkdir()
         for user, messages in mailboxes.items():
-            write_maildir(homes / user, messages)
+            write_maildir(homes / user, messages, seen=seen)
         if os.geteuid() == 0:
             shutil.chown(homes, uid, gid)
             for p in homes.rglob("*"):

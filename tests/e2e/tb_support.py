@@ -4,18 +4,15 @@ Dovecot, `mailproxy run`, and a headless Thunderbird driven through Marionette (
 from __future__ import annotations
 
 import contextlib
-import grp
 import hashlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -26,8 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
+from bench import dovecot as bench_dovecot
+
 REPO: Final = Path(__file__).resolve().parents[2]
-DOVECOT: Final = "/usr/sbin/dovecot"
+DOVECOT: Final = bench_dovecot.DOVECOT
 THUNDERBIRD: Final = shutil.which("thunderbird") or "/usr/bin/thunderbird"
 PASSWORD: Final = "secret"
 RECIPIENT: Final = "reader@example.org"
@@ -220,74 +219,10 @@ class Dovecot:
 
 @contextlib.contextmanager
 def dovecot(mailboxes: dict[str, dict[str, bytes]]) -> Iterator[Dovecot]:
-    """A throwaway Dovecot (imap.md section 5) with one Maildir INBOX per user name."""
-    # Not pytest's tmp_path: its parents are mode 0700, and Dovecot's mail processes run as nobody.
-    d = Path(tempfile.mkdtemp(prefix="mailproxy-e2e-dovecot-"))
-    os.chmod(d, 0o755)
-    port = free_port()
-    root = os.geteuid() == 0
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    my_group = grp.getgrgid(os.getegid()).gr_name
-    internal, internal_group, login = ("dovecot", "dovecot", "dovenull") if root else (me, my_group, me)
-    uid, gid = ("nobody", "nogroup") if root else (me, my_group)
-    (d / "dovecot.conf").write_text(
-        f"""base_dir = {d}/run
-state_dir = {d}/state
-instance_name = dovecot-e2e-{port}
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-default_internal_user = {internal}
-default_internal_group = {internal_group}
-default_login_user = {login}
-first_valid_uid = 0
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:~/Maildir
-passdb {{
-  driver = static
-  args = password={PASSWORD}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={d}/home/%u
-}}
-service imap-login {{
-  chroot =
-  inet_listener imap {{
-    port = {port}
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-service stats {{
-  unix_listener stats-reader {{
-    user = {internal}
-  }}
-  unix_listener stats-writer {{
-    user = {internal}
-  }}
-}}
-"""
-    )
-    for user, messages in mailboxes.items():
-        maildir = d / "home" / user / "Maildir"
-        for sub in ("cur", "new", "tmp"):
-            (maildir / sub).mkdir(parents=True)
-        for i, data in enumerate(messages.values()):
-            (maildir / "cur" / f"{1700000001 + i}.M{i}P1.e2e:2,").write_bytes(data)
-    if root:
-        for p in [d / "home", *(d / "home").rglob("*")]:
-            shutil.chown(p, "nobody", "nogroup")
-    proc = subprocess.Popen([DOVECOT, "-F", "-c", str(d / "dovecot.conf")])
-    try:
-        wait_port(port, proc)
-        yield Dovecot(d, port, d / "dovecot.log")
-    finally:
-        stop(proc, 10)
-        shutil.rmtree(d, ignore_errors=True)
+    """A throwaway Dovecot (imap.md section 5, bench/dovecot.py) with one unread INBOX per user."""
+    users = {user: list(messages.values()) for user, messages in mailboxes.items()}
+    with bench_dovecot.backend(users, seen=False) as server:
+        yield Dovecot(server.dir, server.port, server.log)
 
 
 # --- mailproxy run --------------------------------------------------------------------------------
