@@ -337,13 +337,20 @@ class _ClientSide(asyncio.Protocol):
             try:
                 out = self.session.rewrite_done(self.proxy.rewriter(job.whole, job.user))
             except ImapProtocolError as exc:
-                log.warning("upstream of %s: %s", self.peer, exc)
-                self.close("protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n")
+                self._server_error(exc)
                 return
             except Exception:
-                log.exception("client %s: rewriting a message failed", self.peer)
-                self.close("rewrite failed", bye=b"* BYE [UNAVAILABLE] Internal error\r\n")
+                self._rewrite_failed()
                 return
+
+    def _server_error(self, exc: ImapProtocolError) -> None:
+        log.warning("upstream of %s: %s", self.peer, exc)
+        self.close("protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n")
+
+    def _rewrite_failed(self) -> None:
+        # Nothing unrewritten may reach the client: the session ends instead.
+        log.exception("client %s: rewriting a message failed", self.peer)
+        self.close("rewrite failed", bye=b"* BYE [UNAVAILABLE] Internal error\r\n")
 
     def _pause_both(self) -> None:
         if self.transport is not None:
@@ -363,9 +370,7 @@ class _ClientSide(asyncio.Protocol):
         try:
             result = await loop.run_in_executor(self.proxy.executor, self.proxy.rewriter, job.whole, job.user)
         except Exception:
-            # Nothing rewritten may reach the client unfiltered: the session ends instead.
-            log.exception("client %s: rewriting a message failed", self.peer)
-            self.close("rewrite failed", bye=b"* BYE [UNAVAILABLE] Internal error\r\n")
+            self._rewrite_failed()
             return
         if self.closed:
             return
@@ -373,8 +378,7 @@ class _ClientSide(asyncio.Protocol):
         try:
             out = self.session.rewrite_done(result)
         except ImapProtocolError as exc:
-            log.warning("upstream of %s: %s", self.peer, exc)
-            self.close("protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n")
+            self._server_error(exc)
             return
         self._apply(out)
 
@@ -383,8 +387,7 @@ class _ClientSide(asyncio.Protocol):
         try:
             out = self.session.receive_server(data)
         except ImapProtocolError as exc:
-            log.warning("upstream of %s: %s", self.peer, exc)
-            self.close("protocol error from the server", bye=b"* BYE [UNAVAILABLE] Server error\r\n")
+            self._server_error(exc)
             return
         self._apply(out)
 
