@@ -121,7 +121,9 @@ _HEX_ONLY: Final = re.compile(r"[0-9a-fA-F]+\Z")
 _B64_ONLY: Final = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}\Z")
 
 
+@functools.lru_cache(maxsize=4096)
 def _safe_word(text: str) -> bool:
+    # Parameter values and path words repeat across a mailbox's URLs: judge each once.
     return (
         _SAFE_DETAIL.match(text) is not None
         and _LONG_DIGITS.search(text) is None
@@ -167,13 +169,6 @@ def _query_pairs(query: str) -> list[tuple[str, str, bool]]:
             name, eq, value = piece.partition("=")
             pairs.append((name, value, bool(eq)))
     return pairs
-
-
-def _identity_encodings(url: str, matcher: IdentityMatcher | None) -> dict[str, str]:
-    """Query parameter name -> encoding of the recipient identity it carries."""
-    if matcher is None or not matcher:
-        return {}
-    return {h.param: h.encoding for h in matcher.find(url) if h.location == "query" and h.param}
 
 
 def _reasons(
@@ -270,7 +265,12 @@ def redact_url(
         return "<unparsable>"
     reasons = tuple(reasons)
     flagged: set[str] = set()
-    carriers = _identity_encodings(url, matcher)
+    hits = matcher.find(url) if matcher else []
+    carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
+    if not hits:
+        # The matcher searches every decoding of the whole URL, so a URL without a hit has none in
+        # any of its parts either: skip the per-part searches.
+        matcher = None
     try:
         flagged = {p.name for p in identifying_params(url, matcher)}
     except Exception:  # redaction must never lose the event; a param rule bug only over-redacts
