@@ -19,7 +19,8 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parseaddr
+from email.message import Message
+from email.utils import collapse_rfc2231_value, parseaddr
 from urllib.parse import urljoin
 
 from mailproxy import mime
@@ -29,7 +30,7 @@ from mailproxy.detect.identity import recipients_from_headers
 from mailproxy.detect.params import clean_raw_url
 from mailproxy.detect.trackers import TrackerDB
 from mailproxy.html.refs import Reference, extract
-from mailproxy.model import IMAGE_VECTORS, Action, Finding, Tier, Verdict
+from mailproxy.model import IMAGE_VECTORS, Action, Finding, Tier, Vector, Verdict
 from mailproxy.policy import EffectivePolicy, Policy
 from mailproxy.rewrite import edits as planner
 from mailproxy.rewrite import safety
@@ -46,6 +47,15 @@ _RECEIPT_LINE = re.compile(
     rb"(?im)^(disposition-notification-to|return-receipt-to|x-confirm-reading-to)[ \t]*:"
 )
 _SEVERITY = {Verdict.CLEAN: 0, Verdict.IDENTIFYING: 1, Verdict.TRACKER: 2}
+# message/external-body (RFC 2046 section 5.2.3, RFC 2017): the part says where its body is, and some
+# clients fetch it from there. Found in a Content-Type field however it is spaced or folded.
+_EXTERNAL = re.compile(rb"(?i)message[ \t\r\n]*/[ \t\r\n]*external-body")
+_CONTENT_TYPE_FIELD = re.compile(rb"(?im)^(content-type)[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)")
+# Access types whose body stays on the reader's machine (local-file) or in the message (content-id,
+# RFC 1873). mail-server mails a request to an address the sender chose: a read receipt by another name.
+_LOCAL_ACCESS = frozenset({"local-file", "content-id"})
+_FTP_SCHEMES = {"ftp": "ftp", "anon-ftp": "ftp", "tftp": "tftp"}
+_URL_JUNK = re.compile(r'[\s"]')
 
 
 @dataclass(slots=True)
@@ -124,6 +134,7 @@ class Engine:
 
         if effective.neutralize_receipts and out is not None:
             self._receipts(raw, root, out, result)
+        self._external_bodies(raw, root, effective, classifier, out, result)
         for part in root.walk():
             if part.children:
                 continue
@@ -145,6 +156,60 @@ class Engine:
             new = (b"X-Mailproxy-" + name)[: len(name)]
             out[m.start(1) : m.end(1)] = new
             result.receipts_neutralized += 1
+
+    def _external_bodies(
+        self,
+        raw: bytes,
+        root: mime.Part,
+        effective: EffectivePolicy,
+        classifier: Classifier,
+        out: bytearray | None,
+        result: Result,
+    ) -> None:
+        """Neutralize the message/external-body parts a client would fetch from the network.
+
+        Their Content-Type fields are renamed, keeping their length, as read-receipt fields are: the part
+        is then plain text that names nothing to fetch, however its parameters are spelled (continued,
+        charset-encoded, split over lines, malformed). A part whose access type cannot be read is
+        neutralized; what it would fetch, when known, follows the policy for non-image remote content.
+        """
+        for part in root.walk():
+            if part.children or _EXTERNAL.search(raw, part.start, part.body_start) is None:
+                continue
+            fields = list(_CONTENT_TYPE_FIELD.finditer(raw, part.start, part.body_start))
+            if not any(_EXTERNAL.search(m.group(2)) for m in fields):
+                continue
+            # Read the parameters only where the stdlib and every client agree on the one field there is.
+            unambiguous = len(fields) == 1 and part.content_type == "message/external-body"
+            access, url = _external_target(part.headers) if unambiguous else ("", "")
+            if access in _LOCAL_ACCESS and not url:
+                continue
+            if access == "mail-server":
+                if effective.neutralize_receipts and out is not None:
+                    _rename_fields(fields, out)
+                    result.receipts_neutralized += 1
+                continue
+            verdict = classifier.classify(url, is_image=False)
+            action = Action.STRIP
+            if access and url and effective.action_for(verdict.verdict, is_image=False) is Action.ALLOW:
+                action = Action.ALLOW  # the reader allows this content; nothing can be cleaned in a header
+            if action is Action.STRIP and out is not None:
+                _rename_fields(fields, out)
+            result.findings.append(
+                Finding(
+                    url=url,
+                    vector=Vector.EXTERNAL_BODY,
+                    verdict=verdict.verdict,
+                    action=action,
+                    tier=verdict.tier,
+                    vendor=verdict.vendor,
+                    reasons=verdict.reasons,
+                    party=verdict.party,
+                    is_image=False,
+                    part=mime.body_number(part),
+                    tracker_domain=verdict.domain,
+                )
+            )
 
     # -- one part ------------------------------------------------------------------------------------
     def _part(
@@ -378,6 +443,38 @@ def _content_base(part: mime.Part) -> str | None:
         if value:
             return str(value).strip().strip('"') or None
     return None
+
+
+def _external_target(headers: Message) -> tuple[str, str]:
+    """(access type, what a client would fetch) of a message/external-body part. The access type is ""
+    when it is missing or given twice with different values; the target is "" when it cannot be told or
+    stays on the reader's machine."""
+    params: dict[str, set[str]] = {}
+    for name, value in headers.get_params(failobj=[])[1:]:  # the first is the media type
+        params.setdefault(name.lower(), set()).add(collapse_rfc2231_value(value, errors="replace").strip())
+
+    def one(name: str) -> str:
+        values = params.get(name, set())
+        return next(iter(values)) if len(values) == 1 else ""
+
+    access = one("access-type").lower()
+    if access in _FTP_SCHEMES:
+        site, path = one("site"), "/".join(p.strip("/") for p in (one("directory"), one("name")) if p)
+        return access, (f"{_FTP_SCHEMES[access]}://{site}/{path}" if site else "")
+    if access == "local-file":
+        # A network path (\\host\share, //host/share) is fetched from that host, credentials and all. A
+        # name starting with one backslash may be one to a client that does not unquote it.
+        name = one("name")
+        network = re.match(r"\\|//", name)
+        return access, ("file://" + name.replace("\\", "/").lstrip("/") if network else "")
+    # RFC 2017 section 3.1: the URL may be split into quoted words; quotes and white space are dropped.
+    return access, _URL_JUNK.sub("", one("url"))
+
+
+def _rename_fields(fields: Iterable[re.Match[bytes]], out: bytearray) -> None:
+    for m in fields:
+        name = m.group(1)
+        out[m.start(1) : m.end(1)] = (b"X-Mailproxy-" + name)[: len(name)]
 
 
 def _finding(ref: Reference, url: str, v: UrlVerdict, action: Action, part: str, is_image: bool) -> Finding:

@@ -28,6 +28,7 @@ class Vector(StrEnum):
     SCRIPT = "script"  # <script src>
     PING = "ping"  # <a ping>
     AMP = "amp"  # a text/x-amp-html part
+    EXTERNAL_BODY = "external-body"  # a message/external-body part (RFC 2046 section 5.2.3, RFC 2017)
 
 
 # Vectors whose target is rendered as an image. Everything else is "remote content that is not an image".

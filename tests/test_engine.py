@@ -364,6 +364,198 @@ def test_read_receipts_are_neutralized_with_the_same_length() -> None:
         assert msg[name] is None
 
 
+# -- message/external-body (RFC 2046 section 5.2.3, RFC 2017) ------------------------------------------------
+FILE = "https://cdn.shop.example/files/report.pdf"
+PHANTOM = "Content-Type: application/pdf\r\nContent-ID: <report@shop.example>\r\n\r\n"
+
+
+def external(field: str, *, phantom: str = PHANTOM) -> bytes:
+    """A multipart/mixed message: a text part, then a part whose header block is ``field``."""
+    return (
+        "From: Shop <news@shop.example>\r\nTo: alice@example.org\r\nSubject: Your report\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        "--m\r\nContent-Type: text/plain\r\n\r\nYour report is attached.\r\n"
+        f"--m\r\n{field}\r\n\r\n{phantom}\r\n--m--\r\n"
+    ).encode()
+
+
+def renamed(raw: bytes, out: bytes) -> int:
+    """How many Content-Type field names the rewrite renamed; asserts that it changed nothing else."""
+    assert len(out) == len(raw) and out.count(b"\n") == raw.count(b"\n")
+    spans = [m.start() for m in re.finditer(b"X-Mailproxy-", out) if raw[m.start() : m.end()] != m.group()]
+    restored = bytearray(out)
+    for start in spans:
+        assert raw[start : start + 12].lower() == b"content-type"
+        restored[start : start + 12] = raw[start : start + 12]
+    assert bytes(restored) == raw
+    return len(spans)
+
+
+def external_types(out: bytes) -> list[str]:
+    """The parts a MIME reader (the stdlib) still sees as message/external-body."""
+    msg = email.message_from_bytes(out, policy=email.policy.compat32)
+    return [p.get_content_type() for p in msg.walk() if "external-body" in p.get_content_type()]
+
+
+@pytest.mark.parametrize(
+    "field, url",
+    [
+        (f'Content-Type: message/external-body; access-type=URL;\r\n URL="{FILE}"', FILE),
+        (f'Content-Type: Message/External-Body; Access-Type="url"; URL="{TRACKER}"', TRACKER),
+        # RFC 2231 continuations, one of them charset-encoded.
+        (
+            'Content-Type: message/external-body; access-type=URL;\r\n URL*0="https://news.us5.";\r\n'
+            f' URL*1="{TRACKER[len("https://news.us5.") :]}"',
+            TRACKER,
+        ),
+        (
+            "Content-Type: message/external-body; access-type=URL;\r\n URL*0*=us-ascii''https%3A%2F%2F;\r\n"
+            ' URL*1="cdn.shop.example/files/report.pdf"',
+            FILE,
+        ),
+        # RFC 2017 section 3.1: a long URL as quoted words, over several header lines.
+        (
+            'Content-Type: message/external-body; access-type=URL;\r\n URL="https://cdn.shop.example/"\r\n'
+            '  "files/" "report.pdf"',
+            FILE,
+        ),
+        (
+            "Content-Type: message/external-body; access-type=anon-ftp;\r\n site=ftp.shop.example;"
+            ' directory="/pub/files"; name="report.pdf"; mode=image',
+            "ftp://ftp.shop.example/pub/files/report.pdf",
+        ),
+        (
+            'Content-Type: message/external-body; access-type=FTP; site="ftp.shop.example"; name=report.pdf',
+            "ftp://ftp.shop.example/report.pdf",
+        ),
+        (
+            "Content-Type: message/external-body; access-type=tftp; site=tftp.shop.example; name=report.pdf",
+            "tftp://tftp.shop.example/report.pdf",
+        ),
+        # A file on a network share is fetched from that host (and Windows sends it the reader's credentials).
+        (
+            r"Content-Type: message/external-body; access-type=local-file;"
+            r' name="\\\\files.shop.example\\r\\x.pdf"',
+            "file://files.shop.example/r/x.pdf",
+        ),
+        (
+            'Content-Type: message/external-body; access-type=local-file; name="//files.shop.example/x.pdf"',
+            "file://files.shop.example/x.pdf",
+        ),
+    ],
+)
+def test_external_body_that_fetches_is_neutralized(field: str, url: str) -> None:
+    raw = external(field)
+    result = ENGINE.rewrite(raw)
+    assert renamed(raw, result.data) == 1 and external_types(result.data) == []
+    # The part is now plain text that shows its phantom header; the rest of the message is untouched.
+    assert result.data.endswith(PHANTOM.encode() + b"\r\n--m--\r\n")
+    [finding] = result.findings
+    assert (finding.vector, finding.url, finding.action, finding.part) == (
+        Vector.EXTERNAL_BODY,
+        url,
+        Action.STRIP,
+        "2",
+    )
+    assert finding.is_image is False
+    assert (finding.verdict is Verdict.TRACKER) is (url == TRACKER)
+    # Analysing reports the same and changes nothing.
+    assert ENGINE.inspect(raw).data == raw and ENGINE.analyse(raw) == result.findings
+
+
+def test_external_body_nested_in_multiparts_and_attached_messages() -> None:
+    field = f'Content-Type: message/external-body; access-type=URL; URL="{TRACKER}"'
+    attached = external(field)
+    raw = (
+        b"From: a@shop.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=outer\r\n\r\n"
+        b"--outer\r\nContent-Type: multipart/mixed; boundary=inner\r\n\r\n"
+        b"--inner\r\n" + field.encode() + b"\r\n\r\n" + PHANTOM.encode() + b"\r\n--inner--\r\n"
+        b"--outer\r\nContent-Type: message/rfc822\r\n\r\n" + attached + b"\r\n"
+        # A whole attached message that is itself an external body.
+        b"--outer\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@shop.example\r\n"
+        + field.encode()
+        + b"\r\n\r\n"
+        + PHANTOM.encode()
+        + b"\r\n--outer--\r\n"
+    )
+    assert len(external_types(raw)) == 3
+    result = ENGINE.rewrite(raw)
+    assert renamed(raw, result.data) == 3 and external_types(result.data) == []
+    assert [f.part for f in result.findings] == ["1.1", "2.2", "3"]
+    assert all(f.vendor == "Mailchimp" and f.vector is Vector.EXTERNAL_BODY for f in result.findings)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        # The body is a file on the reader's machine, or another part of this message (RFC 1873).
+        'Content-Type: message/external-body; access-type=local-file; name="/home/alice/report.pdf";'
+        " site=shop.example",
+        "Content-Type: message/external-body; access-type=content-id",
+        # Not an external body at all, whatever it mentions.
+        'Content-Type: text/plain\r\nContent-Description: a message/external-body "URL" is not one',
+    ],
+)
+def test_external_body_that_stays_local_is_left_alone(field: str) -> None:
+    raw = external(field)
+    result = ENGINE.rewrite(raw)
+    assert result.data == raw and result.findings == []
+
+
+def test_mail_server_external_body_follows_the_receipts_rule(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Retrieving it mails the phantom body to an address the sender chose: a read receipt by another name.
+    field = 'Content-Type: message/external-body; access-type=mail-server; server="files@shop.example"'
+    raw = external(field, phantom="Content-Type: application/pdf\r\n\r\nSEND report.pdf")
+    result = ENGINE.rewrite(raw)
+    assert renamed(raw, result.data) == 1 and external_types(result.data) == []
+    assert result.receipts_neutralized == 1 and result.findings == []
+    assert engine_with(tmp_path, '[policy]\nreceipts = "allow"\n').rewrite(raw).data == raw
+
+
+def test_external_body_follows_the_content_policy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_with(tmp_path, '[policy]\ncontent = "allow"\n')
+    content = external(f'Content-Type: message/external-body; access-type=URL; URL="{FILE}"')
+    result = engine.rewrite(content)
+    assert result.data == content and [f.action for f in result.findings] == [Action.ALLOW]
+    # A tracker is still stopped, and so is what cannot be read.
+    tracker = external(f'Content-Type: message/external-body; access-type=URL; URL="{TRACKER}"')
+    assert renamed(tracker, engine.rewrite(tracker).data) == 1
+    unreadable = external("Content-Type: message/external-body; access-type=URL")
+    assert renamed(unreadable, engine.rewrite(unreadable).data) == 1
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        f'Content-Type: message/external-body; URL="{FILE}"',  # no access type
+        f'Content-Type: message/external-body; access-type=URL; access-type=local-file; URL="{FILE}"',
+        f"Content-Type: message/external-body; access-type*=us-ascii''local-file; URL=\"{FILE}\"",
+        f'Content-Type: message/external-body; access-type="URL; URL="{FILE}',  # unterminated quote
+        'Content-Type: message/external-body; access-type=URL; URL*1*=ab%ZZ; URL*0="htt',
+        f'Content-Type: message/external-body; access-type=x-fetch; URL="{FILE}"',  # unknown type
+        "Content-Type: message/external-body; access-type=anon-ftp; name=report.pdf",  # no site
+        "Content-Type: message/external-body; =; ;;; access-type",
+        "Content-Type: message/external-body",
+        # One backslash: a client that does not unquote the name sees \\\\files.shop.example\\x.pdf.
+        r'Content-Type: message/external-body; access-type=local-file; name="\\files.shop.example\x.pdf"',
+        # Two fields: clients differ on which one counts, so neither does.
+        f'Content-Type: text/plain\r\nContent-Type: message/external-body; access-type=URL; URL="{FILE}"',
+        # Spellings the stdlib does not read as a Content-Type field, or as this type, but a client might.
+        f'Content-Type : message/external-body; access-type=URL; URL="{FILE}"',
+        f'Content-type: message / External-Body;\r\n\taccess-type=URL; URL="{FILE}"',
+        f'CONTENT-TYPE: message/\r\n external-body; access-type=URL; URL="{FILE}"',
+    ],
+)
+def test_malformed_external_body_is_neutralized(field: str) -> None:
+    raw = external(field)
+    result = ENGINE.rewrite(raw)
+    assert renamed(raw, result.data) == field.lower().count("content-type")
+    assert external_types(result.data) == []
+    assert not re.search(rb"(?i)content-type[ \t]*:[^:]*external-body", result.data)
+    assert [f.action for f in result.findings] == [Action.STRIP]
+
+
 # -- malformed input: delivered, neutralized, never a crash -------------------------------------------------
 def test_bad_base64_is_neutralized_not_lost() -> None:
     raw = message(f'<img src="{T_ESC}">', cte="base64")
