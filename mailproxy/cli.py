@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mailproxy import __version__
-from mailproxy.config import Config, load_config
+from mailproxy.config import Config, HttpTls, load_config
 from mailproxy.detect.trackers import TrackerDB
 from mailproxy.engine import Engine
 from mailproxy.errors import InputError, MailproxyError
@@ -190,10 +190,9 @@ def parser() -> argparse.ArgumentParser:
     sp = add("run", "run the IMAP filter and the HTTP proxy (the halves enabled in the configuration)")
     sp.add_argument(
         "--tls",
-        choices=("auto", "intercept", "passthrough"),
-        default="auto",
+        choices=[m.value for m in HttpTls],
         help="HTTPS: intercept (the client trusts the mitmproxy CA), passthrough (host-level blocking only), "
-        "or auto (intercept, falling back per host when the client does not trust the CA)",
+        "or auto (intercept until the client rejects the CA, then passthrough); default: [http] tls",
     )
     sp.add_argument("--confdir", metavar="DIR", help="mitmproxy's folder with the CA (default ~/.mitmproxy)")
     sp.add_argument(

@@ -42,6 +42,7 @@ __all__ = [
     "DntValue",
     "HostPort",
     "HttpConfig",
+    "HttpTls",
     "IdentifierRule",
     "ImageRule",
     "ImapConfig",
@@ -232,6 +233,14 @@ class ImapConfig:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class HttpTls(StrEnum):
+    """Which HTTPS tunnels the HTTP proxy decrypts (`mailproxy run --tls` overrides it)."""
+
+    AUTO = "auto"  # intercept; pass everything through once the client rejects the mitmproxy CA
+    INTERCEPT = "intercept"  # the client trusts the mitmproxy CA: per-URL decisions inside HTTPS
+    PASSTHROUGH = "passthrough"  # never decrypt: known tracker hosts are blocked at CONNECT only
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpConfig:
     """The [http] table."""
@@ -239,6 +248,7 @@ class HttpConfig:
     enabled: bool = True
     listen: HostPort = HostPort(host="127.0.0.1", port=8080)
     allow_networks: tuple[Network, ...] = ()
+    tls: HttpTls = HttpTls.AUTO
 
 
 class LogDetail(StrEnum):
@@ -567,7 +577,7 @@ def _is_non_public(net: Network) -> bool:
 
 
 def _parse_http(sec: _Section) -> HttpConfig:
-    sec.check_keys(("enabled", "listen", "allow_networks"))
+    sec.check_keys(("enabled", "listen", "allow_networks", "tls"))
     d = HttpConfig()
     networks: list[Network] = []
     key = "allow_networks"
@@ -592,6 +602,7 @@ def _parse_http(sec: _Section) -> HttpConfig:
         enabled=sec.boolean("enabled", d.enabled),
         listen=sec.host_port("listen", d.listen),
         allow_networks=tuple(networks),
+        tls=sec.choice("tls", HttpTls, d.tls),
     )
     if http.enabled and not http.listen.is_loopback:
         logger.warning("%s: http.listen %s is not loopback: an open proxy", sec.file, http.listen)

@@ -86,7 +86,7 @@ async def run(
     config: Config,
     *,
     imap: ImapHalf | None = None,
-    tls: TlsMode = "auto",
+    tls: TlsMode | None = None,
     confdir: Path | str | None = None,
     mitm_options: Sequence[str] = (),
     on_event: EventHook | None = None,
@@ -94,8 +94,8 @@ async def run(
 ) -> None:
     """Run the enabled halves until SIGINT/SIGTERM (or until one of them stops by itself).
 
-    `imap` replaces the IMAP filter (tests); `on_event` replaces the tracking log's recorder of HTTP
-    events; `ready` is called once everything listens.
+    `tls` overrides `[http] tls`; `imap` replaces the IMAP filter (tests); `on_event` replaces the
+    tracking log's recorder of HTTP events; `ready` is called once everything listens.
     Raises MailproxyError when nothing is enabled or a half cannot start.
     """
     if not config.http.enabled and not config.imap.enabled:

@@ -13,6 +13,7 @@ from mailproxy.config import (
     Config,
     ContentRule,
     HostPort,
+    HttpTls,
     IdentifierRule,
     ImageRule,
     LogConfig,
@@ -69,6 +70,7 @@ def test_no_file_gives_dataclass_defaults() -> None:
     assert cfg.imap.upstream_tls is UpstreamTls.IMPLICIT
     assert cfg.imap.client_tls is ClientTls.STARTTLS
     assert str(cfg.http.listen) == "127.0.0.1:8080"
+    assert cfg.http.tls is HttpTls.AUTO  # what `mailproxy run` did before the key existed
     assert cfg.log == LogConfig(detail=LogDetail.AGGREGATE, retention_days=30)
 
 
@@ -90,7 +92,7 @@ def test_example_file_documents_every_key_once_with_a_comment() -> None:
             *("tracker", "identifiers", "images", "content", "receipts", "dnt", "gpc"),
             *("adblock", "disconnect", "enabled", "listen", "upstream", "upstream_tls"),
             *("upstream_ca", "tls_cert", "tls_key", "client_tls", "allow_plaintext_upstream"),
-            *("enabled", "listen", "allow_networks", "detail", "store", "retention_days"),
+            *("enabled", "listen", "allow_networks", "tls", "detail", "store", "retention_days"),
         ]
     )
     for index, line in enumerate(lines):
@@ -613,6 +615,29 @@ def test_http_bad_types(tmp_path: Path) -> None:
     assert error(tmp_path, '[http]\nallow_networks = "10.0.0.0/8"\n').key == "http.allow_networks"
     assert error(tmp_path, '[http]\nenabled = "no"\n').key == "http.enabled"
     assert error(tmp_path, '[http]\nlisten = "8080"\n').key == "http.listen"
+
+
+@pytest.mark.parametrize("value", ["auto", "intercept", "passthrough"])
+def test_http_tls_values(tmp_path: Path, value: str) -> None:
+    cfg = load(tmp_path, f'[http]\ntls = "{value}"\n')
+    assert cfg.http.tls is HttpTls(value)
+    assert cfg.http == dataclasses.replace(Config().http, tls=HttpTls(value))  # only that key moves
+
+
+def test_http_tls_error_names_the_file_key_and_values(tmp_path: Path) -> None:
+    err = error(tmp_path, '[http]\ntls = "intercep"\n')
+    assert err.key == "http.tls"
+    assert err.expected == (
+        'expected one of "auto", "intercept", "passthrough"; got "intercep" (did you mean "intercept"?)'
+    )
+    assert str(err) == f"{err.file}: http.tls: {err.expected}"
+
+
+@pytest.mark.parametrize("raw", ['"INTERCEPT"', '""', '"mitm"', "true", "1", '["intercept"]', "{}"])
+def test_http_tls_bad_values(tmp_path: Path, raw: str) -> None:
+    err = error(tmp_path, f"[http]\ntls = {raw}\n")
+    assert err.key == "http.tls"
+    assert err.expected.startswith('expected one of "auto", "intercept", "passthrough"; got ')
 
 
 def test_http_and_imap_cannot_share_a_listen_address(tmp_path: Path) -> None:

@@ -50,21 +50,23 @@ class _Ready:
 class HttpProxy:
     """mitmproxy with the mailproxy addons, listening at `config.http.listen`.
 
-    `tls` chooses which HTTPS tunnels are decrypted (see addon.TlsPolicy); `confdir` is where
-    mitmproxy keeps its CA; `mitm_options` are extra `name=value` mitmproxy option settings (as
-    `mitmdump --set`), e.g. `ssl_verify_upstream_trusted_ca=/path/ca.pem`.
+    `tls` chooses which HTTPS tunnels are decrypted (see addon.TlsPolicy), `[http] tls` when None;
+    `confdir` is where mitmproxy keeps its CA; `mitm_options` are extra `name=value` mitmproxy
+    option settings (as `mitmdump --set`), e.g. `ssl_verify_upstream_trusted_ca=/path/ca.pem`.
     """
 
     def __init__(
         self,
         config: Config,
         *,
-        tls: TlsMode = "auto",
+        tls: TlsMode | None = None,
         confdir: Path | str | None = None,
         on_event: EventHook | None = None,
         db: TrackerDB | None = None,
         mitm_options: Sequence[str] = (),
     ) -> None:
+        if tls is None:
+            tls = cast(TlsMode, config.http.tls.value)
         if tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
         self.config = config
@@ -184,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m mailproxy.http.server")
     p.add_argument("-c", "--config", help="TOML configuration file (default: built-in defaults)")
-    p.add_argument("--tls", choices=TLS_MODES, default="auto", help="which tunnels to decrypt")
+    p.add_argument("--tls", choices=TLS_MODES, help="which tunnels to decrypt (default: [http] tls)")
     p.add_argument("--confdir", help=f"mitmproxy folder with the CA (default {DEFAULT_CONFDIR})")
     p.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a mitmproxy option"
@@ -201,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.imap.enabled:
             config = _http_only(config)
         asyncio.run(
-            run(config, tls=cast(TlsMode, args.tls), confdir=args.confdir, mitm_options=args.set)
+            run(config, tls=cast("TlsMode | None", args.tls), confdir=args.confdir, mitm_options=args.set)
         )
     except MailproxyError as exc:
         print(f"mailproxy: {exc}", file=sys.stderr)
