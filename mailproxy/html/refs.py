@@ -305,34 +305,45 @@ class _Extractor:
         self.hiding: dict[str, tuple[str, ...]] = {}
 
     # -- walking -------------------------------------------------------------------------------------
-    def run(self, start: int, end: int, in_comment: bool = False) -> None:
+    def run(self, start: int, end: int) -> None:
         text = self.text
         stack = self.stack
-        for kind, name, s, e, inner_start, inner_end in scan(text, start, end):
-            if kind == START:
-                # The hot path: most tags of a newsletter are layout, pushed and left alone.
-                opened = name not in _VOID
-                if opened:
-                    stack.append(_Open(name, inner_start, inner_end))
-                if name == "picture":
-                    self.group += 1
-                    self.picture_group = self.group
-                body = text[inner_start:inner_end]
-                own = _ELEMENT_LOADS.get(name)
-                if _may_load_anywhere(body) or (own is not None and own.search(body) is not None):
-                    self.start_tag(
-                        StartTag(name=name, start=s, end=e, body_start=inner_start), in_comment, opened
-                    )
-            elif kind == END:
-                self.end_tag(name)
-            elif kind == RAW:
-                if name == "style":
-                    self.style_block(s, e, in_comment)
-            elif kind == COMMENT:
-                if _CONDITIONAL_COMMENT.match(text, inner_start, inner_end):
-                    self.run(inner_start, inner_end, in_comment=True)
-            else:  # UNCLOSED: a browser drops it, a lenient client might not
-                self.doc.unclosed.append((s, e))
+        # The scans under way: the document, and the conditional comment being scanned in it. A comment
+        # inside a comment's text runs to the end of that text (see ``tokenizer``), so a nested one replaces
+        # the scan it is in: hostile nesting costs neither stack nor memory.
+        scans = [(scan(text, start, end), False)]
+        while scans:
+            tokens, in_comment = scans[-1]
+            for kind, name, s, e, inner_start, inner_end in tokens:
+                if kind == START:
+                    # The hot path: most tags of a newsletter are layout, pushed and left alone.
+                    opened = name not in _VOID
+                    if opened:
+                        stack.append(_Open(name, inner_start, inner_end))
+                    if name == "picture":
+                        self.group += 1
+                        self.picture_group = self.group
+                    body = text[inner_start:inner_end]
+                    own = _ELEMENT_LOADS.get(name)
+                    if _may_load_anywhere(body) or (own is not None and own.search(body) is not None):
+                        self.start_tag(
+                            StartTag(name=name, start=s, end=e, body_start=inner_start), in_comment, opened
+                        )
+                elif kind == END:
+                    self.end_tag(name)
+                elif kind == RAW:
+                    if name == "style":
+                        self.style_block(s, e, in_comment)
+                elif kind == COMMENT:
+                    if _CONDITIONAL_COMMENT.match(text, inner_start, inner_end):
+                        if in_comment:
+                            scans.pop()
+                        scans.append((scan(text, inner_start, inner_end, in_comment=True), True))
+                        break
+                else:  # UNCLOSED: a browser drops it, a lenient client might not
+                    self.doc.unclosed.append((s, e))
+            else:
+                scans.pop()
 
     def end_tag(self, name: str) -> None:
         stack = self.stack

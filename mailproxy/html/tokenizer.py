@@ -120,18 +120,29 @@ _TAG_BODY = (
     r"|=[\t\n\f\r ]*+(?>\"[^\"]*+(?:\"|\Z)|'[^']*+(?:'|\Z)|(?![\"'])[^\t\n\f\r >]*+)"
     r"|[\"'])*+"
 )
-_TOKEN = re.compile(
-    r"<(?:"
-    r"!--(?:(?P<ce>-?>)|(?P<cb>[\s\S]*?)(?:--!?>|\Z))"
-    r"|(?P<s>[A-Za-z][^\t\n\f\r />]*+)(?P<sb>" + _TAG_BODY + r")(?P<sc>>|\Z)"
-    r"|/(?P<e>[A-Za-z][^\t\n\f\r />]*+)" + _TAG_BODY + r"(?P<ec>>|\Z)"
-    r"|/>"
-    r"|(?P<bog>[!?]|/(?![A-Za-z]))[^>]*+(?:>|\Z)"
-    r")"
-)
 
 
-def scan(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, str, int, int, int, int]]:
+def _token_pattern(comment_text: str, comment_close: str) -> re.Pattern[str]:
+    return re.compile(
+        r"<(?:"
+        r"!--(?:(?P<ce>-?>)|(?P<cb>" + comment_text + r")" + comment_close + r")"
+        r"|(?P<s>[A-Za-z][^\t\n\f\r />]*+)(?P<sb>" + _TAG_BODY + r")(?P<sc>>|\Z)"
+        r"|/(?P<e>[A-Za-z][^\t\n\f\r />]*+)" + _TAG_BODY + r"(?P<ec>>|\Z)"
+        r"|/>"
+        r"|(?P<bog>[!?]|/(?![A-Za-z]))[^>]*+(?:>|\Z)"
+        r")"
+    )
+
+
+_TOKEN = _token_pattern(r"[\s\S]*?", r"(?:--!?>|\Z)")
+# Inside a comment's text there is no "-->" or "--!>" (the comment would have ended there), so a comment
+# that starts in it runs to its end: taken in one step, so that scanning nested comments stays linear.
+_TOKEN_IN_COMMENT = _token_pattern(r"(?s:.*)", "")
+
+
+def scan(
+    text: str, start: int = 0, end: int | None = None, in_comment: bool = False
+) -> Iterator[tuple[int, str, int, int, int, int]]:
     """The tokens of ``text[start:end]`` as tuples ``(kind, name, start, end, inner_start, inner_end)``:
 
     - START: the lower-cased tag name; inner is the attribute text;
@@ -140,12 +151,14 @@ def scan(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[in
     - RAW: the element whose raw text this is (script, style, textarea, ...); inner is the text;
     - UNCLOSED: a tag cut off by the end of the text, with everything after it; the last token.
 
-    This is the hot loop of the rewriter; ``tokenize`` gives the same tokens as objects.
+    ``in_comment`` says that ``text[start:end]`` is the text of a comment (an Outlook conditional comment,
+    scanned as markup). This is the hot loop of the rewriter; ``tokenize`` gives the same tokens as objects.
     """
     stop = len(text) if end is None else end
     pos = start
+    token = _TOKEN_IN_COMMENT if in_comment else _TOKEN
     while pos < stop:
-        for m in _TOKEN.finditer(text, pos, stop):
+        for m in token.finditer(text, pos, stop):
             name = m.group("s")
             if name is not None:
                 name = name.lower()
@@ -173,7 +186,7 @@ def scan(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[in
             if m.group("ce") is not None:
                 body = m.start() + 4
                 yield COMMENT, "", m.start(), m.end(), body, body
-            elif m.group("cb") is not None:
+            elif m.start("cb") != -1:  # (not group(): a copy of what may be the whole rest)
                 yield COMMENT, "", m.start(), m.end(), m.start("cb"), m.end("cb")
             elif m.group("bog") is not None:
                 closed = text[m.end() - 1 : m.end()] == ">"
