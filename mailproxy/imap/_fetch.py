@@ -354,6 +354,8 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
             rewritten = whole
         elif uid is not None and (markers or len(bodies) > 1):
             ctx.store(uid, rewritten)
+        if rewritten is whole and not markers:
+            return None  # the rewriter left the message as it was, so every section of it too
 
     strip: list[_Att] = []
     if markers:

@@ -31,6 +31,10 @@ says otherwise. The rules, and the state each one needs, all live in this file.
 9. A FETCH response with a literal above ``max_literal`` cannot be buffered for the rewriter; it
    streams through ``_neutralize.StreamNeutralizer`` instead, which breaks every URL scheme in it
    without changing a length (base64 parts inside it stay as they are; see that module).
+10. With ``may_change`` (the engine's adapter provides one), a message it judges from its bytes
+   alone to come out of the rewriter unchanged is passed on without calling the rewriter or
+   handing out a job: most mail without HTML costs a scan instead of a MIME parse and a thread
+   trip.
 """
 
 from __future__ import annotations
@@ -125,8 +129,11 @@ class Session:
         max_line: int = DEFAULT_MAX_LINE,
         max_literal: int = DEFAULT_MAX_LITERAL,
         defer_rewrites: bool = False,
+        may_change: Callable[[bytes], bool] | None = None,
     ) -> None:
         self._rewriter = rewriter
+        # Rule 10: the rewriter's own cheap verdict on a message it would leave as it is.
+        self._may_change = may_change
         self._defer = defer_rewrites
         # Rule 8: the job handed out, the response waiting for it, and the finished result.
         self._job: RewriteJob | None = None
@@ -490,6 +497,8 @@ class Session:
         done = self._done
         if done is not None and done[0] == whole:
             out = done[1]
+        elif self._may_change is not None and not self._may_change(whole):
+            return whole
         elif self._defer:
             raise _Deferred(whole)
         else:

@@ -13,12 +13,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import re
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mailproxy.engine import neutralize_message
+from mailproxy.engine import _MARKUP, _STYLESHEET, RECEIPT_HEADERS, neutralize_message
 from mailproxy.errors import ConfigError
 from mailproxy.imap._cache import DEFAULT_MAX_BYTES, RewriteCache
 from mailproxy.imap._errors import ImapProtocolError, UpstreamError
@@ -102,16 +103,61 @@ class _Engine(Protocol):
     def rewrite(self, raw: bytes, *, recipients: Any = (), user: str | None = None) -> Any: ...
 
 
-def _has_markup(raw: bytes) -> bool:
-    """Whether a message may hold a part the engine rewrites: every such part's Content-Type names
-    html, css or svg (a part without one is text/plain). False positives only cost the thread trip."""
-    low = raw.lower()
-    return b"html" in low or b"css" in low or b"svg" in low
+# What the engine acts on (``Engine._run``): read-receipt fields of the top header, and parts whose
+# Content-Type is one of these types. A message with neither comes out of the engine unchanged and
+# without findings, so it need not go in.
+_RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
+_MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
+# A Content-Type value's type/subtype: up to the first ";" or the field's end (a line break not
+# followed by a blank, the header parser's folding rule; a bare CR, where that parser also breaks,
+# only makes this span longer than the parser's).
+_TYPE_VALUE = re.compile(rb"(?:[^;\n]|\n[ \t])*")
+
+
+def _content_types(low: bytes) -> Iterator[bytes]:
+    """The type/subtype span of every ``content-type:`` in ``low`` (lower-cased bytes)."""
+    pos = low.find(b"content-type:")
+    while pos >= 0:
+        m = _TYPE_VALUE.match(low, pos + 13)
+        assert m is not None  # the pattern matches the empty string
+        yield m.group()
+        pos = low.find(b"content-type:", m.end())
+
+
+def may_change(raw: bytes) -> bool:
+    """Whether the engine could change ``raw`` or find anything in it, judged from the bytes alone.
+
+    False only when the top header names no receipt field and no ``Content-Type`` field names a
+    markup or stylesheet type (in any case, folded or not): the engine's MIME parser takes the type
+    from exactly those bytes (compat32, no decoding), and a part without the field is text/plain or
+    message/rfc822. Only when the top header names a multipart or message type can other header
+    blocks matter, and then the whole message is searched. Anything else, a stray
+    "content-type: text/html" in a plain body included, goes to the engine; that costs time only.
+    """
+    # The top header ends at its first blank line, if not earlier (mime._header_end). A short
+    # pattern that is absent costs a scan of everything, hence the bounded second search.
+    end = raw.find(b"\n\r\n")
+    lf_only = raw.find(b"\n\n", 0, end if end >= 0 else len(raw))
+    if lf_only >= 0:
+        end = lf_only
+    header = raw[: end + 3].lower() if end >= 0 else raw.lower()
+    if any(name in header for name in _RECEIPT_NAMES):
+        return True
+    nested = False
+    for value in _content_types(header):
+        if any(sub in value for sub in _MARKUP_SUBTYPES):
+            return True
+        nested = nested or b"multipart" in value or b"message" in value
+    return nested and any(
+        any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(raw.lower())
+    )
 
 
 class EngineRewriter:
     """Adapts ``mailproxy.engine.Engine`` to the ``Rewriter`` callable; logs counts, never
     content."""
+
+    may_change = staticmethod(may_change)
 
     def __init__(self, engine: _Engine, on_result: Callable[[Any, str | None], None] | None = None) -> None:
         self._engine = engine
@@ -164,6 +210,8 @@ class ImapProxy:
     def __init__(self, settings: ProxySettings, rewriter: Rewriter, *, policy_key: str = "") -> None:
         self.settings = settings
         self.rewriter = rewriter
+        # The engine's adapter knows which messages the engine would leave alone (session rule 10).
+        self.may_change = rewriter.may_change if isinstance(rewriter, EngineRewriter) else None
         self.policy_key = policy_key
         self.cache = RewriteCache(settings.cache_bytes)
         self.connections: set[_ClientSide] = set()
@@ -233,6 +281,7 @@ class _ClientSide(asyncio.Protocol):
             max_line=s.max_line,
             max_literal=s.max_literal,
             defer_rewrites=True,
+            may_change=proxy.may_change,
         )
         self.transport: asyncio.Transport | None = None
         self.upstream: _UpstreamSide | None = None
@@ -316,32 +365,16 @@ class _ClientSide(asyncio.Protocol):
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _apply(self, out: Output) -> None:
-        # A loop, not recursion: one FETCH response can carry a thousand messages done inline.
-        while True:
-            if out.to_client and self.transport is not None:
-                self.transport.write(out.to_client)
-            if out.to_server and self.upstream is not None:
-                self.upstream.write(out.to_server)
-            if out.start_tls:
-                self.proxy._tasks.spawn(self._start_tls(), name=f"imap-starttls-{self.peer}")
-            job = out.rewrite
-            if job is None:
-                return
-            if _has_markup(job.whole):
-                # The session buffers whatever arrives meanwhile; not reading keeps that bounded.
-                self._pause_both()
-                self.proxy._tasks.spawn(self._rewrite(job), name=f"imap-rewrite-{self.peer}")
-                return
-            # Nothing to analyse (no HTML, CSS or SVG part): the engine only renames read-receipt
-            # headers, in microseconds, so a trip through the worker thread would cost more.
-            try:
-                out = self.session.rewrite_done(self.proxy.rewriter(job.whole, job.user))
-            except ImapProtocolError as exc:
-                self._server_error(exc)
-                return
-            except Exception:
-                self._rewrite_failed()
-                return
+        if out.to_client and self.transport is not None:
+            self.transport.write(out.to_client)
+        if out.to_server and self.upstream is not None:
+            self.upstream.write(out.to_server)
+        if out.start_tls:
+            self.proxy._tasks.spawn(self._start_tls(), name=f"imap-starttls-{self.peer}")
+        if out.rewrite is not None:
+            # The session buffers whatever arrives meanwhile; not reading keeps that bounded.
+            self._pause_both()
+            self.proxy._tasks.spawn(self._rewrite(out.rewrite), name=f"imap-rewrite-{self.peer}")
 
     def _server_error(self, exc: ImapProtocolError) -> None:
         log.warning("upstream of %s: %s", self.peer, exc)

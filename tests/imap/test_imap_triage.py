@@ -1,0 +1,133 @@
+"""The cheap check that lets most mail without HTML skip the engine (``EngineRewriter.may_change``,
+session rule 10): it must never say "unchanged" for a message the engine would change or report on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from imap_support import build_messages
+
+from bench.corpus import generate
+from mailproxy import mime
+from mailproxy.engine import Engine
+from mailproxy.imap import RewriteJob, Session
+from mailproxy.imap.proxy import may_change
+
+HEAD = b"From: News <news@shop.example.org>\r\nTo: reader@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+PIXEL = b'<img src="https://pixel.mailchimp.com/open.gif?u=1" width="1" height="1">\r\n'
+TEXT = b"Read more at https://shop.example.org/p/1 today.\r\n"
+
+
+def multipart(kind: bytes, *parts: bytes) -> bytes:
+    body = b"".join(b"--B\r\n" + p + b"\r\n" for p in parts)
+    return HEAD + b"Content-Type: multipart/" + kind + b"; boundary=B\r\n\r\n" + body + b"--B--\r\n"
+
+
+CASES: dict[str, tuple[bytes, bool]] = {
+    "no content-type": (HEAD + b"\r\n" + TEXT, False),
+    "text/plain": (HEAD + b"Content-Type: text/plain\r\n\r\n" + TEXT, False),
+    "plain body naming html": (
+        HEAD + b"Content-Type: text/plain\r\n\r\nContent-Type: text/html\r\n\r\n" + PIXEL,
+        False,
+    ),
+    "receipt field in the body only": (
+        HEAD + b"Content-Type: text/plain\r\n\r\nDisposition-Notification-To: a@b.example\r\n",
+        False,
+    ),
+    "bare LF lines": ((HEAD + b"Content-Type: text/plain\r\n\r\n" + TEXT).replace(b"\r\n", b"\n"), False),
+    "mixed without markup": (
+        multipart(
+            b"mixed",
+            b"Content-Type: text/plain\r\n\r\n" + TEXT,
+            b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK",
+        ),
+        False,
+    ),
+    "html": (HEAD + b"Content-Type: text/html\r\n\r\n" + PIXEL, True),
+    "upper case": (HEAD + b"CONTENT-TYPE: TEXT/HTML\r\n\r\n" + PIXEL, True),
+    "folded type": (HEAD + b"Content-Type:\r\n text/html;\r\n charset=utf-8\r\n\r\n" + PIXEL, True),
+    "bare LF html": ((HEAD + b"Content-Type: text/html\r\n\r\n" + PIXEL).replace(b"\r\n", b"\n"), True),
+    "alternative": (
+        multipart(
+            b"alternative",
+            b"Content-Type: text/plain\r\n\r\n" + TEXT,
+            b"Content-Type: text/html; charset=utf-8\r\n\r\n" + PIXEL,
+        ),
+        True,
+    ),
+    "svg attachment": (multipart(b"mixed", b"Content-Type: image/svg+xml\r\n\r\n<svg>" + PIXEL), True),
+    "stylesheet": (
+        multipart(b"related", b"Content-Type: text/css\r\n\r\nbody{background:url(https://t.example/p)}"),
+        True,
+    ),
+    "forwarded html": (
+        HEAD
+        + b"Content-Type: message/rfc822\r\n\r\n"
+        + HEAD
+        + b"Content-Type: text/html\r\n\r\n"
+        + PIXEL,
+        True,
+    ),
+    "read receipt": (
+        HEAD
+        + b"Disposition-Notification-To: news@shop.example.org\r\nContent-Type: text/plain\r\n\r\n"
+        + TEXT,
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_verdict(name: str) -> None:
+    raw, expected = CASES[name]
+    assert may_change(raw) is expected
+
+
+@pytest.mark.parametrize("name", [n for n, (_, changes) in CASES.items() if changes])
+def test_every_case_said_to_change_is_one_the_engine_acts_on(name: str) -> None:
+    # Keeps the cases honest: each "True" case really is one the check must not miss.
+    result = Engine().rewrite(CASES[name][0])
+    assert result.findings or result.receipts_neutralized
+
+
+def _corpus() -> list[bytes]:
+    samples = Path(mime.__file__).parent / "samples"
+    html = generate(30, seed=7, html_kb=(16, 24), recipient="reader@example.org")
+    return (
+        [p.read_bytes() for p in sorted(samples.glob("*.eml"))]
+        + list(build_messages().values())
+        + html
+        + [raw for raw, _ in CASES.values()]
+    )
+
+
+def test_the_check_is_sound_on_every_message_at_hand() -> None:
+    engine = Engine()
+    skipped = 0
+    for raw in _corpus():
+        if may_change(raw):
+            continue
+        skipped += 1
+        result = engine.rewrite(raw)
+        assert result.data == raw and not result.findings and not result.receipts_neutralized
+    assert skipped >= 5
+
+
+def test_the_session_passes_such_a_message_on_without_a_job_or_a_rewriter_call() -> None:
+    calls: list[bytes] = []
+
+    def rewriter(raw: bytes, user: str | None) -> bytes:
+        calls.append(raw)
+        return raw
+
+    plain, html = CASES["text/plain"][0], CASES["html"][0]
+    s = Session(rewriter, defer_rewrites=True, may_change=may_change)
+    s.receive_server(b"* OK ready\r\n")
+    out = s.receive_server(
+        b"* 1 FETCH (UID 1 BODY[] {%d}\r\n%s)\r\n" % (len(plain), plain)
+        + b"* 2 FETCH (UID 2 BODY[] {%d}\r\n%s)\r\n" % (len(html), html)
+    )
+    assert out.to_client == b"* 1 FETCH (UID 1 BODY[] {%d}\r\n%s)\r\n" % (len(plain), plain)
+    assert out.rewrite == RewriteJob(html, None)
+    assert calls == []
