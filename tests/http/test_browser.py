@@ -24,16 +24,12 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Final
 
@@ -41,6 +37,7 @@ import pytest
 
 from mailproxy.engine import Engine
 from mailproxy.model import Verdict
+from tests.recording_server import Headers, Recorder, serving
 
 CHROMIUM: Final = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -73,73 +70,8 @@ CONTEXT_TRACKERS: Final = (
 )
 
 
-def png(rgb: tuple[int, int, int]) -> bytes:
-    """A 1x1 PNG of one colour (the page stretches it)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)  # 1x1, 8-bit RGB
-    pixels = zlib.compress(b"\x00" + bytes(rgb))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
-
-
 # Distinct colours, so the screenshot shows which content image is which; trackers get grey.
 COLOURS: Final = dict(zip(CONTENT, ((200, 40, 40), (40, 160, 60), (40, 80, 200)), strict=True))
-GREY: Final = (128, 128, 128)
-
-
-# --- the recording server -------------------------------------------------------------------------
-
-
-@dataclass
-class Recorder:
-    """Every request the server received: (path, {lower-case header: [values]})."""
-
-    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
-    pages: dict[str, bytes] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def under(self, prefix: str) -> dict[str, dict[str, list[str]]]:
-        """Path (without the prefix) -> headers, for the requests of one run."""
-        with self.lock:
-            return {p[len(prefix) :]: h for p, h in self.requests if p.startswith(prefix + "/")}
-
-
-def serve(recorder: Recorder) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            headers: dict[str, list[str]] = {}
-            for name, value in self.headers.items():
-                headers.setdefault(name.lower(), []).append(value)
-            with recorder.lock:
-                recorder.requests.append((self.path, headers))
-                page = recorder.pages.get(self.path)
-            if page is not None:
-                body, kind = page, "text/html; charset=utf-8"
-            else:
-                colour = next((c for p, c in COLOURS.items() if self.path.endswith(p)), GREY)
-                body, kind = png(colour), "image/png"
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            # A browser that keeps this cookie sends it back with every later request.
-            self.send_header("Set-Cookie", "session=SECRET; Path=/")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 # --- the newsletter -------------------------------------------------------------------------------
@@ -201,12 +133,14 @@ class Rig:
     def base(self, run: str) -> str:
         return f"http://127.0.0.1:{self.server_port}/{run}"
 
+    def seen(self, run: str) -> dict[str, Headers]:
+        """Path (without /<run>) -> the headers of its last request, for one rendering."""
+        return {path: requests[-1].headers for path, requests in self.recorder.under(f"/{run}").items()}
+
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("browser")
-    recorder = Recorder()
-    server = serve(recorder)
     port = free_port()
     config = tmp / "proxy.toml"
     config.write_text(
@@ -227,38 +161,37 @@ gpc = true
     log = tmp / "proxy.log"
     # mitmproxy's CA goes to ~/.mitmproxy: a HOME of its own keeps the user's folder untouched.
     env = {**os.environ, "HOME": str(tmp / "home")}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailproxy", "run", "-c", str(config), "--tls", "passthrough"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while "mailproxy running" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the proxy did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        yield Rig(int(server.server_address[1]), recorder, port, log, tmp)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        server.shutdown()
-        server.server_close()
+    recorder = Recorder(colours=COLOURS)
+    with serving(recorder) as server_port:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mailproxy", "run", "-c", str(config), "--tls", "passthrough"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while "mailproxy running" not in log.read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the proxy did not start:\n{log.read_text(errors='replace')}")
+                time.sleep(0.05)
+            yield Rig(server_port, recorder, port, log, tmp)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 def render(rig: Rig, run: str, html: str, *, proxy: bool) -> Path:
     """Serve `html` as /<run>/newsletter.html and let Chromium load it; the screenshot's path."""
     page = f"/{run}/newsletter.html"
-    with rig.recorder.lock:
-        rig.recorder.pages[page] = html.encode("utf-8")
+    rig.recorder.page(page, html)
     shot = rig.tmp / f"{run}.png"
     args = [
         CHROMIUM,
@@ -317,7 +250,7 @@ def test_rewritten_newsletter_fetches_content_privately_and_no_tracker(rig: Rig)
     shutil.copyfile(shot, kept)
     print(f"screenshot of the rewritten newsletter: {kept}")
 
-    seen = rig.recorder.under("/rewritten")
+    seen = rig.seen("rewritten")
     assert "/newsletter.html" in seen, "Chromium did not load the page through the proxy"
     for path in CONTENT:
         assert path in seen, f"{path} was not fetched; the server saw {sorted(seen)}"
@@ -336,7 +269,7 @@ def test_unrewritten_newsletter_trackers_are_answered_by_the_proxy(rig: Rig) -> 
 
     render(rig, "raw", html_of(raw), proxy=True)
 
-    seen = rig.recorder.under("/raw")
+    seen = rig.seen("raw")
     for path in CONTENT:
         assert path in seen, f"{path} was not fetched; the server saw {sorted(seen)}"
     for path in URL_TRACKERS:
@@ -357,7 +290,7 @@ def test_without_the_proxy_the_browser_sends_what_the_proxy_removes(rig: Rig) ->
 
     render(rig, "direct", html, proxy=False)
 
-    seen = rig.recorder.under("/direct")
+    seen = rig.seen("direct")
     for path in CONTENT:
         headers = seen[path]
         assert headers.get("cookie") == ["session=SECRET"], headers

@@ -8,25 +8,22 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, cast
+from typing import Final
 
 import pytest
-import trustme
 
 from mailproxy.config import Config, load_config
 from mailproxy.errors import MailproxyError
 from mailproxy.http.addon import TRANSPARENT_GIF
 from mailproxy.http.server import HttpProxy
 from mailproxy.runner import run
+from tests.recording_server import GREY, Recorder, Reply, http_and_https, png, serving
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,63 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 
 
-# --- recording servers ----------------------------------------------------------------------------
-
-
-@dataclass
-class Recorder:
-    """What one server received: (path, {lower-case header: [values]}) per request."""
-
-    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def paths(self) -> list[str]:
-        with self.lock:
-            return [p for p, _ in self.requests]
-
-    def headers_of(self, path: str) -> dict[str, list[str]]:
-        with self.lock:
-            matches = [h for p, h in self.requests if p == path]
-        assert matches, f"{path} never reached the server; it saw {self.paths()}"
-        return matches[-1]
-
-
-def serve(host: str, recorder: Recorder, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            headers: dict[str, list[str]] = {}
-            for name, value in self.headers.items():
-                headers.setdefault(name.lower(), []).append(value)
-            with recorder.lock:
-                recorder.requests.append((self.path, headers))
-            port = cast("tuple[str, int]", self.server.server_address)[1]
-            if self.path == "/redirect-tracker":
-                self.reply(302, [("Location", f"http://127.0.0.1:{port}/open.gif?e=hop")])
-            elif self.path == "/redirect-ok":
-                self.reply(302, [("Location", "/landing.png")])
-            else:
-                self.reply(200, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")], b"content")
-
-        def reply(self, status: int, headers: list[tuple[str, str]], body: bytes = b"") -> None:
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @dataclass
 class World:
     http_port: int
@@ -101,10 +41,9 @@ class World:
     other_port: int  # a server on 127.0.0.2, which the proxy must refuse
     recorder: Recorder
     other: Recorder
-    trustme_ca: Path
-    mitm_ca: Path
+    trustme_ca: Path  # the HTTPS server's issuer, which both proxies trust upstream
+    mitm_ca: Path  # the intercepting proxy's CA
     intercept_port: int
-    https_intercept_port: int  # intercepts and trusts trustme_ca upstream
     passthrough_port: int
     logs: dict[str, Path]
 
@@ -138,43 +77,17 @@ gpc = false
     return path
 
 
-def _run_help() -> str:
-    done = subprocess.run(
-        [*RUN, "--help"], cwd=REPO, capture_output=True, timeout=30, text=True, check=True
-    )
-    return done.stdout
-
-
-# The process under test is `mailproxy run`. It may not (yet) take --confdir and --set: without
-# --confdir mitmproxy's CA goes to ~/.mitmproxy, so each process gets its own HOME; without --set
-# the one test that needs mitmproxy to trust the test server's CA uses the HTTP-only entry point.
 RUN: Final = [sys.executable, "-m", "mailproxy", "run"]
-RUN_HELP: Final = _run_help()
-RUN_HAS_CONFDIR: Final = "--confdir" in RUN_HELP
-RUN_HAS_SET: Final = "--set" in RUN_HELP
 
 
 def start_proxy(
-    config: Path,
-    log: Path,
-    *,
-    home: Path,
-    tls: str = "auto",
-    sets: Sequence[str] = (),
-    command: Sequence[str] = RUN,
+    config: Path, log: Path, *, confdir: Path, tls: str = "auto", sets: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    """Start `command -c config --tls tls` with mitmproxy's CA in `home`/.mitmproxy."""
-    confdir = home / ".mitmproxy"
-    args = [*command, "-c", str(config), "--tls", tls]
-    env = dict(os.environ)
-    if command is not RUN or RUN_HAS_CONFDIR:
-        args += ["--confdir", str(confdir)]
-    else:
-        env["HOME"] = str(home)
+    """Start `mailproxy run -c config --tls tls` with mitmproxy's CA in `confdir`."""
+    args = [*RUN, "-c", str(config), "--tls", tls, "--confdir", str(confdir)]
     args += [f"--set={s}" for s in sets]
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return proc
+        return subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -203,73 +116,51 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("e2e")
-    ca = trustme.CA()
-    trustme_ca = tmp / "trustme-ca.pem"
-    ca.cert_pem.write_to_path(str(trustme_ca))
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(tls)
-
-    recorder, other = Recorder(), Recorder()
-    servers = [
-        serve("127.0.0.1", recorder),
-        serve("127.0.0.1", recorder, tls),
-        serve("127.0.0.2", other),
-    ]
-    intercept_port, passthrough_port = free_port(), free_port()
-    logs = {"intercept": tmp / "intercept.log", "passthrough": tmp / "passthrough.log"}
-    trust = [f"ssl_verify_upstream_trusted_ca={trustme_ca}"] if RUN_HAS_SET else []
-    procs = [
-        start_proxy(
-            write_config(tmp / "i.toml", intercept_port),
-            logs["intercept"],
-            home=tmp / "home-intercept",
-            tls="intercept",
-            sets=trust,
-        ),
-        start_proxy(
-            write_config(tmp / "p.toml", passthrough_port),
-            logs["passthrough"],
-            home=tmp / "home-passthrough",  # two processes must not race to create one CA
-            tls="passthrough",
-            sets=trust,
-        ),
-    ]
-    https_port, https_home = intercept_port, tmp / "home-intercept"
-    if not RUN_HAS_SET:
-        # mitmproxy must trust the test server's CA, which only the HTTP-only entry point can say.
-        https_port, https_home = free_port(), tmp / "home-https"
-        logs["https-intercept"] = tmp / "https-intercept.log"
-        procs.append(
+    # Two cookies: the proxy must drop every Set-Cookie, not only the first.
+    recorder, other = Recorder(cookies=("a=1", "b=2")), Recorder()
+    with http_and_https(recorder) as servers, serving(other, "127.0.0.2") as other_port:
+        recorder.routes["/redirect-tracker"] = Reply(
+            302, [("Location", f"{servers.origin('http')}/open.gif?e=hop")]
+        )
+        recorder.routes["/redirect-ok"] = Reply(302, [("Location", "/landing.png")])
+        trustme_ca = tmp / "trustme-ca.pem"
+        servers.ca.cert_pem.write_to_path(str(trustme_ca))
+        intercept_port, passthrough_port = free_port(), free_port()
+        logs = {"intercept": tmp / "intercept.log", "passthrough": tmp / "passthrough.log"}
+        trust = [f"ssl_verify_upstream_trusted_ca={trustme_ca}"]
+        procs = [
             start_proxy(
-                write_config(tmp / "h.toml", https_port),
-                logs["https-intercept"],
-                home=https_home,
+                write_config(tmp / "i.toml", intercept_port),
+                logs["intercept"],
+                confdir=tmp / "mitm-intercept",
                 tls="intercept",
-                sets=[f"ssl_verify_upstream_trusted_ca={trustme_ca}"],
-                command=[sys.executable, "-m", "mailproxy.http.server"],
+                sets=trust,
+            ),
+            start_proxy(
+                write_config(tmp / "p.toml", passthrough_port),
+                logs["passthrough"],
+                confdir=tmp / "mitm-passthrough",  # two processes must not race to create one CA
+                tls="passthrough",
+                sets=trust,
+            ),
+        ]
+        try:
+            for proc, log in zip(procs, logs.values(), strict=True):
+                wait_ready(proc, log)
+            yield World(
+                http_port=servers.http_port,
+                https_port=servers.https_port,
+                other_port=other_port,
+                recorder=recorder,
+                other=other,
+                trustme_ca=trustme_ca,
+                mitm_ca=tmp / "mitm-intercept" / "mitmproxy-ca-cert.pem",
+                intercept_port=intercept_port,
+                passthrough_port=passthrough_port,
+                logs=logs,
             )
-        )
-    try:
-        for proc, log in zip(procs, logs.values(), strict=True):
-            wait_ready(proc, log)
-        yield World(
-            http_port=servers[0].server_address[1],
-            https_port=servers[1].server_address[1],
-            other_port=servers[2].server_address[1],
-            recorder=recorder,
-            other=other,
-            trustme_ca=trustme_ca,
-            mitm_ca=https_home / ".mitmproxy" / "mitmproxy-ca-cert.pem",
-            intercept_port=intercept_port,
-            https_intercept_port=https_port,
-            passthrough_port=passthrough_port,
-            logs=logs,
-        )
-    finally:
-        codes = [stop(p) for p in procs]
-        for s in servers:
-            s.shutdown()
-            s.server_close()
+        finally:
+            codes = [stop(p) for p in procs]
     assert codes == [0] * len(procs), "the proxies did not stop cleanly on SIGTERM"
 
 
@@ -328,7 +219,7 @@ def test_headers_arrive_as_configured_and_cookies_never(world: World) -> None:
         f"http://127.0.0.1:{world.http_port}/logo.png",
         headers={"Cookie": "sid=SECRET", "Referer": "http://mail.example/", "DNT": "0"},
     )
-    assert got.status == 200 and got.body == b"content"
+    assert got.status == 200 and got.body == png(GREY)
     seen = world.recorder.headers_of("/logo.png")
     assert seen["dnt"] == ["1"]
     assert seen["sec-gpc"] == ["1"]
@@ -409,7 +300,7 @@ def test_private_address_outside_allow_networks_is_refused(world: World) -> None
 def test_https_intercepted_when_the_client_trusts_the_ca(world: World) -> None:
     url = f"https://localhost:{world.https_port}/secure.png"
     got = curl(
-        world.https_intercept_port, url, "--cacert", str(world.mitm_ca), headers={"Cookie": "s=1"}
+        world.intercept_port, url, "--cacert", str(world.mitm_ca), headers={"Cookie": "s=1"}
     )
     assert got.status == 200, got.stderr
     seen = world.recorder.headers_of("/secure.png")
@@ -417,7 +308,7 @@ def test_https_intercepted_when_the_client_trusts_the_ca(world: World) -> None:
     assert "cookie" not in seen
     assert "set-cookie" not in got.headers
     pixel = curl(
-        world.https_intercept_port,
+        world.intercept_port,
         f"https://localhost:{world.https_port}/open.gif?e=tls",
         "--cacert",
         str(world.mitm_ca),
@@ -451,7 +342,7 @@ def test_other_tunnels_pass_through_untouched_in_host_level_mode(world: World) -
 def test_sigint_stops_the_process_cleanly(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "proxy.log"
-    proc = start_proxy(write_config(tmp_path / "c.toml", port), log, home=tmp_path / "home")
+    proc = start_proxy(write_config(tmp_path / "c.toml", port), log, confdir=tmp_path / "mitm")
     try:
         wait_ready(proc, log)
         with socket.create_connection(("127.0.0.1", port), timeout=5):
