@@ -1,5 +1,6 @@
-"""Helpers for the Thunderbird end-to-end test: newsletters, a recording image server, a throwaway
-Dovecot, `mailproxy run`, and a headless Thunderbird driven through Marionette (imap.md 4.2)."""
+"""Helpers for the Thunderbird end-to-end test: newsletters whose images live on the recording
+servers (tests/recording_server.py), a throwaway Dovecot, `mailproxy run`, and a headless
+Thunderbird driven through Marionette (imap.md 4.2) on a profile that trusts mitmproxy's CA."""
 
 from __future__ import annotations
 
@@ -10,24 +11,22 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
-import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
 from bench import dovecot as bench_dovecot
+from tests.recording_server import Servers
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DOVECOT: Final = bench_dovecot.DOVECOT
 THUNDERBIRD: Final = shutil.which("thunderbird") or "/usr/bin/thunderbird"
+CERTUTIL: Final = shutil.which("certutil") or "/usr/bin/certutil"  # NSS's, from libnss3-tools
 PASSWORD: Final = "secret"
 RECIPIENT: Final = "reader@example.org"
 START_TIMEOUT: Final = 30.0
@@ -49,20 +48,11 @@ CONTEXT_TRACKERS: Final = (
 BIG_SIZE: Final = 4 * 1024 * 1024 + 123_457  # > 4 MiB: Thunderbird walks it in 64 KiB chunks
 
 
-def png(rgb: tuple[int, int, int]) -> bytes:
-    """A 1x1 PNG of one colour (the page stretches it)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"\x00" + bytes(rgb))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
+# Distinct colours, so the screenshot shows which content image is which; trackers get grey.
 COLOURS: Final = dict(zip(CONTENT, ((200, 40, 40), (40, 160, 60), (40, 80, 200)), strict=True))
-GREY: Final = (128, 128, 128)
+# The references served over plain HTTP; every other one is HTTPS, which the HTTP half decrypts
+# (the profile trusts mitmproxy's CA, and mitmproxy the test server's).
+PLAIN: Final = frozenset({CONTENT[0], URL_TRACKERS[3]})
 
 
 def free_port() -> int:
@@ -92,68 +82,36 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
             proc.wait()
 
 
-# --- the recording server -------------------------------------------------------------------------
-
-
-@dataclass
-class Recorder:
-    """Every request the image server received: (path, {lower-case header: [values]})."""
-
-    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def under(self, prefix: str) -> dict[str, list[dict[str, list[str]]]]:
-        """Path (without the prefix) -> the headers of each request to it, for one mailbox."""
-        out: dict[str, list[dict[str, list[str]]]] = {}
-        with self.lock:
-            for path, headers in self.requests:
-                if path.startswith(prefix + "/"):
-                    out.setdefault(path[len(prefix) :], []).append(headers)
-        return out
-
-
-def serve(recorder: Recorder) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            headers: dict[str, list[str]] = {}
-            for name, value in self.headers.items():
-                headers.setdefault(name.lower(), []).append(value)
-            with recorder.lock:
-                recorder.requests.append((self.path, headers))
-            colour = next((c for p, c in COLOURS.items() if self.path.endswith(p)), GREY)
-            body = png(colour)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            # A client that keeps this cookie would send it back with every later request.
-            self.send_header("Set-Cookie", "session=SECRET; Path=/")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 # --- the newsletters ------------------------------------------------------------------------------
 
 
-def _html(base: str, title: str, filler: str = "") -> str:
-    t = [base + p.replace("&", "&amp;") for p in URL_TRACKERS]
-    c = [base + p for p in CONTEXT_TRACKERS]
+@dataclass(frozen=True)
+class Site:
+    """Where the references of one newsletter live: under `prefix` on the recording servers, over
+    HTTPS unless PLAIN. Each newsletter has its own prefix: requests are attributed to one message,
+    and no image cache hides a request."""
+
+    servers: Servers
+    prefix: str
+
+    def url(self, path: str) -> str:
+        return self.servers.origin("http" if path in PLAIN else "https") + self.prefix + path
+
+
+def site(servers: Servers, run: str, subject: str) -> Site:
+    return Site(servers, f"/{run}/{subject.lower().replace(' ', '-')}")
+
+
+def _html(site: Site, title: str, filler: str = "") -> str:
+    t = [site.url(p).replace("&", "&amp;") for p in URL_TRACKERS]
+    c = [site.url(p) for p in CONTEXT_TRACKERS]
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title></head>
 <body style="margin:0;font-family:sans-serif;background:#fff">
-<img src="{base}{CONTENT[0]}" width="120" height="40" alt="Shop">
+<img src="{site.url(CONTENT[0])}" width="120" height="40" alt="Shop">
 <h1>{title}</h1>
-<img src="{base}{CONTENT[1]}" width="600" height="200" alt="Hero">
-<table width="600"><tr><td background="{base}{CONTENT[2]}" height="100">Sale</td></tr></table>
+<img src="{site.url(CONTENT[1])}" width="600" height="200" alt="Hero">
+<table width="600"><tr><td background="{site.url(CONTENT[2])}" height="100">Sale</td></tr></table>
 <p>Hello reader, here is what is new this season.</p>
 <img src="{t[0]}" width="1" height="1" alt="">
 <img src="{t[1]}" alt="">
@@ -166,8 +124,8 @@ def _html(base: str, title: str, filler: str = "") -> str:
 """
 
 
-def newsletter(base: str, title: str, *, cte: str | None = None, filler: str = "") -> bytes:
-    """A multipart/alternative newsletter whose remote references all start with `base`."""
+def newsletter(site: Site, title: str, *, cte: str | None = None, filler: str = "") -> bytes:
+    """A multipart/alternative newsletter whose remote references all live on `site`."""
     msg = EmailMessage()
     msg["From"] = "Shop <news@shop.example>"
     msg["To"] = RECIPIENT
@@ -175,7 +133,7 @@ def newsletter(base: str, title: str, *, cte: str | None = None, filler: str = "
     msg["Date"] = "Mon, 06 Jan 2025 10:00:00 +0000"
     msg["Message-ID"] = f"<{hashlib.sha1(title.encode()).hexdigest()}@shop.example>"
     msg.set_content(f"{title}: see the HTML version.")
-    msg.add_alternative(_html(base, title, filler), subtype="html", cte=cte)
+    msg.add_alternative(_html(site, title, filler), subtype="html", cte=cte)
     return msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
@@ -188,11 +146,11 @@ def big_filler(size: int) -> str:
     return para * (size // len(para) + 1)
 
 
-def mailbox(base: str) -> dict[str, bytes]:
-    """Subject -> message: newsletters in several transfer encodings and one > 4 MiB; the
-    references of each start with `base`/`slug(subject)`."""
+def mailbox(servers: Servers, run: str) -> dict[str, bytes]:
+    """Subject -> message: newsletters in several transfer encodings and one > 4 MiB, each with
+    its own `site(servers, run, subject)`."""
     return {
-        subject: newsletter(f"{base}/{slug(subject)}", subject, cte=cte, filler=filler)
+        subject: newsletter(site(servers, run, subject), subject, cte=cte, filler=filler)
         for subject, cte, filler in (
             ("Spring news", "quoted-printable", ""),
             ("Summer sale", "base64", ""),
@@ -200,11 +158,6 @@ def mailbox(base: str) -> dict[str, bytes]:
             ("Winter catalogue", "quoted-printable", big_filler(BIG_SIZE)),
         )
     }
-
-
-def slug(subject: str) -> str:
-    """The URL prefix of one newsletter's references (each has its own: no image cache hits)."""
-    return subject.lower().replace(" ", "-")
 
 
 # --- Dovecot --------------------------------------------------------------------------------------
@@ -233,15 +186,17 @@ class Proxy:
     imap_port: int | None
     http_port: int
     log: Path
+    ca: Path  # mitmproxy's CA certificate, which the client must trust for HTTPS
 
     def blocked(self) -> int:
-        """How many requests to the local server the HTTP half answered itself."""
+        """How many requests to the local servers the HTTP half answered itself."""
         return self.log.read_text(errors="replace").count("blocked request 127.0.0.1")
 
 
 @contextlib.contextmanager
-def mailproxy_run(tmp: Path, upstream_port: int, *, imap: bool) -> Iterator[Proxy]:
-    """`mailproxy run` with the HTTP half and, if `imap`, the IMAP half in front of Dovecot."""
+def mailproxy_run(tmp: Path, upstream_port: int, upstream_ca: Path, *, imap: bool) -> Iterator[Proxy]:
+    """`mailproxy run` with the HTTP half and, if `imap`, the IMAP half in front of Dovecot. HTTPS
+    is intercepted, and mitmproxy trusts `upstream_ca` (the test servers' issuer) upstream."""
     http_port = free_port()
     imap_port = free_port() if imap else None
     imap_section = (
@@ -264,16 +219,12 @@ gpc = true
         encoding="utf-8",
     )
     log = tmp / "mailproxy.log"
-    # mitmproxy's CA goes to ~/.mitmproxy: a HOME of its own keeps the user's folder untouched.
-    env = {**os.environ, "HOME": str(tmp / "home")}
+    # A mitmproxy folder of its own: a fresh CA, and the user's ~/.mitmproxy untouched.
+    confdir = tmp / "mitmproxy"
+    command = [sys.executable, "-m", "mailproxy", "run", "-c", str(config), "--tls", "intercept"]
+    command += ["--confdir", str(confdir), "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailproxy", "run", "-c", str(config), "--tls", "passthrough"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while "mailproxy running" not in log.read_text(errors="replace"):
@@ -283,7 +234,7 @@ gpc = true
         # "mailproxy running" comes when the HTTP half listens; the IMAP half may still be binding.
         if imap_port is not None:
             wait_port(imap_port, proc)
-        yield Proxy(imap_port, http_port, log)
+        yield Proxy(imap_port, http_port, log, confdir / "mitmproxy-ca-cert.pem")
     finally:
         stop(proc)
 
@@ -295,10 +246,14 @@ def _pref(name: str, value: str | int | bool) -> str:
     return f"user_pref({json.dumps(name)}, {json.dumps(value)});\n"
 
 
-def write_profile(profile: Path, *, user: str, imap_port: int, http_port: int, marionette_port: int) -> None:
+def write_profile(
+    profile: Path, *, user: str, imap_port: int, http_port: int, ca: Path, marionette_port: int
+) -> None:
     """A fresh profile: one IMAP account (plain, cleartext password), the HTTP half as the network
-    proxy for every host including loopback, remote content allowed, all messages kept offline."""
+    proxy for every host including loopback, `ca` trusted to identify web sites, remote content
+    allowed, all messages kept offline."""
     profile.mkdir(parents=True)
+    trust_ca(profile, ca)
     prefs: dict[str, str | int | bool] = {
         "mail.accountmanager.accounts": "account1,account2",
         "mail.accountmanager.defaultaccount": "account1",
@@ -351,6 +306,17 @@ def write_profile(profile: Path, *, user: str, imap_port: int, http_port: int, m
         "network.proxy.allow_hijacking_localhost": True,
     }
     (profile / "user.js").write_text("".join(_pref(k, v) for k, v in prefs.items()))
+
+
+def trust_ca(profile: Path, ca: Path) -> None:
+    """Add `ca` to the profile's NSS certificate store as an authority for web sites, as a user
+    does in Settings > Certificates > Import (Thunderbird opens the store it finds there)."""
+    for args in (["-N", "--empty-password"], ["-A", "-n", "mitmproxy", "-t", "C,,", "-i", str(ca)]):
+        done = subprocess.run(
+            [CERTUTIL, *args, "-d", f"sql:{profile}"], capture_output=True, text=True, timeout=30
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"certutil {args[0]} failed: {done.stderr or done.stdout}")
 
 
 # Chrome-context JavaScript. Marionette wraps it in a function; `arguments` holds the args and

@@ -1,22 +1,27 @@
 """End to end with a real Thunderbird (issue 7): the reader opens newsletters, and nothing tracks them.
 
-A throwaway Dovecot holds newsletters whose content images live on a local recording server and
-whose trackers use URL shapes the detector flags on any host (the proxy resolves names itself, so
-vendor host names cannot be pointed at the local server), plus a hidden 1x1 and the recipient's MD5
-in a path. One message is over 4 MiB, so Thunderbird fetches it in 64 KiB chunks. A headless
-Thunderbird on a fresh profile (imap.md 4.2) syncs the inbox, keeps every message offline and opens
-each newsletter in a tab, with remote content allowed and the HTTP half as its network proxy.
+A throwaway Dovecot holds newsletters whose content images live on local recording servers, most
+over HTTPS (a trustme certificate) and some over plain HTTP, and whose trackers use URL shapes the
+detector flags on any host (the proxy resolves names itself, so vendor host names cannot be pointed
+at the local servers), plus a hidden 1x1 and the recipient's MD5 in a path. One message is over
+4 MiB, so Thunderbird fetches it in 64 KiB chunks. A headless Thunderbird on a fresh profile
+(imap.md 4.2) syncs the inbox, keeps every message offline and opens each newsletter in a tab,
+with remote content allowed and the HTTP half as its network proxy. The HTTP half intercepts
+HTTPS: the profile trusts mitmproxy's CA (NSS certutil) and mitmproxy trusts the servers' CA.
 
 - Through both halves: Thunderbird stores exactly the rewritten messages, at the size the server
   reports; the chunk-fetched large message equals a whole fetch through the proxy; the image
-  server sees every content image, with DNT and Sec-GPC and without Cookie or Referer, and no
-  tracker at all. A screenshot of a rendered newsletter is kept under artifacts/.
+  servers see every content image, each over the scheme it was linked with, with DNT and Sec-GPC
+  and without Cookie or Referer, and no tracker at all. A screenshot of a rendered newsletter is
+  kept under artifacts/.
 - With the IMAP half off (Thunderbird straight to Dovecot, images still through the HTTP half):
-  the URL-shaped trackers are answered by the proxy and never reach the server; the ones only the
-  message reveals do reach it, which is why the rewriter is the first line of defence.
+  the URL-shaped trackers, HTTPS ones included, are answered by the proxy and never reach the
+  servers; the ones only the message reveals do reach them, which is why the rewriter is the first
+  line of defence.
 
 Each Dovecot user has its own mailbox and each newsletter its own URL prefix, so requests are
-attributed to one run and one message, and no image cache hides a request.
+attributed to one run and one message, and no image cache hides a request. Without the CA trusted
+(by Thunderbird or by mitmproxy) no HTTPS image arrives and the test fails.
 """
 
 from __future__ import annotations
@@ -40,29 +45,33 @@ from typing import Any, Final
 import pytest
 from tb_support import (
     BIG_SIZE,
+    CERTUTIL,
+    COLOURS,
     CONTENT,
     CONTEXT_TRACKERS,
     DOVECOT,
     JS_STREAM,
     JS_SYNC,
     PASSWORD,
+    PLAIN,
     RECIPIENT,
     REPO,
     THUNDERBIRD,
     URL_TRACKERS,
     Dovecot,
-    Recorder,
+    Proxy,
+    Site,
     Thunderbird,
     dovecot,
     free_port,
     mailbox,
     mailproxy_run,
-    serve,
-    slug,
+    site,
     write_profile,
 )
 
 from mailproxy.engine import Engine
+from tests.recording_server import Recorder, Request, Servers, http_and_https
 
 pytestmark = [
     pytest.mark.slow,
@@ -72,6 +81,9 @@ pytestmark = [
     ),
     pytest.mark.skipif(
         not os.access(DOVECOT, os.X_OK), reason="dovecot is not installed (scripts/install-test-deps)"
+    ),
+    pytest.mark.skipif(
+        not os.access(CERTUTIL, os.X_OK), reason="certutil is not installed (scripts/install-test-deps)"
     ),
 ]
 
@@ -86,32 +98,26 @@ MOZILLA_HEADERS: Final = re.compile(rb"\A(?:X-Mozilla-[A-Za-z0-9-]+: [^\n]*\n)*"
 
 @dataclass
 class Rig:
-    recorder: Recorder
-    server_port: int
+    servers: Servers
+    ca: Path  # the servers' issuer, which mitmproxy trusts upstream
     dovecot: Dovecot
 
-    def prefix(self, run: str, subject: str) -> str:
-        return f"/{run}/{slug(subject)}"
+    def site(self, run: str, subject: str) -> Site:
+        return site(self.servers, run, subject)
 
-    def base(self, run: str, subject: str) -> str:
-        return f"http://127.0.0.1:{self.server_port}{self.prefix(run, subject)}"
+    def seen(self, run: str, subject: str) -> dict[str, list[Request]]:
+        """Path -> the requests the servers received for it, for one newsletter."""
+        return self.servers.recorder.under(self.site(run, subject).prefix)
 
 
 @pytest.fixture(scope="module")
-def rig() -> Iterator[Rig]:
-    recorder = Recorder()
-    server = serve(recorder)
-    port = int(server.server_address[1])
-    mailboxes = {
-        RECIPIENT: mailbox(f"http://127.0.0.1:{port}/imap"),
-        DIRECT_USER: mailbox(f"http://127.0.0.1:{port}/direct"),
-    }
-    try:
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with http_and_https(Recorder(colours=COLOURS)) as servers:
+        ca = tmp_path_factory.mktemp("servers") / "ca.pem"
+        servers.ca.cert_pem.write_to_path(str(ca))
+        mailboxes = {RECIPIENT: mailbox(servers, "imap"), DIRECT_USER: mailbox(servers, "direct")}
         with dovecot(mailboxes) as dv:
-            yield Rig(recorder, port, dv)
-    finally:
-        server.shutdown()
-        server.server_close()
+            yield Rig(servers, ca, dv)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -144,14 +150,15 @@ def html_of(raw: bytes) -> str:
     return str(body.get_content())
 
 
-def start_thunderbird(tmp: Path, user: str, imap_port: int, http_port: int) -> Thunderbird:
+def start_thunderbird(tmp: Path, user: str, imap_port: int, proxy: Proxy) -> Thunderbird:
     marionette_port = free_port()
     profile = tmp / "profile"
     write_profile(
         profile,
         user=user,
         imap_port=imap_port,
-        http_port=http_port,
+        http_port=proxy.http_port,
+        ca=proxy.ca,
         marionette_port=marionette_port,
     )
     return Thunderbird(profile, marionette_port, tmp / "thunderbird.log")
@@ -182,29 +189,37 @@ resolve(true);
 """
 
 
-def wait_for(what: str, done: Callable[[], bool], timeout: float = RENDER_TIMEOUT) -> None:
+def wait_for(
+    what: str, done: Callable[[], bool], state: Callable[[], object], timeout: float = RENDER_TIMEOUT
+) -> None:
+    """Wait until `done()`; on a timeout, fail with `state()`: what there was instead."""
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what}; got {state()}")
         time.sleep(0.1)
 
 
 def open_newsletter(tb: Thunderbird, rig: Rig, run: str, header: dict[str, Any]) -> None:
-    """Open one message in a tab and wait until its content images reached the server."""
-    prefix = rig.prefix(run, header["subject"])
+    """Open one message in a tab and wait until its content images reached the servers."""
+    subject = header["subject"]
     tb.run(OPEN_TAB, [header["uri"]])
     wait_for(
-        f"the images of {header['subject']!r}",
-        lambda: set(CONTENT) <= set(rig.recorder.under(prefix)),
+        f"the images of {subject!r}",
+        lambda: set(CONTENT) <= set(rig.seen(run, subject)),
+        lambda: sorted(f"{r[0].scheme} {p}" for p, r in rig.seen(run, subject).items()),
     )
 
 
-def assert_private(headers: dict[str, list[str]]) -> None:
-    assert headers.get("dnt") == ["1"], headers
-    assert headers.get("sec-gpc") == ["1"], headers
-    assert "cookie" not in headers, headers
-    assert "referer" not in headers, headers
+def assert_private(path: str, request: Request) -> None:
+    """The request came over the scheme the newsletter links `path` with (so through the
+    intercepting proxy when HTTPS), with DNT and GPC, and without the reader's cookie or Referer."""
+    assert request.scheme == ("http" if path in PLAIN else "https"), (path, request)
+    headers = request.headers
+    assert headers.get("dnt") == ["1"], (path, request)
+    assert headers.get("sec-gpc") == ["1"], (path, request)
+    assert "cookie" not in headers, (path, request)
+    assert "referer" not in headers, (path, request)
 
 
 # --- the tests ------------------------------------------------------------------------------------
@@ -212,11 +227,11 @@ def assert_private(headers: dict[str, list[str]]) -> None:
 
 def test_thunderbird_through_both_halves(rig: Rig, tmp_path: Path) -> None:
     engine = Engine()
-    with mailproxy_run(tmp_path, rig.dovecot.port, imap=True) as proxy:
+    with mailproxy_run(tmp_path, rig.dovecot.port, rig.ca, imap=True) as proxy:
         assert proxy.imap_port is not None
         direct = fetch_whole(rig.dovecot.port, RECIPIENT)
         proxied = fetch_whole(proxy.imap_port, RECIPIENT)
-        tb = start_thunderbird(tmp_path, RECIPIENT, proxy.imap_port, proxy.http_port)
+        tb = start_thunderbird(tmp_path, RECIPIENT, proxy.imap_port, proxy)
         try:
             headers = sync(tb, len(direct))
 
@@ -230,11 +245,11 @@ def test_thunderbird_through_both_halves(rig: Rig, tmp_path: Path) -> None:
                 stored = stream(tb, h["key"], local=True)
                 assert stored == rewritten, f"{h['subject']}: the stored copy is not the rewrite"
                 html = html_of(stored)
-                base = rig.base("imap", h["subject"])
+                links = rig.site("imap", h["subject"])
                 for path in CONTENT:
-                    assert base + path in html
+                    assert links.url(path) in html
                 for path in URL_TRACKERS + CONTEXT_TRACKERS:
-                    assert base + path.replace("&", "&amp;") not in html, path
+                    assert links.url(path).replace("&", "&amp;") not in html, path
 
             # The large message, fetched again in 64 KiB chunks, equals a whole fetch.
             big = max(headers, key=lambda h: h["size"])
@@ -261,11 +276,11 @@ def test_thunderbird_through_both_halves(rig: Rig, tmp_path: Path) -> None:
             tb.close()
 
     for h in headers:
-        seen = rig.recorder.under(rig.prefix("imap", h["subject"]))
-        assert set(seen) == set(CONTENT), f"{h['subject']}: the server saw {sorted(seen)}"
+        seen = rig.seen("imap", h["subject"])
+        assert set(seen) == set(CONTENT), f"{h['subject']}: the servers saw {sorted(seen)}"
         for path in CONTENT:
             for request in seen[path]:
-                assert_private(request)
+                assert_private(path, request)
 
     # The tracking log counted what the IMAP filter stripped (the test's own XDG_DATA_HOME).
     report = json.loads(
@@ -284,10 +299,10 @@ def test_thunderbird_through_both_halves(rig: Rig, tmp_path: Path) -> None:
 
 def test_thunderbird_with_the_imap_half_off(rig: Rig, tmp_path: Path) -> None:
     direct = fetch_whole(rig.dovecot.port, DIRECT_USER)
-    with mailproxy_run(tmp_path, rig.dovecot.port, imap=False) as proxy:
+    with mailproxy_run(tmp_path, rig.dovecot.port, rig.ca, imap=False) as proxy:
         assert proxy.imap_port is None
         blocked_before = proxy.blocked()
-        tb = start_thunderbird(tmp_path, DIRECT_USER, rig.dovecot.port, proxy.http_port)
+        tb = start_thunderbird(tmp_path, DIRECT_USER, rig.dovecot.port, proxy)
         try:
             headers = sync(tb, len(direct))
             for h in headers:
@@ -297,27 +312,26 @@ def test_thunderbird_with_the_imap_half_off(rig: Rig, tmp_path: Path) -> None:
                 open_newsletter(tb, rig, "direct", h)
             expected = len(URL_TRACKERS) * len(headers)
             wait_for(
-                "the proxy to answer every URL-shaped tracker",
+                f"the proxy to answer every URL-shaped tracker ({expected})",
                 lambda: proxy.blocked() - blocked_before >= expected,
+                lambda: proxy.blocked() - blocked_before,
             )
             wait_for(
                 "the context-only trackers",
-                lambda: all(
-                    set(CONTEXT_TRACKERS) <= set(rig.recorder.under(rig.prefix("direct", s)))
-                    for s in (h["subject"] for h in headers)
-                ),
+                lambda: all(set(CONTEXT_TRACKERS) <= set(rig.seen("direct", h["subject"])) for h in headers),
+                lambda: {h["subject"]: sorted(rig.seen("direct", h["subject"])) for h in headers},
             )
             time.sleep(1)
         finally:
             tb.close()
 
     for h in headers:
-        seen = rig.recorder.under(rig.prefix("direct", h["subject"]))
+        seen = rig.seen("direct", h["subject"])
         for path in URL_TRACKERS:
-            assert path not in seen, f"{h['subject']}: the tracker {path} reached the server"
+            assert path not in seen, f"{h['subject']}: the tracker {path} reached the servers"
         assert set(seen) == set(CONTENT) | set(CONTEXT_TRACKERS), sorted(seen)
         # Trackers only the message reveals pass the HTTP half, but stripped of the reader's
         # cookie and with DNT / GPC, like content.
-        for requests in seen.values():
+        for path, requests in seen.items():
             for request in requests:
-                assert_private(request)
+                assert_private(path, request)
