@@ -57,7 +57,11 @@ _ATTR = re.compile(
 )
 
 _RAWTEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
-_RAWTEXT_END = {name: re.compile(r"</" + name + r"[\t\n\f\r />]", re.IGNORECASE) for name in _RAWTEXT}
+# The end tag's name is compared ASCII case-insensitively (WHATWG "appropriate end tag"): "</ſtyle>" does not
+# end a style block, as it would for a Unicode case-insensitive regex.
+_RAWTEXT_END = {
+    name: re.compile(r"</" + name + r"[\t\n\f\r />]", re.IGNORECASE | re.ASCII) for name in _RAWTEXT
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,15 @@ def test_raw_text_end_needs_a_delimiter() -> None:
     assert [a["src"] for n, a in start_tags(text) if n == "img"] == ["b"]
 
 
+def test_raw_text_ends_only_at_its_name_in_ascii_case() -> None:
+    # The end tag name is compared ASCII case-insensitively: "İ" and "ſ" are not "i" and "s" there, so
+    # neither a tag nor CSS escapes the raw text early (html5lib agrees).
+    text = "<title>a</tİtle><img src=x></TITLE><style>b</ſtyle>.t{background:url(x)}</STYLE>"
+    raws = [text[t.start : t.end] for t in tokenize(text) if isinstance(t, RawText)]
+    assert raws == ["a</tİtle><img src=x>", "b</ſtyle>.t{background:url(x)}"]
+    assert start_tags(text) == [("title", {}), ("style", {})]
+
+
 def test_plaintext_swallows_the_rest() -> None:
     assert [n for n, _ in start_tags("<plaintext><img src=a>")] == ["plaintext"]
 
