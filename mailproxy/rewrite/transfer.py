@@ -36,7 +36,7 @@ import binascii
 import logging
 import re
 import sys
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -301,24 +301,26 @@ def _token_kind(token: bytes) -> int:
     return _HARD if token[-1] == 10 else _PAD
 
 
+# What binascii.a2b_qp decodes otherwise (see _fast_qp_ok). The regexes lead with a literal byte, which
+# the regex engine looks for at C speed; bytes.find is slower for a needle whose first byte ("=", " ")
+# is frequent.
+_QP_EQ_EQ = re.compile(rb"==")
+_QP_BAD_CR = re.compile(rb"\r(?:(?<=[ \t]\r)|(?!\n))")  # a lone CR, or one after a space or tab
+_QP_BAD_LF = re.compile(rb"\n(?<=[ \t]\n)")  # a LF after a space or tab
+
+
 def _fast_qp_ok(data: bytes) -> bool:
     """True if binascii.a2b_qp decodes ``data`` by the rules above.
 
     It differs on trailing whitespace (it keeps it), a lone CR (it takes "=" CR for a soft break)
     and "==" (it makes one "=" of it); tests/rewrite/test_transfer.py checks both decoders against a
-    reference. Substring tests run at memchr speed, unlike a regex.
+    reference.
     """
-    if b"==" in data or data.endswith((b" ", b"\t")):
+    if data.endswith((b" ", b"\t")) or _QP_EQ_EQ.search(data):
         return False
-    crs = data.count(b"\r")
-    if crs:
-        if data.count(b"\r\n") != crs:  # a lone CR
-            return False
-        if b" \r" in data or b"\t\r" in data:  # every CR starts a CRLF here
-            return False
-        if crs == data.count(b"\n"):  # no bare LF line left to check
-            return True
-    return not (b" \n" in data or b"\t\n" in data)
+    if b"\r" in data and _QP_BAD_CR.search(data):
+        return False
+    return _QP_BAD_LF.search(data) is None
 
 
 # A space or tab that a decoder would drop as transport padding.
@@ -336,6 +338,8 @@ _QP_ATOM = tuple(
     for c in range(256)
 )
 _QP_ESCAPED = tuple(f"={c:02X}".encode() for c in range(256))
+_QP_NOT_LITERAL = bytes(c for c in range(256) if len(_QP_ATOM[c]) != 1)
+_WIDE_ATOM = re.compile(rb"[^\x01]")  # in the atom widths of a layout: an atom that is not a literal
 _QP_LINE = 76  # RFC 2045 maximum encoded line length, soft-break "=" included
 _QP_BLOCK = 1024  # index granularity: one block is tokenized in Python per lookup
 _QP_CONTEXT = 256  # bytes of the following text examined (trailing space, rest of the line)
@@ -363,11 +367,13 @@ def _qp_decode(data: bytes) -> bytes:
 class _QpIndex:
     """Decoded offset -> encoded offsets for one quoted-printable body.
 
-    The body is cut into line-aligned blocks whose decoded lengths come from the C decoder; a lookup
-    tokenizes one block (cached), so the Python work per edit is bounded by the block size.
+    The body is cut into line-aligned blocks whose decoded lengths come from the C decoder. A lookup
+    measures the lines of one block with the C decoder too (cached) and tokenizes one line in Python,
+    so the Python work per edit is bounded by a line. Tokens never cross a LF, so a line tokenizes
+    as it does inside the whole body.
     """
 
-    __slots__ = ("_blocks", "_data", "block_dec", "block_enc", "decoded")
+    __slots__ = ("_data", "_decode", "_lines", "block_dec", "block_enc", "decoded")
 
     def __init__(self, data: bytes) -> None:
         self._data = data
@@ -377,11 +383,11 @@ class _QpIndex:
         pos = dec = 0
         n = len(data)
         # Line-aligned slices of a body the C decoder handles are handled by it too.
-        fast = _fast_qp_ok(data)
+        self._decode = binascii.a2b_qp if _fast_qp_ok(data) else _qp_decode
         while pos < n:
             nl = data.find(b"\n", pos + _QP_BLOCK - 1)
             end = n if nl < 0 else nl + 1
-            part = binascii.a2b_qp(data[pos:end]) if fast else _qp_decode(data[pos:end])
+            part = self._decode(data[pos:end])
             self.block_enc.append(pos)
             self.block_dec.append(dec)
             parts.append(part)
@@ -389,21 +395,48 @@ class _QpIndex:
             pos = end
         self.block_enc.append(n)
         self.decoded = b"".join(parts)
-        self._blocks: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+        self._lines: dict[int, tuple[list[int], list[int]]] = {}
 
-    def _tokens(self, bi: int) -> tuple[list[int], list[int], list[int], list[int]]:
-        cached = self._blocks.get(bi)
+    def _lines_of(self, bi: int) -> tuple[list[int], list[int]]:
+        """Encoded and decoded start of each line of block ``bi``, and the block's end."""
+        cached = self._lines.get(bi)
         if cached is not None:
             return cached
-        d0: list[int] = []
-        d1: list[int] = []
-        e0: list[int] = []
-        e1: list[int] = []
-        prev = self.block_enc[bi]
-        dec = self.block_dec[bi]
-        for m in _QP_TOKEN.finditer(self._data, prev, self.block_enc[bi + 1]):
+        data, decode = self._data, self._decode
+        pos, end, dec = self.block_enc[bi], self.block_enc[bi + 1], self.block_dec[bi]
+        enc_at: list[int] = []
+        dec_at: list[int] = []
+        while pos < end:
+            nl = data.find(b"\n", pos, end)
+            stop = end if nl < 0 else nl + 1
+            enc_at.append(pos)
+            dec_at.append(dec)
+            dec += len(decode(data[pos:stop]))
+            pos = stop
+        enc_at.append(end)
+        self._lines[bi] = (enc_at, dec_at)
+        return enc_at, dec_at
+
+    def decoded_at(self, p: int) -> int:
+        """Decoded offset of encoded offset ``p``, which starts a line (or is the end of the body)."""
+        if p >= len(self._data):
+            return len(self.decoded)
+        enc_at, dec_at = self._lines_of(bisect_right(self.block_enc, p) - 1)
+        return dec_at[bisect_left(enc_at, p)]
+
+    def locate(self, x: int) -> tuple[int, int]:
+        """Encoded [start, end) of the token that yields decoded byte ``x``.
+
+        Zero-width tokens (soft breaks, transport padding) on either side are not included.
+        """
+        enc_at, dec_at = self._lines_of(bisect_right(self.block_dec, x) - 1)
+        li = bisect_right(dec_at, x) - 1
+        prev, dec = enc_at[li], dec_at[li]
+        for m in _QP_TOKEN.finditer(self._data, prev, enc_at[li + 1]):
             start, end = m.span()
-            dec += start - prev
+            d0 = dec + start - prev
+            if d0 > x:
+                break  # x is literal text before this token
             token = m.group()
             kind = _token_kind(token)
             if kind == _ESCAPE:
@@ -412,33 +445,12 @@ class _QpIndex:
                 width = 2 if token.endswith(b"\r\n") else 1
             else:
                 width = 0
-            d0.append(dec)
-            dec += width
-            d1.append(dec)
-            e0.append(start)
-            e1.append(end)
-            prev = end
-        tokens = (d0, d1, e0, e1)
-        self._blocks[bi] = tokens
-        return tokens
-
-    def locate(self, x: int) -> tuple[int, int]:
-        """Encoded [start, end) of the token that yields decoded byte ``x``.
-
-        Zero-width tokens (soft breaks, transport padding) on either side are not included.
-        """
-        bi = bisect_right(self.block_dec, x) - 1
-        d0, d1, e0, e1 = self._tokens(bi)
-        i = bisect_right(d1, x)
-        if i < len(d1) and d0[i] <= x:
-            if d1[i] - d0[i] == 2:  # a CRLF hard break: the CR carries the stripped whitespace
-                return (e0[i], e1[i] - 1) if x == d0[i] else (e1[i] - 1, e1[i])
-            return e0[i], e1[i]
-        if i == 0:
-            base_e, base_d = self.block_enc[bi], self.block_dec[bi]
-        else:
-            base_e, base_d = e1[i - 1], d1[i - 1]
-        at = base_e + x - base_d
+            if d0 + width > x:
+                if width == 2:  # a CRLF hard break: the CR carries the stripped whitespace
+                    return (start, end - 1) if x == d0 else (end - 1, end)
+                return start, end
+            prev, dec = end, d0 + width
+        at = prev + x - dec
         return at, at + 1
 
 
@@ -449,6 +461,16 @@ class _Range:
     soft: tuple[bytes, ...]  # terminator of each soft break, in order
     tail: tuple[bytes, ...]  # encoded form of each decoded CR/LF item (CRLF, LF, =0D, lone CR...)
     tail_decoded: bytes
+
+
+# The tokens of _QP_TOKEN that _scan_range needs: other escapes decode to neither a CR nor a LF, and no
+# token starts inside one ("=" and two hex digits), so leaving them out changes no other token.
+_QP_RANGE_ITEM = re.compile(
+    rb"=0[DdAa]"  # an escaped CR or LF
+    rb"|=[ \t]*(?:\r\n|\n|\Z)"  # soft break
+    rb"|[ \t]+(?:\r\n|\n|\Z)"  # hard break (or the end) after transport padding
+    rb"|\r\n|\n"  # hard break
+)
 
 
 def _scan_range(data: bytes, a: int, b: int) -> _Range:
@@ -462,7 +484,7 @@ def _scan_range(data: bytes, a: int, b: int) -> _Range:
     soft: list[bytes] = []
     tail: list[bytes] = []
     pos = a
-    for m in _QP_TOKEN.finditer(data, a, stop):
+    for m in _QP_RANGE_ITEM.finditer(data, a, stop):
         start, end = m.span()
         if start >= b:
             break
@@ -473,14 +495,13 @@ def _scan_range(data: bytes, a: int, b: int) -> _Range:
             pos = b
             break
         token = m.group()
-        kind = _token_kind(token)
         term = b"\r\n" if token.endswith(b"\r\n") else b"\n"
-        if kind == _ESCAPE:
-            if _HEX_BYTE[token[1:]] in (b"\r", b"\n"):
+        if token[0] == 61:  # "="
+            if len(token) == 3 and token[1] == 48:  # "=0D", "=0A": an escaped CR or LF
                 tail.append(token)
-        elif kind == _SOFT:
-            soft.append(term)
-        elif kind == _HARD:
+            else:
+                soft.append(term)
+        elif token[-1] == 10:  # not transport padding at the very end
             tail.append(term)
     tail.extend([b"\r"] * data.count(b"\r", pos, b))
     return _Range(tuple(soft), tuple(tail), b"".join(_tail_decoded(t) for t in tail))
@@ -583,10 +604,10 @@ def _qp_layout(
     # Runs of 1-byte atoms are laid out a line at a time; place() handles each atom that meets a
     # line end (a soft break, maybe an escaping trick) or is an escape.
     i, n = 0, len(atoms)
+    widths = bytes(map(len, atoms))
     while i < n:
-        j = i
-        while j < n and len(atoms[j]) == 1:
-            j += 1
+        m = _WIDE_ATOM.search(widths, i)
+        j = m.start() if m else n
         if j == i:
             place(atoms[i])
             i += 1
@@ -608,19 +629,32 @@ def _qp_layout(
     # plain spaces need not be remembered.
     plain = left - reserve if left else 0
     if escapes:
-        # Escapes wherever one fits with room for a soft break's "=", plain spaces elsewhere.
+        # Escapes wherever one fits with room for a soft break's "=", plain spaces elsewhere (all but
+        # the last escape first when no soft break is left). Laid out a run at a time: each run is
+        # what placing one padding byte at a time would give.
         while escapes > 1 or plain > 0:
             if si < len(soft) and cur > 0 and cur + 2 > limit:
                 soft_break()
-            if escapes > 1 and (si >= len(soft) or cur + 4 <= limit or not plain):
-                out += b"=20"
-                cur += 3
-                escapes -= 1
+            if si >= len(soft):
+                k = escapes - 1
+                out += b"=20" * k + b" " * plain
+                cur += 3 * k + plain
+                escapes -= k
+                left -= plain
+                plain = 0
+            elif escapes > 1 and (cur + 4 <= limit or not plain):
+                # Escapes while one fits (or there is nothing else to place).
+                k = min(escapes - 1, (limit - 4 - cur) // 3 + 1) if cur + 4 <= limit else 1
+                out += b"=20" * k
+                cur += 3 * k
+                escapes -= k
             else:
-                out += b" "
-                cur += 1
-                plain -= 1
-                left -= 1
+                # Spaces up to the line end, as no escape fits on this line any more.
+                k = min(plain, max(1, limit - 1 - cur))
+                out += b" " * k
+                cur += k
+                plain -= k
+                left -= k
         literals.clear()
         place(b"=20")
         escapes = 0
@@ -680,11 +714,11 @@ def _qp_rewrite_range(
 
     # Ways to spend the free bytes, best first: all literal spaces; the last space as "=20" (a space
     # may not end a line: decoders drop it); no spaces but escaped content characters (+2 each).
-    literal = [i for i, atom in enumerate(atoms) if len(atom) == 1]
+    literals = len(content.translate(None, _QP_NOT_LITERAL))
     configs: list[tuple[int, bool, int]] = [(free, False, 0)]
     if free >= 3:
         configs.append((free - 2, True, 0))
-    if free and free % 2 == 0 and free // 2 <= len(literal):
+    if free and free % 2 == 0 and free // 2 <= literals:
         configs.append((0, False, free // 2))
     # Passes, best first: every line within the limit; soft breaks where the limit wants them but
     # some line longer (the span crossed a hard break, whose following text must now come before
@@ -717,6 +751,7 @@ def _qp_rewrite_range(
             use = atoms
             if extra:
                 use = list(atoms)
+                literal = [i for i, atom in enumerate(atoms) if len(atom) == 1]
                 for i in literal[-extra:]:
                     use[i] = _QP_ESCAPED[content[i]]
             out, used, fits = _qp_layout(use, spaces, escape_last, rng, a - line_start, rest, lim)
@@ -753,6 +788,8 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
         if len(post) < _QP_CONTEXT:
             post = (post + head)[:_QP_CONTEXT]
         out, span = _qp_rewrite_range(data, a, b, edit.content, post, edit.end - edit.start)
+        if len(out) != b - a:  # pragma: no cover - every layout fills its range exactly
+            raise TransferError("internal error: a quoted-printable range changed its length")
         pieces.append(data[b:nxt])
         pieces.append(out)
         spans.append(span)
@@ -760,17 +797,31 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
         nxt = a
     pieces.append(data[:nxt])
     result = b"".join(reversed(pieces))
+    spans.reverse()
 
-    # The safety net: the result must decode to exactly what the padding rule promises.
-    expected: list[bytes] = []
-    pos = 0
-    for edit, span in zip(ordered, reversed(spans), strict=True):
-        expected.append(index.decoded[pos : edit.start])
-        expected.append(span)
-        pos = edit.end
-    expected.append(index.decoded[pos:])
-    if _qp_decode(result) != b"".join(expected):
-        raise TransferError(
-            "quoted-printable rewrite does not decode as intended (malformed input?)"
-        )
+    # The safety net: the result must decode to exactly what the padding rule promises. Decoding is
+    # line-local and each range kept its length, so only the lines around the ranges (merged where
+    # they meet) can decode otherwise; every other line is the input's own.
+    regions: list[list[int]] = []  # first edit, last edit + 1, encoded [start, end) of whole lines
+    for i, (a, b) in enumerate(ranges):
+        r0 = data.rfind(b"\n", 0, a) + 1
+        nl = data.find(b"\n", b)
+        r1 = len(data) if nl < 0 else nl + 1
+        if regions and r0 < regions[-1][3]:
+            regions[-1][1] = i + 1
+            regions[-1][3] = max(regions[-1][3], r1)
+        else:
+            regions.append([i, i + 1, r0, r1])
+    for i0, i1, r0, r1 in regions:
+        expected: list[bytes] = []
+        pos = index.decoded_at(r0)
+        for edit, span in zip(ordered[i0:i1], spans[i0:i1], strict=True):
+            expected.append(index.decoded[pos : edit.start])
+            expected.append(span)
+            pos = edit.end
+        expected.append(index.decoded[pos : index.decoded_at(r1)])
+        if _qp_decode(result[r0:r1]) != b"".join(expected):
+            raise TransferError(
+                "quoted-printable rewrite does not decode as intended (malformed input?)"
+            )
     return result
