@@ -108,6 +108,9 @@ class _Engine(Protocol):
 # without findings, so it need not go in.
 _RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
 _MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
+# And message/external-body parts (``Engine._external_bodies``), which it finds in a header block
+# however the field is spelled: the word anywhere the other types are looked for is enough.
+_EXTERNAL_BODY = b"external-body"
 # A Content-Type value's type/subtype: up to the first ";" or the field's end (a line break not
 # followed by a blank, the header parser's folding rule; a bare CR, where that parser also breaks,
 # only makes this span longer than the parser's).
@@ -127,8 +130,9 @@ def _content_types(low: bytes) -> Iterator[bytes]:
 def may_change(raw: bytes) -> bool:
     """Whether the engine could change ``raw`` or find anything in it, judged from the bytes alone.
 
-    False only when the top header names no receipt field and no ``Content-Type`` field names a
-    markup or stylesheet type (in any case, folded or not): the engine's MIME parser takes the type
+    False only when the top header names no receipt field, "external-body" is not where types are
+    looked for, and no ``Content-Type`` field names a markup or stylesheet type (in any case,
+    folded or not): the engine's MIME parser takes the type
     from exactly those bytes (compat32, no decoding), and a part without the field is text/plain or
     message/rfc822. Only when the top header names a multipart or message type can other header
     blocks matter, and then the whole message is searched. Anything else, a stray
@@ -141,15 +145,18 @@ def may_change(raw: bytes) -> bool:
     if lf_only >= 0:
         end = lf_only
     header = raw[: end + 3].lower() if end >= 0 else raw.lower()
-    if any(name in header for name in _RECEIPT_NAMES):
+    if _EXTERNAL_BODY in header or any(name in header for name in _RECEIPT_NAMES):
         return True
     nested = False
     for value in _content_types(header):
         if any(sub in value for sub in _MARKUP_SUBTYPES):
             return True
         nested = nested or b"multipart" in value or b"message" in value
-    return nested and any(
-        any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(raw.lower())
+    if not nested:
+        return False
+    low = raw.lower()
+    return _EXTERNAL_BODY in low or any(
+        any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(low)
     )
 
 

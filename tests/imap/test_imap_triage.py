@@ -69,6 +69,19 @@ CASES: dict[str, tuple[bytes, bool]] = {
         + PIXEL,
         True,
     ),
+    "external body": (
+        multipart(
+            b"mixed",
+            b"Content-Type: text/plain\r\n\r\n" + TEXT,
+            b'Content-Type: message/external-body; access-type=URL; URL="https://t.example/f.pdf"\r\n\r\n'
+            b"Content-Type: application/pdf\r\n",
+        ),
+        True,
+    ),
+    "external body on top, blank before the colon": (
+        HEAD + b"Content-Type : message/external-body; access-type=anon-ftp; site=t.example; name=f\r\n\r\n",
+        True,
+    ),
     "read receipt": (
         HEAD
         + b"Disposition-Notification-To: news@shop.example.org\r\nContent-Type: text/plain\r\n\r\n"
