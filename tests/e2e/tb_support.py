@@ -231,9 +231,7 @@ gpc = true
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"mailproxy did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.05)
-        # "mailproxy running" comes when the HTTP half listens; the IMAP half may still be binding.
-        if imap_port is not None:
-            wait_port(imap_port, proc)
+        # `run` says running only once both halves listen.
         yield Proxy(imap_port, http_port, log, confdir / "mitmproxy-ca-cert.pem")
     finally:
         stop(proc)
