@@ -25,6 +25,7 @@ copies a literal. Parsing failures raise ``ParseError``; callers pass such a res
 from __future__ import annotations
 
 import re
+from collections import deque
 
 from mailproxy.imap._errors import RemoteProtocolError
 from mailproxy.imap._events import (
@@ -121,83 +122,113 @@ class ClientReader:
 
 
 class ServerReader:
-    """Frames the server-to-client byte stream into ``Response`` (or ``ResponseChunk``) events."""
+    """Frames the server-to-client byte stream into ``Response`` (or ``ResponseChunk``) events.
+
+    Received chunks are kept as they came and framed in place: a response is copied once, when its
+    pieces (lines as slices, literal octets as views of the received chunks) are joined, and not
+    at all when it is exactly one received chunk. Nothing is appended to a growing buffer.
+    """
 
     def __init__(
         self, *, max_line: int = 16 * DEFAULT_MAX_LINE, max_literal: int = DEFAULT_MAX_LITERAL
     ) -> None:
-        self._buf = bytearray()
         self._max_line = max_line
         self._max_literal = max_literal
-        self._scan = 0  # bytes of the current response already framed (all in _buf[:_scan])
-        self._line_start = 0  # where the current line starts
+        self._chunks: deque[bytes] = deque()  # received, not framed yet; the first from _pos on
+        self._pos = 0
+        self._buffered = 0  # octets received and not handed out yet
+        self._parts: list[bytes | memoryview] = []  # framed pieces of the current response
+        self._line: list[bytes] = []  # the start of a line whose line break has not come yet
+        self._line_len = 0
+        self._line_tail = b""  # its last _TAIL_WINDOW octets, for the literal announcement
         self._literal_left = 0
         self._streaming = False
         self._sent_first = False
 
     def receive_data(self, data: bytes) -> None:
-        self._buf += data
+        if data:
+            self._chunks.append(bytes(data))
+            self._buffered += len(data)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return self._buffered
 
-    def _chunk(self, *, last: bool, upto: int) -> ResponseChunk:
-        data = bytes(self._buf[:upto])
-        del self._buf[:upto]
-        self._scan -= upto
-        self._line_start = max(0, self._line_start - upto)
-        chunk = ResponseChunk(data=data, first=not self._sent_first, last=last)
+    def _take(self) -> bytes:
+        parts, self._parts = self._parts, []
+        data = b"".join(parts)
+        self._buffered -= len(data)
+        return data
+
+    def _chunk(self, *, last: bool) -> ResponseChunk:
+        chunk = ResponseChunk(data=self._take(), first=not self._sent_first, last=last)
         self._sent_first = not last
         if last:
             self._streaming = False
         return chunk
 
     def next_event(self) -> Response | ResponseChunk | _NeedData:
-        buf = self._buf
+        chunks = self._chunks
         while True:
-            if self._literal_left:
-                avail = len(buf) - self._scan
-                take = min(avail, self._literal_left)
-                self._scan += take
-                self._literal_left -= take
-                if self._literal_left:
-                    if self._streaming and self._scan:
-                        return self._chunk(last=False, upto=self._scan)
-                    return NEED_DATA
-                self._line_start = self._scan
-            i = buf.find(b"\n", self._scan)
-            if i < 0:
-                if len(buf) - self._line_start > self._max_line:
-                    raise RemoteProtocolError("server", f"line longer than {self._max_line} octets")
-                if self._streaming and self._line_start:
-                    # Complete lines before the current one can go; the current one may still
-                    # announce a literal, so it stays until its line break.
-                    return self._chunk(last=False, upto=self._line_start)
+            if not chunks:
+                if self._streaming and self._parts:
+                    # Everything framed so far can go; a line still open may yet announce a
+                    # literal, so it stays until its line break.
+                    return self._chunk(last=False)
                 return NEED_DATA
-            if i + 1 - self._line_start > self._max_line:
-                raise RemoteProtocolError("server", f"line longer than {self._max_line} octets")
-            end = i + 1
-            lit = literal_at_end(buf[max(self._line_start, end - _TAIL_WINDOW) : end])
-            self._scan = end
-            if lit is not None:
-                size = lit[0]
-                if size > _MAX_NUMBER:
-                    raise RemoteProtocolError("server", "literal size out of range")
-                self._literal_left = size
-                self._line_start = end
-                if size > self._max_literal and not self._streaming:
-                    self._streaming = True
-                    return self._chunk(last=False, upto=end)
+            data, pos = chunks[0], self._pos
+            size = len(data)
+            if self._literal_left:
+                take = min(size - pos, self._literal_left)
+                self._parts.append(data if take == size else memoryview(data)[pos : pos + take])
+                self._literal_left -= take
+                self._advance(pos + take, size)
                 continue
-            # The response ends with this line.
-            self._line_start = 0
-            if self._streaming:
-                return self._chunk(last=True, upto=end)
-            data = bytes(buf[:end])
-            del buf[:end]
-            self._scan = 0
-            return _response(data)
+            i = data.find(b"\n", pos)
+            if i < 0:
+                piece = data[pos:]
+                self._line.append(piece)
+                self._line_len += len(piece)
+                self._line_tail = (self._line_tail + piece[-_TAIL_WINDOW:])[-_TAIL_WINDOW:]
+                if self._line_len > self._max_line:
+                    raise RemoteProtocolError("server", f"line longer than {self._max_line} octets")
+                self._advance(size, size)
+                continue
+            last_line = self._end_line(data, pos, i + 1)
+            self._advance(i + 1, size)
+            if last_line:
+                return self._chunk(last=True) if self._streaming else _response(self._take())
+            if self._literal_left > self._max_literal and not self._streaming:
+                self._streaming = True
+                return self._chunk(last=False)
+
+    def _advance(self, pos: int, size: int) -> None:
+        if pos >= size:
+            self._chunks.popleft()
+            self._pos = 0
+        else:
+            self._pos = pos
+
+    def _end_line(self, data: bytes, pos: int, end: int) -> bool:
+        """Frame the line ending at ``data[end - 1]``; True when the response ends with it."""
+        length = self._line_len + end - pos
+        if length > self._max_line:
+            raise RemoteProtocolError("server", f"line longer than {self._max_line} octets")
+        tail = data[max(pos, end - _TAIL_WINDOW) : end]
+        if self._line:
+            tail = (self._line_tail + tail)[-_TAIL_WINDOW:]
+            self._parts += self._line
+            self._line = []
+            self._line_len = 0
+            self._line_tail = b""
+        self._parts.append(data if pos == 0 and end == len(data) else data[pos:end])
+        lit = literal_at_end(tail)
+        if lit is None:
+            return True
+        if lit[0] > _MAX_NUMBER:
+            raise RemoteProtocolError("server", "literal size out of range")
+        self._literal_left = lit[0]
+        return False
 
 
 def _response(data: bytes) -> Response:

@@ -151,6 +151,8 @@ def test_server_split_at_every_byte() -> None:
     whole = [e.data for e in server_events([SERVER_STREAM])]
     for i in range(1, len(SERVER_STREAM)):
         assert [e.data for e in server_events([SERVER_STREAM[:i], SERVER_STREAM[i:]])] == whole, i
+    # one octet at a time: every line and literal announcement spans many received chunks
+    assert [e.data for e in server_events([bytes([c]) for c in SERVER_STREAM])] == whole
 
 
 def test_server_large_literal_streams() -> None:
