@@ -71,13 +71,23 @@ _CSS_URLS = re.compile(
 _SET_STRINGS = re.compile(r"""["']([^"']+)["']""")
 
 # Candidate elements, picked by lexbor's selector engine (C) so that Python looks at few nodes. Style
-# attributes are collected apart: nearly every element of a newsletter has one, and a substring test in
-# Python is cheaper than lexbor's [style*=...] over all spellings of url(.
-_CANDIDATES = ",".join(
-    [f"[{a}]" for a in sorted(_URL_ATTRS | _CSS_ATTRS - {"style"} | {"srcset"})]
-    + ["link", "base", "image", "use", "feimage", "style", "meta", "set", "animate"]
-)
+# attributes are collected apart: nearly every element of a newsletter has one, and few of them can load
+# anything.
+_CANDIDATE_ATTRS = frozenset(_URL_ATTRS | _CSS_ATTRS - {"style"} | {"srcset"})
+_CANDIDATE_TAGS = ("link", "base", "image", "use", "feimage", "style", "meta", "set", "animate")
+_CANDIDATES = ",".join([f"[{a}]" for a in sorted(_CANDIDATE_ATTRS)] + list(_CANDIDATE_TAGS))
+# The style attributes that _may_have_urls, in lexbor's terms ("i": ASCII case-insensitive, as the test is
+# for these ASCII words).
+_STYLE_WITH_URLS = ':is([style*="url" i],[style*="image-set" i],[style*="\\\\"])'
 _CONDITIONAL_COMMENT = re.compile(r"<!--\s*\[if[^\]]*\]>(.*?)(?:-->|\Z)", re.IGNORECASE | re.DOTALL)
+# What a conditional comment needs for loading_urls to find anything in it, checked before parsing it (a
+# parse costs more than most of them are worth): a nested conditional comment, a candidate element or
+# attribute, or a style attribute or element with something that may spell a URL (entities included).
+# The tokenizer lower-cases names and decodes no entity in them; an attribute name starts after one of
+# \t \n \f \r space / " ' and ends before one of \t \n \f \r space / > =, so splitting at all of these
+# (and more) leaves every attribute name whole.
+_NAME_BOUNDS = str.maketrans("/\"'>=", "     ")
+_CANDIDATE_TAG = re.compile("<(?:" + "|".join(_CANDIDATE_TAGS) + ")", re.IGNORECASE)
 _REFRESH = re.compile(r"url\s*=\s*['\"]?([^'\"\s;]+)", re.IGNORECASE)
 _ANY_REMOTE = re.compile(
     r"(?i)\bh(?=ttps?:)|\bf(?=tp:)|\bw(?=ss?:)|(?<=[\s\"'=(,])/(?=/[^\s/])|&(?=#)|\\(?=[0-9a-f])"
@@ -116,6 +126,22 @@ def _may_have_urls(css: str) -> bool:
     return "url" in low or "image-set" in low or "\\" in css
 
 
+def _may_load(html: str) -> bool:
+    """False if loading_urls certainly finds nothing in ``html``."""
+    if "[if" in html:
+        return True
+    low = html.lower()
+    names = set(low.translate(_NAME_BOUNDS).split())
+    if not names.isdisjoint(_CANDIDATE_ATTRS):
+        return True
+    # A <style> element (a candidate) loads only what its CSS spells, like a style attribute.
+    tags = {m.lower() for m in _CANDIDATE_TAG.findall(html)}
+    if tags - {"<style"}:
+        return True
+    urlish = "url" in low or "image-set" in low or "@import" in low or "\\" in low or "&" in low
+    return bool(tags or "style" in names) and urlish
+
+
 def loading_urls(text: str) -> list[Survivor]:
     """Every URL the rewritten document could still make a client load."""
     out: list[Survivor] = []
@@ -147,14 +173,16 @@ def loading_urls(text: str) -> list[Survivor]:
                 m = _REFRESH.search(value)
                 if m:
                     out.append(Survivor(m.group(1), tag, "content"))
-    for node in tree.css("[style]"):
+    for node in tree.css(_STYLE_WITH_URLS):
         value = node.attributes.get("style")
         if value and _may_have_urls(value):
             out.extend(Survivor(u, node.tag or "", "style") for u in _css_urls(value))
-    # Outlook renders the content of conditional comments, which an HTML5 parser leaves as comments.
+    # Outlook renders the content of conditional comments, which an HTML5 parser leaves as comments. Most
+    # of them are table markup with nothing to load, which is not worth a parse.
     if "[if" in text:
         for m in _CONDITIONAL_COMMENT.finditer(text):
-            out.extend(loading_urls(m.group(1)))
+            if _may_load(m.group(1)):
+                out.extend(loading_urls(m.group(1)))
     return out
 
 
