@@ -9,6 +9,8 @@ an advisory lock, so two proxies starting together do not migrate twice).
   reasons, action). Every detail level writes it; it is all ``aggregate`` keeps.
 - ``tracking_events``: one row per event (``events`` and ``research`` only): 10-minute time, the
   same dimensions, the user's keyed hash, and at ``research`` the redacted URL.
+- ``tracking_dropped``: per day, how many events the writer lost (store down, queue full), so
+  ``mailproxy data show`` can say what the log is missing.
 
 SQLite files are created 0600 in a folder created 0700, in WAL mode (readers such as ``mailproxy
 report`` never block the proxy's writer) with ``secure_delete`` on, so purged rows are overwritten
@@ -35,6 +37,7 @@ from mailproxy.tracking.events import DAY, TrackingEvent
 
 __all__ = [
     "DAILY_COLUMNS",
+    "DROPPED_COLUMNS",
     "EVENT_COLUMNS",
     "SCHEMA_VERSION",
     "PostgresStore",
@@ -45,6 +48,7 @@ __all__ = [
     "load_or_create_key",
     "open_store",
     "public_location",
+    "read_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class StoreError(MailproxyError):
 DAILY: Final = "tracking_daily"
 EVENTS: Final = "tracking_events"
 META: Final = "tracking_meta"
+DROPPED: Final = "tracking_dropped"
 DIMENSIONS: Final = (
     "channel",
     "sender_domain",
@@ -68,6 +73,7 @@ DIMENSIONS: Final = (
 )
 DAILY_COLUMNS: Final = ("day", *DIMENSIONS, "count")
 EVENT_COLUMNS: Final = ("time", *DIMENSIONS, "user_hash", "url")
+DROPPED_COLUMNS: Final = ("day", "count")
 
 # Each migration takes the schema from version n-1 to n. Placeholders: {id} the identity column,
 # {bigint} a 64-bit integer. Never edit a released migration: add one.
@@ -89,6 +95,8 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         f"ALTER TABLE {EVENTS} ADD COLUMN url TEXT NOT NULL DEFAULT ''",
         f"CREATE INDEX {EVENTS}_time ON {EVENTS} (time)",
     ),
+    # 3: events the writer lost, per day.
+    (f"CREATE TABLE {DROPPED} (day TEXT PRIMARY KEY, count {{bigint}} NOT NULL)",),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _PG_LOCK_KEY: Final = 0x6D61696C70  # advisory lock id for migrations ("mailp")
@@ -100,6 +108,10 @@ _UPSERT: Final = (
 )
 _INSERT_EVENT: Final = (
     f"INSERT INTO {EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 10)})"
+)
+_ADD_DROPPED: Final = (
+    f"INSERT INTO {DROPPED} (day, count) VALUES (?, ?)"
+    f" ON CONFLICT (day) DO UPDATE SET count = {DROPPED}.count + excluded.count"
 )
 
 
@@ -207,24 +219,24 @@ class Store(ABC):
             if detail is not LogDetail.AGGREGATE:
                 self._executemany(_INSERT_EVENT, [_event_row(e, detail) for e in events])
 
+    def add_dropped(self, per_day: dict[str, int]) -> None:
+        """Count events the writer lost, per day (YYYY-MM-DD)."""
+        if not per_day:
+            return
+        with self._transaction():
+            self._executemany(_ADD_DROPPED, sorted(per_day.items()))
+
     def import_rows(self, table: str, rows: Sequence[dict[str, object]]) -> int:
         """Add exported rows back (``data export`` output); counts of the same key add up."""
         if not rows:
             return 0
-        if table == "daily":
-            values = [
-                tuple(_clean(r, c, int if c == "count" else str) for c in DAILY_COLUMNS)
-                for r in rows
-            ]
-            sql = _UPSERT
-        elif table == "events":
-            values = [
-                tuple(_clean(r, c, int if c == "time" else str) for c in EVENT_COLUMNS)
-                for r in rows
-            ]
-            sql = _INSERT_EVENT
-        else:
+        if table not in _TABLES:
             raise StoreError(f"unknown table {table!r} in import")
+        _, columns, sql, _ = _TABLES[table]
+        values = [
+            tuple(_clean(r, c, int if c in ("count", "time") else str) for c in columns)
+            for r in rows
+        ]
         with self._transaction():
             self._executemany(sql, values)
         return len(values)
@@ -237,6 +249,7 @@ class Store(ABC):
             n = self._execute(f"DELETE FROM {EVENTS} WHERE time < ?", (int(cutoff),))
             # A day is purged only once all of it is older than the cutoff.
             n += self._execute(f"DELETE FROM {DAILY} WHERE day < ?", (_day(int(cutoff)),))
+            n += self._execute(f"DELETE FROM {DROPPED} WHERE day < ?", (_day(int(cutoff)),))
         if n:
             self._compact()
         return n
@@ -245,7 +258,18 @@ class Store(ABC):
         with self._transaction():
             n = self._execute(f"DELETE FROM {EVENTS}")
             n += self._execute(f"DELETE FROM {DAILY}")
+            n += self._execute(f"DELETE FROM {DROPPED}")
         self._compact()
+        return n
+
+    def purge_user(self, user_hash: str) -> int:
+        """Delete the event rows of one user (by keyed hash); the number deleted. The daily counts
+        hold no user and stay."""
+        _check_hash(user_hash)
+        with self._transaction():
+            n = self._execute(f"DELETE FROM {EVENTS} WHERE user_hash = ?", (user_hash,))
+        if n:
+            self._compact()
         return n
 
     # -- reading ---------------------------------------------------------------------------------
@@ -258,16 +282,21 @@ class Store(ABC):
             )
         return self._query(f"SELECT {cols} FROM {DAILY} ORDER BY day")
 
-    def iter_rows(self, table: str) -> Iterator[dict[str, object]]:
-        """Every row of ``daily`` or ``events``, as column -> value."""
-        cols: tuple[str, ...]
-        if table == "daily":
-            cols, name, order = DAILY_COLUMNS, DAILY, f"day, {', '.join(DIMENSIONS)}"
-        elif table == "events":
-            cols, name, order = EVENT_COLUMNS, EVENTS, "time, id"
-        else:
+    def iter_rows(self, table: str, *, user_hash: str | None = None) -> Iterator[dict[str, object]]:
+        """Every row of ``daily``, ``events`` or ``dropped``, as column -> value; with `user_hash`,
+        only that user's event rows."""
+        if table not in _TABLES:
             raise StoreError(f"unknown table {table!r}")
-        for row in self._query(f"SELECT {', '.join(cols)} FROM {name} ORDER BY {order}"):
+        name, cols, _, order = _TABLES[table]
+        where = ""
+        params: tuple[str, ...] = ()
+        if user_hash is not None:
+            _check_hash(user_hash)
+            if table != "events":
+                raise StoreError(f"table {table!r} has no user")
+            where, params = " WHERE user_hash = ?", (user_hash,)
+        sql = f"SELECT {', '.join(cols)} FROM {name}{where} ORDER BY {order}"
+        for row in self._query(sql, params):
             yield dict(zip(cols, row, strict=True))
 
     def stats(self) -> dict[str, object]:
@@ -290,7 +319,38 @@ class Store(ABC):
             "event_last": e[0][2],
             "event_urls": int(e[0][3] or 0),
             "event_users": int(e[0][4] or 0),
+            **self._dropped_stats(),
         }
+
+    def _dropped_stats(self) -> dict[str, object]:
+        r = self._query(f"SELECT COALESCE(SUM(count), 0), MIN(day), MAX(day) FROM {DROPPED}")
+        return {"dropped": int(r[0][0]), "dropped_first": r[0][1], "dropped_last": r[0][2]}
+
+    def user_days(self, user_hash: str) -> list[tuple[str, int, int]]:
+        """One user's event rows per UTC day: (day, rows, rows with a URL), oldest first."""
+        _check_hash(user_hash)
+        # Integer division, not "%": psycopg reads a "%" as the start of a placeholder.
+        day = f"time / {DAY} * {DAY}"
+        rows = self._query(
+            f"SELECT {day}, COUNT(*), SUM(CASE WHEN url <> '' THEN 1 ELSE 0 END) FROM {EVENTS}"
+            f" WHERE user_hash = ? GROUP BY {day} ORDER BY {day}",
+            (user_hash,),
+        )
+        return [(_day(int(t)), int(n), int(u or 0)) for t, n, u in rows]
+
+
+# The tables of exports and imports: name, columns, how a row is added, the order rows are read in.
+_TABLES: Final = {
+    "daily": (DAILY, DAILY_COLUMNS, _UPSERT, f"day, {', '.join(DIMENSIONS)}"),
+    "events": (EVENTS, EVENT_COLUMNS, _INSERT_EVENT, "time, id"),
+    "dropped": (DROPPED, DROPPED_COLUMNS, _ADD_DROPPED, "day"),
+}
+
+
+def _check_hash(user_hash: str) -> None:
+    # "" marks rows without a user (scan, aggregate): never select or delete those as a user's.
+    if not user_hash:
+        raise StoreError("no user hash given")
 
 
 def _clean(row: dict[str, object], column: str, kind: type) -> object:
@@ -552,6 +612,19 @@ def load_or_create_key(path: Path) -> bytes:
             fh.write(key)
         return key
     raise StoreError(f"{path}: the tracking key file stays empty; delete it")
+
+
+def read_key(path: Path) -> bytes | None:
+    """The secret at `path` without ever creating it: None when there is none. Raises StoreError."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the tracking key ({exc.strerror})") from exc
+    if len(key) < 32:
+        raise StoreError(f"{path}: the tracking key file is truncated; delete it")
+    return key
 
 
 def cutoff_for(retention_days: int, now: float | None = None) -> int:

@@ -6,7 +6,8 @@ queue, without waiting: when the queue is full the item is counted as dropped. E
 happens on the writer thread: reducing findings to events (URL redaction at ``research``), opening
 the store, batched writes, retention purges. When the store is down, the writer counts the events
 of each failed batch as dropped, logs the outage once, and tries again every ``retry_interval``
-seconds; the proxy never notices.
+seconds; the proxy never notices. Dropped events are also counted in the store, per day, once it
+can be written again (``mailproxy data show`` reports them).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Final
 from mailproxy.config import Config, LogDetail
 from mailproxy.model import Finding
 from mailproxy.tracking.events import (
+    DAY,
     TrackingEvent,
     UserHasher,
     acted_on,
@@ -76,6 +78,7 @@ class EventSink:
         self._retry_interval = retry_interval
         self._lock = threading.Lock()
         self._dropped = 0
+        self._unsaved: dict[int, int] = {}  # day number -> dropped events not yet in the store
         self._written = 0
         self._enqueued = 0  # items put on the queue
         self._done = 0  # items the writer has finished with (written or dropped)
@@ -134,7 +137,7 @@ class EventSink:
             try:
                 self._queue.put_nowait(item)
             except queue.Full:
-                self._dropped += self._count(item, findings)
+                self._count_dropped(self._count(item, findings))
             else:
                 self._enqueued += 1
 
@@ -149,7 +152,14 @@ class EventSink:
 
     def _drop(self, n: int) -> None:
         with self._lock:
+            self._count_dropped(n)
+
+    def _count_dropped(self, n: int) -> None:
+        """With the lock held: add `n` to the total and to today's count still to be saved."""
+        if n:
             self._dropped += n
+            today = int(time.time()) // DAY
+            self._unsaved[today] = self._unsaved.get(today, 0) + n
 
     # -- status ----------------------------------------------------------------------------------
     @property
@@ -219,6 +229,8 @@ class EventSink:
                     with self._lock:
                         self._done += len(items)
             if stopping:
+                if self._store is not None:
+                    self._save_dropped(self._store)
                 break
             self._maintain()
 
@@ -313,8 +325,22 @@ class EventSink:
             self._store.close()
             self._store = None
 
+    def _save_dropped(self, store: Store) -> None:
+        """Count the dropped events in the store; kept for the next try if that fails."""
+        with self._lock:
+            unsaved, self._unsaved = self._unsaved, {}
+        if not unsaved:
+            return
+        try:
+            store.add_dropped({_day(d): n for d, n in unsaved.items()})
+        except StoreError as exc:
+            with self._lock:
+                for d, n in unsaved.items():
+                    self._unsaved[d] = self._unsaved.get(d, 0) + n
+            self._failed(exc)
+
     def _maintain(self) -> None:
-        """Retention: on start (first open) and daily."""
+        """Dropped-event counts when there are any; retention on start (first open) and daily."""
         store = self._store
         if store is None:
             if not self._closed and time.monotonic() >= self._retry_at:
@@ -322,13 +348,19 @@ class EventSink:
                 store = self._store
             if store is None:
                 return
-        if not self._retention.due():
+        self._save_dropped(store)
+        store = self._store  # None if saving failed
+        if store is None or not self._retention.due():
             return
         try:
             purge_expired(store, self.retention_days)
             self._retention.done()
         except StoreError as exc:
             self._failed(exc)
+
+
+def _day(number: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(number * DAY))
 
 
 def sink_for(config: Config) -> EventSink | None:

@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from tracking_support import run_cli
 
 from mailproxy.config import LogDetail
+from mailproxy.model import Action, Finding, Tier, Vector, Verdict
+from mailproxy.tracking.events import UserHasher
 from mailproxy.tracking.inventory import export_jsonl, import_jsonl
-from mailproxy.tracking.store import SCHEMA_VERSION, PostgresStore, StoreError, open_store
+from mailproxy.tracking.store import (
+    SCHEMA_VERSION,
+    PostgresStore,
+    StoreError,
+    key_path_for,
+    open_store,
+)
 from mailproxy.tracking.writer import EventSink
 
 psycopg = pytest.importorskip("psycopg")
@@ -78,7 +87,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def clean_db(pg_url: str) -> str:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        for table in ("tracking_events", "tracking_daily", "tracking_meta"):
+        for table in ("tracking_events", "tracking_daily", "tracking_dropped", "tracking_meta"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
     return pg_url
 
@@ -195,6 +204,50 @@ def test_postgres_round_trip_purge_and_migration(clean_db: str, tmp_path: Path) 
     assert store.purge_all() == 1
     assert store.stats()["event_rows"] == 0
     store.close()
+
+
+def test_postgres_one_user_and_dropped_counts(
+    clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))  # where the PostgreSQL store's key lives
+    key = key_path_for(clean_db)
+    sink = EventSink(lambda: open_store(clean_db), detail=LogDetail.EVENTS, key_path=key)
+    finding = Finding(url="https://t.example/o.gif", vector=Vector.IMG, verdict=Verdict.TRACKER,
+                      action=Action.STRIP, tier=Tier.HIGH, reasons=("known-tracker",),
+                      tracker_domain="t.example")  # fmt: skip
+    for n in range(30):
+        sink.record_findings([finding], channel="imap", sender_domain="s.example",
+                             user=("Alice@Example.org", "bob@example.org", None)[n % 3])  # fmt: skip
+    sink.close()
+    store = open_store(clean_db)
+    store.add_dropped({"2030-01-02": 3})
+    store.close()
+    alice = UserHasher(key.read_bytes())("alice@example.org")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[log]\nstore = "{clean_db}"\ndetail = "events"\n')
+
+    def users() -> dict[str, int]:
+        with psycopg.connect(clean_db) as conn:
+            rows = conn.execute("SELECT user_hash, COUNT(*) FROM tracking_events GROUP BY 1")
+            return dict(rows.fetchall())
+
+    before = users()
+    assert before[alice] == 10 and len(before) == 3  # alice, bob, and no user
+    assert run_cli(["data", "show", "-c", str(config), "--user", "alice@example.org"]) == 0
+    shown = capsys.readouterr().out
+    assert "10 rows, 0 with a redacted URL" in shown and alice not in shown
+    out = tmp_path / "alice.jsonl"
+    argv = ["data", "export", "-c", str(config), "--user", "ALICE@example.org", "-o", str(out)]
+    assert run_cli(argv) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 11 and alice not in out.read_text()
+    assert run_cli(["data", "purge", "-c", str(config), "--user", "alice@example.org"]) == 0
+    assert "10 rows deleted" in capsys.readouterr().out
+    assert users() == {h: n for h, n in before.items() if h != alice}
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT SUM(count) FROM tracking_daily").fetchone() == (30,)
+    assert run_cli(["data", "show", "-c", str(config)]) == 0
+    assert "how much:  3 events, 2030-01-02 to 2030-01-02" in capsys.readouterr().out
 
 
 def test_unreachable_postgres_does_not_block() -> None:

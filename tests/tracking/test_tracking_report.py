@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from tracking_support import READER, READER_MD5, SENDER_DOMAIN, sample_findings
+from tracking_support import READER, READER_MD5, SENDER_DOMAIN, run_cli, sample_findings
 
-from mailproxy.config import LogDetail, load_config
+from mailproxy.config import LogDetail
 from mailproxy.errors import MailproxyError
-from mailproxy.tracking import cli as tracking_cli
 from mailproxy.tracking.events import TrackingEvent
 from mailproxy.tracking.report import build_report, render
 from mailproxy.tracking.store import key_path_for, open_store
@@ -187,14 +185,6 @@ def test_html_report_renders_charts_in_chromium(tmp_path: Path) -> None:
 
 
 # --- the CLI -------------------------------------------------------------------------------------
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mailproxy")
-    sub = parser.add_subparsers(dest="command", required=True)
-    tracking_cli.add_commands(sub)
-    args = parser.parse_args(argv)
-    return tracking_cli.COMMANDS[args.command](args, load_config(args.config))
 
 
 def test_cli_show_export_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

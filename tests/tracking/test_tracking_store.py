@@ -211,7 +211,7 @@ def test_migration_from_version_1(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     store = open_store(db)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     daily = list(store.iter_rows("daily"))
     assert daily == [
         {
@@ -233,11 +233,35 @@ def test_migration_from_version_1(tmp_path: Path) -> None:
     # Same key as the old row: the counts add up (7 + 1 + 1).
     store.write([event(1893542400 + 1200)], LogDetail.AGGREGATE)
     assert next(store.iter_rows("daily"))["count"] == 9
+    assert list(store.iter_rows("dropped")) == []
     store.close()
     # Opening again migrates nothing and keeps everything.
     again = open_store(db)
-    assert again.schema_version() == 2 and again.stats()["event_rows"] == 2
+    assert again.schema_version() == 3 and again.stats()["event_rows"] == 2
     again.close()
+
+
+def test_migration_from_version_2(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(db)
+    for statement in V1_DDL:
+        conn.execute(statement)
+    conn.execute("ALTER TABLE tracking_events ADD COLUMN url TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX tracking_events_time ON tracking_events (time)")
+    conn.execute("UPDATE tracking_meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    store = open_store(db)
+    assert store.schema_version() == 3
+    assert store.stats()["dropped"] == 0 and store.stats()["event_rows"] == 1
+    store.add_dropped({"2030-01-02": 4})
+    store.add_dropped({"2030-01-02": 1, "2030-01-03": 2})
+    assert list(store.iter_rows("dropped")) == [
+        {"day": "2030-01-02", "count": 5},
+        {"day": "2030-01-03", "count": 2},
+    ]
+    assert next(store.iter_rows("daily"))["count"] == 7
+    store.close()
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

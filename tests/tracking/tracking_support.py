@@ -1,14 +1,18 @@
-"""Helpers of the tracking-log tests: real findings from the bundled samples, raw DB reads."""
+"""Helpers of the tracking-log tests: real findings from the bundled samples, raw DB reads, the
+tracking commands as the CLI parses them."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sqlite3
 from functools import cache
 from pathlib import Path
 
+from mailproxy.config import load_config
 from mailproxy.engine import Engine
 from mailproxy.model import Finding
+from mailproxy.tracking import cli as tracking_cli
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mailproxy" / "samples"
 READER = "reader@example.com"  # the recipient of the bundled samples
@@ -47,3 +51,13 @@ def raw_bytes(db: Path) -> bytes:
     if wal.exists():
         data += wal.read_bytes()
     return data
+
+
+def run_cli(argv: list[str]) -> int:
+    """`mailproxy report` / `mailproxy data` parsed and run as the CLI does; argparse errors raise
+    SystemExit, MailproxyError goes up (the CLI turns it into exit status 2)."""
+    parser = argparse.ArgumentParser(prog="mailproxy")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tracking_cli.add_commands(sub)
+    args = parser.parse_args(argv)
+    return tracking_cli.COMMANDS[args.command](args, load_config(args.config))
