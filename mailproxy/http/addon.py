@@ -559,7 +559,7 @@ class TlsPolicy:
 
 
 class ConfigOption:
-    """The mitmdump options: `--set mailproxy_config=FILE --set mailproxy_tls=auto`."""
+    """The mitmdump options: `--set mailproxy_config=FILE [--set mailproxy_tls=MODE]`."""
 
     def __init__(self, state: ProxyState) -> None:
         self.state = state
@@ -574,10 +574,11 @@ class ConfigOption:
         loader.add_option(
             "mailproxy_tls",
             str,
-            "auto",
+            "",
             "Which HTTPS tunnels mailproxy decrypts: intercept (the client trusts the mitmproxy "
-            "CA), passthrough (block known tracker hosts at CONNECT only), or auto.",
-            choices=list(TLS_MODES),
+            "CA), passthrough (block known tracker hosts at CONNECT only), or auto; empty for the "
+            "configuration file's [http] tls.",
+            choices=["", *TLS_MODES],
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -589,8 +590,9 @@ class ConfigOption:
                 self.state.reconfigure(load_config(path or None))
             except MailproxyError as exc:
                 raise exceptions.OptionsError(str(exc)) from exc
-        if "mailproxy_tls" in updated:
-            self.state.tls = cast(TlsMode, ctx.options.mailproxy_tls)
+        if updated & {"mailproxy_config", "mailproxy_tls"}:
+            # The option, when set, overrides the file (as `mailproxy run --tls` does).
+            self.state.tls = cast(TlsMode, ctx.options.mailproxy_tls or str(self.state.config.http.tls))
 
 
 def all_addons(state: ProxyState) -> list[object]:

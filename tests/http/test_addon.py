@@ -599,6 +599,20 @@ def test_config_option_loads_the_file(tmp_path: Path) -> None:
         assert s.config.privacy.dnt == "0"  # the old configuration stays
 
 
+def test_tls_mode_comes_from_the_file_unless_the_option_sets_it(tmp_path: Path) -> None:
+    s = ProxyState()
+    path = tmp_path / "c.toml"
+    path.write_text('[http]\ntls = "passthrough"\n', encoding="utf-8")
+    opt = ConfigOption(s)
+    with taddons.context(opt) as tctx:
+        tctx.configure(opt, mailproxy_config=str(path))
+        assert s.tls == "passthrough"
+        tctx.configure(opt, mailproxy_tls="intercept")
+        assert s.tls == "intercept"
+        tctx.configure(opt, mailproxy_tls="")
+        assert s.tls == "passthrough"
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "addons").glob("*.py")))
 def test_addon_scripts_load_alone(script: str) -> None:
     with taddons.context() as tctx:
