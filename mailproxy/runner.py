@@ -58,7 +58,15 @@ async def serve_imap_half(
 
     engine = Engine.from_config(config)
     listening = listening or asyncio.Event()
-    serving = asyncio.ensure_future(serve_imap(config.imap, engine, ready=listening, on_result=record))
+    serving = asyncio.ensure_future(
+        serve_imap(
+            config.imap,
+            engine,
+            ready=listening,
+            on_result=record,
+            engine_factory=functools.partial(Engine.from_config, config),
+        )
+    )
     started = asyncio.ensure_future(listening.wait())
     await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
     started.cancel()

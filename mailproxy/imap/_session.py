@@ -23,11 +23,16 @@ says otherwise. The rules, and the state each one needs, all live in this file.
 7. SELECT/EXAMINE and their ``[UIDVALIDITY n]`` give the mailbox half of the cache key; while one
    is in flight, the cache is not consulted for new commands (the mailbox may be about to change).
 8. With ``defer_rewrites`` (the asyncio shell), the session does not call the rewriter itself: when
-   a FETCH response needs a message rewritten, processing stops at that response and the ``Output``
-   carries a ``RewriteJob``. The shell runs the job off the event loop and hands the result to
+   a FETCH response needs a message rewritten, the ``Output`` carries a ``RewriteJob`` and the
+   response is held. The shell runs the job off the event loop and hands the result to
    ``rewrite_done``, which re-reads the held response (rewriting it is deterministic, and nothing
-   changes state before the rewrite is asked for) and carries on. Until then, bytes from either
-   side are only buffered, so what the client sees keeps the server's order.
+   changes state before the rewrite is asked for) and carries on. Everything after a held response
+   waits behind it, so what the client sees keeps the server's order. With ``max_jobs`` above one,
+   untagged responses after a held one are still read, so the FETCH responses of one command hand
+   out up to that many jobs at once (a pool can rewrite them side by side); anything else (a
+   tagged or continuation response, a streamed one) stops reading until everything before it is
+   out, so no state the held responses depend on (user, mailbox, pinned cache entries) changes
+   under them. Client bytes are only buffered while anything is held.
 9. A FETCH response with a literal above ``max_literal`` cannot be buffered for the rewriter; it
    streams through ``_neutralize.StreamNeutralizer`` instead, which breaks every URL scheme in it
    without changing a length (base64 parts inside it stay as they are; see that module).
@@ -43,6 +48,7 @@ import base64
 import binascii
 import logging
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,14 +92,33 @@ class RewriteJob:
 @dataclass(frozen=True, slots=True)
 class Output:
     """What to do after feeding bytes: write ``to_client`` then ``to_server`` (each as one write),
-    then, if ``start_tls``, switch the client connection to TLS before reading from it again. A
-    ``rewrite`` job (only with ``defer_rewrites``) must be run and its result passed to
-    ``Session.rewrite_done``; the session holds everything else back until then."""
+    then, if ``start_tls``, switch the client connection to TLS before reading from it again. Each
+    of ``rewrites`` (new jobs, only with ``defer_rewrites``) must be run and its result passed to
+    ``Session.rewrite_done``; the session holds back what follows each one until then."""
 
     to_client: bytes = b""
     to_server: bytes = b""
     start_tls: bool = False
-    rewrite: RewriteJob | None = None
+    rewrites: tuple[RewriteJob, ...] = ()
+
+    @property
+    def rewrite(self) -> RewriteJob | None:
+        """The first new job, if any (the only one with ``max_jobs=1``)."""
+        return self.rewrites[0] if self.rewrites else None
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A FETCH response waiting for its job's result (rule 8)."""
+
+    event: Response
+    job: RewriteJob
+    result: bytes | None = None
+
+
+# Bytes held behind a pending rewrite before reading from the server stops: bounds what a stream of
+# messages that need no rewrite costs while one before them is rewritten.
+_MAX_HELD_BYTES = 16 << 20
 
 
 class _Deferred(Exception):
@@ -129,15 +154,23 @@ class Session:
         max_line: int = DEFAULT_MAX_LINE,
         max_literal: int = DEFAULT_MAX_LITERAL,
         defer_rewrites: bool = False,
+        max_jobs: int = 1,
         may_change: Callable[[bytes], bool] | None = None,
     ) -> None:
         self._rewriter = rewriter
         # Rule 10: the rewriter's own cheap verdict on a message it would leave as it is.
         self._may_change = may_change
         self._defer = defer_rewrites
-        # Rule 8: the job handed out, the response waiting for it, and the finished result.
-        self._job: RewriteJob | None = None
-        self._held: Response | None = None
+        # Rule 8: in server order, held responses, output behind them and a response that waits
+        # for all of them; the jobs not answered yet; jobs new since the last Output; the result
+        # being applied.
+        self._max_jobs = max(1, max_jobs)
+        self._queue: deque[_Held | bytes | Response | ResponseChunk] = deque()
+        self._queued_bytes = 0
+        self._barrier = False
+        self._open_jobs = 0
+        self._new_jobs: list[RewriteJob] = []
+        self._replaying = False
         self._done: tuple[bytes, bytes] | None = None
         self._cache = cache if cache is not None else RewriteCache()
         self._policy_key = policy_key
@@ -184,7 +217,7 @@ class Session:
     def receive_client(self, data: bytes) -> Output:
         """Bytes from the client. Raises RemoteProtocolError when they cannot be framed."""
         self._client.receive_data(data)
-        if self._job is None:
+        if not self._queue:
             self._pump_client()
         return self._flush()
 
@@ -201,39 +234,84 @@ class Session:
     def receive_server(self, data: bytes) -> Output:
         """Bytes from the server. Raises RemoteProtocolError when they cannot be framed."""
         self._server.receive_data(data)
-        if self._job is None:
-            self._pump_server()
+        self._pump_server()
         return self._flush()
 
     @property
     def rewrite_pending(self) -> bool:
-        """A ``RewriteJob`` was handed out and ``rewrite_done`` has not been called yet."""
-        return self._job is not None
+        """A ``RewriteJob`` was handed out and ``rewrite_done`` has not been called for it yet."""
+        return self._open_jobs > 0
 
-    def rewrite_done(self, result: bytes) -> Output:
-        """The rewritten bytes of the pending ``RewriteJob``; processing resumes where it stopped.
+    @property
+    def wants_server_data(self) -> bool:
+        """Whether server bytes would be processed now rather than only buffered (the shell stops
+        reading from the server otherwise)."""
+        return not self._barrier and (
+            not self._queue
+            or (self._open_jobs < self._max_jobs and self._queued_bytes < _MAX_HELD_BYTES)
+        )
 
-        Raises LocalProtocolError when no job is pending.
+    def rewrite_done(self, result: bytes, job: RewriteJob | None = None) -> Output:
+        """The rewritten bytes for ``job`` (by identity; None: the oldest job not answered yet).
+        Processing resumes where it stopped once everything before it is out.
+
+        Raises LocalProtocolError when no such job is pending.
         """
-        job, held = self._job, self._held
-        if job is None or held is None:
+        held = next(
+            (
+                h
+                for h in self._queue
+                if isinstance(h, _Held) and h.result is None and (job is None or h.job is job)
+            ),
+            None,
+        )
+        if held is None:
             raise LocalProtocolError("rewrite_done without a pending rewrite")
-        self._job = self._held = None
-        self._done = (job.whole, result)
-        try:
-            self._server_event(held)
-        finally:
-            self._done = None
-        if self._job is None:
-            self._pump_server()
-        if self._job is None:
+        held.result = result
+        self._open_jobs -= 1
+        self._drain()
+        self._pump_server()
+        if not self._queue:
             self._pump_client()
         return self._flush()
 
+    def _drain(self) -> None:
+        """Send on everything at the front of the queue that no longer waits for a result."""
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            if isinstance(head, _Held):
+                if head.result is None:
+                    return
+                queue.popleft()
+                self._queued_bytes -= len(head.event.data)
+                self._done = (head.job.whole, head.result)
+                self._replaying = True
+                try:
+                    self._server_event(head.event)
+                finally:
+                    self._done = None
+                    self._replaying = False
+            elif isinstance(head, bytes):
+                queue.popleft()
+                self._queued_bytes -= len(head)
+                self._to_client.append(head)
+            else:
+                # The response that waited for everything before it (rule 8).
+                queue.popleft()
+                self._queued_bytes -= len(head.data)
+                self._barrier = False
+                self._server_event(head)
+
     def _pump_server(self) -> None:
-        while self._job is None:
+        while self.wants_server_data:
             ev = self._server.next_event()
             if ev is NEED_DATA:
+                break
+            if self._queue and not (isinstance(ev, Response) and ev.kind == "*"):
+                self._queue.append(ev)
+                self._queued_bytes += len(ev.data)
+                self._barrier = True
                 break
             self._server_event(ev)
 
@@ -244,8 +322,23 @@ class Session:
         try:
             self._server_response(ev)
         except _Deferred as d:
-            self._held = ev
-            self._job = RewriteJob(d.whole, self.user)
+            job = RewriteJob(d.whole, self.user)
+            if self._replaying:
+                # The held response at the head of the queue: it goes back there.
+                self._queue.appendleft(_Held(ev, job))
+            else:
+                self._queue.append(_Held(ev, job))
+            self._queued_bytes += len(ev.data)
+            self._open_jobs += 1
+            self._new_jobs.append(job)
+
+    def _emit(self, data: bytes) -> None:
+        """Output for the client, in server order: behind whatever is held (rule 8)."""
+        if self._queue and not self._replaying:
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+        else:
+            self._to_client.append(data)
 
     def tls_started(self) -> None:
         """The shell finished the client's TLS handshake after an ``Output.start_tls``."""
@@ -257,10 +350,11 @@ class Session:
             to_client=b"".join(self._to_client),
             to_server=b"".join(self._to_server),
             start_tls=self._start_tls,
-            rewrite=self._job,
+            rewrites=tuple(self._new_jobs),
         )
         self._to_client.clear()
         self._to_server.clear()
+        self._new_jobs.clear()
         return out
 
     @property
@@ -395,11 +489,11 @@ class Session:
         self._streamed_size += len(ev.data)
         n = self._neutralizer
         if n is None:
-            self._to_client.append(ev.data)
+            self._emit(ev.data)
             return
         data = n.feed(ev.data, last=ev.last)
         if data:
-            self._to_client.append(data)
+            self._emit(data)
         if ev.last:
             self._neutralizer = None
             self.stats.neutralized += 1
@@ -417,12 +511,12 @@ class Session:
             self._greeted = True
             if data[:10].upper().startswith(b"* PREAUTH"):
                 self.authenticated = True
-            self._to_client.append(self._filter_caps(data))
+            self._emit(self._filter_caps(data))
             return
         if ev.kind == "+":
             if self._raw_owner is not None:
                 self._raw_line_expected = True
-            self._to_client.append(data)
+            self._emit(data)
             return
         if ev.kind == "*":
             if _FETCH.match(data):
@@ -442,7 +536,7 @@ class Session:
                 elif has_capabilities(data):
                     data = self._filter_caps(data)
             if data:
-                self._to_client.append(data)
+                self._emit(data)
             return
         self._tagged(ev.tag, data)
 
@@ -472,7 +566,7 @@ class Session:
                 self.mailbox = self.uidvalidity = None
             self._pending_uidvalidity = None
         self._pinned.pop(tag, None)
-        self._to_client.append(data)
+        self._emit(data)
 
     def _logged_in(self, user: str | None) -> None:
         self.authenticated = True

@@ -13,6 +13,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import multiprocessing
+import os
 import re
 import ssl
 from collections.abc import Callable, Coroutine, Iterator
@@ -31,6 +33,7 @@ from mailproxy.imap._protocol import (
     strip_capability_code,
 )
 from mailproxy.imap._session import Output, RewriteJob, Rewriter, Session
+from mailproxy.model import Action
 
 if TYPE_CHECKING:
     from mailproxy.config import ImapConfig
@@ -60,10 +63,13 @@ class ProxySettings:
     cache_bytes: int = DEFAULT_MAX_BYTES
     idle_timeout: float = IDLE_TIMEOUT
     connect_timeout: float = CONNECT_TIMEOUT
-    # Rewrites run in this many worker threads, off the event loop, so one big message does not
-    # stall every other session. One by default: the rewriter is pure Python (the GIL serializes it
-    # anyway) and the engine's caches are not documented as safe for concurrent callers.
-    rewrite_workers: int = 1
+    # Rewrites run off the event loop, so one big message does not stall every other session. With
+    # an engine factory (``serve_imap``), in this many worker processes (0: one per CPU), so the
+    # messages of one FETCH, and those of several sessions, are rewritten side by side; each session
+    # then hands out up to one job more than there are workers. Otherwise (or with 1) in one
+    # thread: the rewriter is pure Python, so more threads would only take turns at the GIL, and the
+    # engine's caches are not documented as safe for concurrent callers.
+    rewrite_workers: int = 0
 
 
 def settings_from_config(config: ImapConfig, **overrides: Any) -> ProxySettings:
@@ -160,29 +166,76 @@ def may_change(raw: bytes) -> bool:
     )
 
 
+def _engine_rewrite(engine: _Engine, raw: bytes, user: str | None) -> Any:
+    """The engine's Result for ``raw`` without the findings the policy allowed, or the neutralized
+    bytes when the engine failed.
+
+    Allowed references interest neither the log nor the tracking log (which keeps what the policy
+    acted on) and are most of a newsletter's findings: leaving them out halves what a worker
+    process pickles back.
+    """
+    try:
+        result = engine.rewrite(raw, user=user)
+    except Exception:  # the engine promises not to raise; if it does, the session must survive
+        log.exception("rewriting a message failed; it was delivered with every URL neutralized")
+        return neutralize_message(raw)
+    result.findings = [f for f in result.findings if f.action is not Action.ALLOW]
+    return result
+
+
+# The engine of a rewrite worker process (``_worker_start``), built there from a picklable factory.
+_worker_engine: _Engine | None = None
+
+
+def _worker_start(factory: Callable[[], _Engine]) -> None:
+    global _worker_engine
+    _worker_engine = factory()
+
+
+def _worker_rewrite(raw: bytes, user: str | None) -> Any:
+    assert _worker_engine is not None, "the worker was started without an engine"
+    return _engine_rewrite(_worker_engine, raw, user)
+
+
+def _worker_ready() -> None:
+    """A no-op job: the pool starts its processes (and they build their engines) at once."""
+
+
 class EngineRewriter:
     """Adapts ``mailproxy.engine.Engine`` to the ``Rewriter`` callable; logs counts, never
-    content."""
+    content.
+
+    With a ``factory`` (picklable, building the same engine), ``ImapProxy`` can rewrite in worker
+    processes: they run ``_worker_rewrite`` and this object ``finish``es their results here.
+    """
 
     may_change = staticmethod(may_change)
 
-    def __init__(self, engine: _Engine, on_result: Callable[[Any, str | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: _Engine,
+        on_result: Callable[[Any, str | None], None] | None = None,
+        *,
+        factory: Callable[[], _Engine] | None = None,
+    ) -> None:
         self._engine = engine
         self._on_result = on_result  # e.g. the tracking log's recorder: (Result, login user)
+        self.factory = factory
 
     def __call__(self, raw: bytes, user: str | None) -> bytes:
-        try:
-            result = self._engine.rewrite(raw, user=user)
-        except Exception:  # the engine promises not to raise; if it does, the session must survive
-            log.exception("rewriting a message failed; it was delivered with every URL neutralized")
-            return neutralize_message(raw)
+        return self.finish(_engine_rewrite(self._engine, raw, user), user)
+
+    def finish(self, result: Any, user: str | None) -> bytes:
+        """The rewritten bytes of an ``_engine_rewrite`` outcome; records and logs its findings."""
+        if isinstance(result, bytes):
+            return result  # neutralized after an engine failure (already logged)
         if self._on_result is not None:
             try:
                 self._on_result(result, user)
             except Exception:  # the tracking log must never cost the reader their mail
                 log.exception("recording the tracking events of a message failed")
         data: bytes = result.data
-        findings = [f for f in result.findings if str(f.action) != "allow"]
+        findings = result.findings
         if findings:
             vendors = sorted({f.vendor for f in findings if f.vendor})
             log.info(
@@ -224,9 +277,52 @@ class ImapProxy:
         self.connections: set[_ClientSide] = set()
         self._server: asyncio.Server | None = None
         self._tasks = _Tasks()
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, settings.rewrite_workers), thread_name_prefix="imap-rewrite"
+        workers = settings.rewrite_workers or os.cpu_count() or 1
+        self._engine_rewriter = rewriter if isinstance(rewriter, EngineRewriter) else None
+        self._factory = self._engine_rewriter.factory if self._engine_rewriter is not None else None
+        self._processes = workers if workers > 1 and self._factory is not None else 0
+        self.max_jobs = self._processes + 1 if self._processes else 1
+        self.executor = self._new_executor()
+
+    def _new_executor(self) -> concurrent.futures.Executor:
+        if self._factory is None or not self._processes:
+            return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-rewrite")
+        # "spawn": a forked child would inherit the event loop, the tracking log's thread and
+        # their locks.
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self._processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_start,
+            initargs=(self._factory,),
         )
+
+    async def run_rewrite(self, job: RewriteJob) -> bytes:
+        """``job.whole`` rewritten off the event loop (in a worker process when there are any)."""
+        loop = asyncio.get_running_loop()
+        if not self._processes:
+            return await loop.run_in_executor(self.executor, self.rewriter, job.whole, job.user)
+        assert self._engine_rewriter is not None
+        pool = self.executor
+        try:
+            work = loop.run_in_executor(pool, _worker_rewrite, job.whole, job.user)
+        except concurrent.futures.BrokenExecutor:  # broken since the last rewrite: this one may go on
+            pool = self._replace_broken_pool(pool)
+            work = loop.run_in_executor(pool, _worker_rewrite, job.whole, job.user)
+        try:
+            outcome = await work
+        except concurrent.futures.BrokenExecutor:
+            self._replace_broken_pool(pool)
+            raise
+        return self._engine_rewriter.finish(outcome, job.user)
+
+    def _replace_broken_pool(self, broken: concurrent.futures.Executor) -> concurrent.futures.Executor:
+        """A pool in place of ``broken``, whose worker died (killed, out of memory): the sessions
+        waiting on it end with BYE, later rewrites go to new workers."""
+        if self.executor is broken:  # not yet replaced on another session's news of it
+            log.error("a rewrite worker process died; starting new ones")
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.executor = self._new_executor()
+        return self.executor
 
     @property
     def address(self) -> tuple[str, int]:
@@ -238,6 +334,10 @@ class ImapProxy:
 
     async def start(self) -> None:
         s = self.settings
+        if self._processes:
+            # Start the workers (and their engines) now, not on the first message.
+            for _ in range(self._processes):
+                self.executor.submit(_worker_ready)
         ssl_ctx = s.client_ssl if s.client_ssl is not None and s.client_tls == "implicit" else None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -288,6 +388,7 @@ class _ClientSide(asyncio.Protocol):
             max_line=s.max_line,
             max_literal=s.max_literal,
             defer_rewrites=True,
+            max_jobs=proxy.max_jobs,
             may_change=proxy.may_change,
         )
         self.transport: asyncio.Transport | None = None
@@ -301,6 +402,7 @@ class _ClientSide(asyncio.Protocol):
         # Write buffers above their high-water mark: the other side is not read meanwhile.
         self.client_full = False
         self.upstream_full = False
+        self._tls_switch = False
 
     # -- asyncio callbacks -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -360,15 +462,11 @@ class _ClientSide(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.client_full = True
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.pause_reading()
+        self.update_reading()
 
     def resume_writing(self) -> None:
         self.client_full = False
-        if self.session.rewrite_pending:
-            return  # _rewrite resumes reading when its job is done
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.resume_reading()
+        self.update_reading()
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _apply(self, out: Output) -> None:
@@ -377,11 +475,29 @@ class _ClientSide(asyncio.Protocol):
         if out.to_server and self.upstream is not None:
             self.upstream.write(out.to_server)
         if out.start_tls:
+            self._tls_switch = True
             self.proxy._tasks.spawn(self._start_tls(), name=f"imap-starttls-{self.peer}")
-        if out.rewrite is not None:
-            # The session buffers whatever arrives meanwhile; not reading keeps that bounded.
-            self._pause_both()
-            self.proxy._tasks.spawn(self._rewrite(out.rewrite), name=f"imap-rewrite-{self.peer}")
+        for job in out.rewrites:
+            self.proxy._tasks.spawn(self._rewrite(job), name=f"imap-rewrite-{self.peer}")
+        self.update_reading()
+
+    def update_reading(self) -> None:
+        """Read from each side only while its bytes can go somewhere: the other side's write buffer
+        has room, and the session would process them rather than only buffer them (it holds
+        responses while their rewrites run)."""
+        up = self.upstream
+        if self.closed or up is None or not up.ready or up.transport is None or self.transport is None:
+            return
+        if self._tls_switch:
+            pass  # the client transport is start_tls's until the handshake is done
+        elif self.upstream_full or self.session.rewrite_pending:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+        if self.client_full or not self.session.wants_server_data:
+            up.transport.pause_reading()
+        else:
+            up.transport.resume_reading()
 
     def _server_error(self, exc: ImapProtocolError) -> None:
         log.warning("upstream of %s: %s", self.peer, exc)
@@ -392,31 +508,16 @@ class _ClientSide(asyncio.Protocol):
         log.exception("client %s: rewriting a message failed", self.peer)
         self.close("rewrite failed", bye=b"* BYE [UNAVAILABLE] Internal error\r\n")
 
-    def _pause_both(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.pause_reading()
-
-    def _resume_both(self) -> None:
-        if self.transport is not None and not self.upstream_full:
-            self.transport.resume_reading()
-        up = self.upstream
-        if up is not None and up.transport is not None and not self.client_full:
-            up.transport.resume_reading()
-
     async def _rewrite(self, job: RewriteJob) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.proxy.executor, self.proxy.rewriter, job.whole, job.user)
+            result = await self.proxy.run_rewrite(job)
         except Exception:
             self._rewrite_failed()
             return
         if self.closed:
             return
-        self._resume_both()
         try:
-            out = self.session.rewrite_done(result)
+            out = self.session.rewrite_done(result, job)
         except ImapProtocolError as exc:
             self._server_error(exc)
             return
@@ -516,6 +617,8 @@ class _ClientSide(asyncio.Protocol):
             log.warning("client %s: STARTTLS handshake failed: %s", self.peer, _describe(exc))
             self.close("TLS handshake failed")
             return
+        finally:
+            self._tls_switch = False
         if new is None:
             self.close("TLS handshake failed")
             return
@@ -562,15 +665,11 @@ class _UpstreamSide(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.owner.upstream_full = True
-        if self.owner.transport is not None:
-            self.owner.transport.pause_reading()
+        self.owner.update_reading()
 
     def resume_writing(self) -> None:
         self.owner.upstream_full = False
-        if self.owner.session.rewrite_pending:
-            return  # _rewrite resumes reading when its job is done
-        if self.owner.transport is not None:
-            self.owner.transport.resume_reading()
+        self.owner.update_reading()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.lost:
@@ -661,17 +760,21 @@ async def serve_imap(
     *,
     ready: Ready = None,
     on_result: Callable[[Any, str | None], None] | None = None,
+    engine_factory: Callable[[], _Engine] | None = None,
     **overrides: Any,
 ) -> None:
     """Run the IMAP filter for ``config`` until cancelled.
 
     ``ready`` is called with the bound (host, port), or set, once the listener accepts connections.
-    ``on_result`` gets each rewrite's Result and the login user (the tracking log).
+    ``on_result`` gets each rewrite's Result (without the findings the policy allowed) and the
+    login user (the tracking log).
+    ``engine_factory`` (picklable, building an engine like ``engine``) lets rewrites run in worker
+    processes (``ProxySettings.rewrite_workers``).
     ``overrides`` set ProxySettings fields (max_literal, cache_bytes, ...). Raises ConfigError for
     unusable certificates and OSError when the address cannot be bound.
     """
     settings = settings_from_config(config, **overrides)
-    proxy = ImapProxy(settings, EngineRewriter(engine, on_result))
+    proxy = ImapProxy(settings, EngineRewriter(engine, on_result, factory=engine_factory))
     async with proxy:
         if isinstance(ready, asyncio.Event):
             ready.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import quopri
 import threading
 from collections.abc import Callable
@@ -126,3 +127,20 @@ class ProxyThread:
 
 
 MakeProxy = Callable[..., ProxyThread]
+
+CRASH = b"CRASH-THE-WORKER"
+
+
+class CrashingEngine:
+    """The engine, except that it kills its process on a message naming ``CRASH`` (built in a
+    rewrite worker process from this picklable class, for the fault test)."""
+
+    def __init__(self) -> None:
+        from mailproxy.engine import Engine
+
+        self._engine = Engine()
+
+    def rewrite(self, raw: bytes, *, recipients: Any = (), user: str | None = None) -> Any:
+        if CRASH in raw:
+            os._exit(3)
+        return self._engine.rewrite(raw, recipients=recipients, user=user)

@@ -10,9 +10,10 @@ import time
 from typing import Any
 
 import pytest
-from imap_support import PASSWORD, USER, Dovecot, MakeProxy
+from imap_support import CRASH, PASSWORD, USER, CrashingEngine, Dovecot, MakeProxy
 
-from mailproxy.imap import LocalProtocolError, RewriteJob, Session
+from mailproxy.engine import Engine
+from mailproxy.imap import EngineRewriter, LocalProtocolError, RewriteJob, Session
 
 GREETING = b"* OK [CAPABILITY IMAP4rev1 IDLE LITERAL+] ready.\r\n"
 MESSAGE = b"Content-Type: text/html\r\n\r\n<img src=TRACKER>\r\n" + b"x" * 200 + b"\r\n"
@@ -71,6 +72,80 @@ def test_a_fetch_without_a_body_needs_no_job() -> None:
     assert out.rewrite is None and out.to_client == b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\n"
 
 
+def message(n: int) -> bytes:
+    return MESSAGE.replace(b"x" * 200, b"%03d" % n + b"x" * 197)
+
+
+def pipelined_session(max_jobs: int) -> Session:
+    s = Session(rewriter, defer_rewrites=True, max_jobs=max_jobs)
+    s.receive_server(GREETING)
+    s.receive_client(b"a LOGIN bob@example.com secret\r\n")
+    s.receive_server(b"a OK Logged in\r\n")
+    return s
+
+
+def test_jobs_of_one_fetch_run_side_by_side_and_the_output_keeps_server_order() -> None:
+    s = pipelined_session(max_jobs=3)
+    s.receive_client(b"c FETCH 1:4 BODY.PEEK[]\r\n")
+    stream = b"".join(fetch(n, n, message(n)) for n in range(1, 5)) + b"c OK Fetch completed.\r\n"
+    out = s.receive_server(stream)
+    # Three jobs at once; the fourth message and the tagged reply wait.
+    assert [j.whole for j in out.rewrites] == [message(1), message(2), message(3)]
+    assert out.to_client == b"" and not s.wants_server_data
+    jobs = list(out.rewrites)
+    # Results in any order: nothing overtakes the first held response.
+    out = s.rewrite_done(rewriter(message(3), None), jobs[2])
+    assert out.to_client == b"" and [j.whole for j in out.rewrites] == [message(4)]
+    jobs += out.rewrites
+    assert s.receive_client(b"d NOOP\r\n").to_server == b""  # client bytes wait too
+    out = s.rewrite_done(rewriter(message(1), None), jobs[0])
+    assert out.to_client == fetch(1, 1, rewriter(message(1), None))
+    out = s.rewrite_done(rewriter(message(4), None), jobs[3])
+    assert out.to_client == b""
+    out = s.rewrite_done(rewriter(message(2), None), jobs[1])
+    assert out.to_client == b"".join(
+        fetch(n, n, rewriter(message(n), None)) for n in (2, 3, 4)
+    ) + b"c OK Fetch completed.\r\n"
+    assert out.to_server == b"d NOOP\r\n"
+    assert not s.rewrite_pending and s.wants_server_data
+    assert s.stats.fetch_responses == 4 and s.stats.messages_rewritten == 4
+
+
+def test_a_tagged_reply_behind_held_responses_changes_nothing_until_they_are_out() -> None:
+    s = pipelined_session(max_jobs=4)
+    s.receive_client(b"b SELECT INBOX\r\n")
+    s.receive_server(b"* OK [UIDVALIDITY 5] ok\r\nb OK Select completed.\r\n")
+    s.receive_client(b"c FETCH 1 BODY.PEEK[]\r\n")
+    s.receive_client(b"d SELECT Other\r\n")
+    out = s.receive_server(
+        fetch(1, 1, message(1))
+        + b"c OK Fetch completed.\r\n* OK [UIDVALIDITY 9] ok\r\nd OK Select completed.\r\n"
+    )
+    assert len(out.rewrites) == 1
+    # The tagged reply stops reading: the untagged one after it is not even looked at yet.
+    assert not s.wants_server_data and s.mailbox == b"INBOX" and s.uidvalidity == 5
+    out = s.rewrite_done(rewriter(message(1), None))
+    assert out.to_client.endswith(b"d OK Select completed.\r\n")
+    assert s.mailbox == b"Other" and s.uidvalidity == 9
+
+
+def test_messages_needing_no_job_behind_a_held_one_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailproxy.imap._session as session_module
+
+    monkeypatch.setattr(session_module, "_MAX_HELD_BYTES", 2000)
+    plain = b"From: a@example.com\r\nContent-Type: text/plain\r\n\r\n" + b"y" * 600 + b"\r\n"
+    s = Session(rewriter, defer_rewrites=True, max_jobs=2, may_change=lambda raw: b"html" in raw)
+    s.receive_server(GREETING)
+    stream = fetch(1, 1, message(1)) + b"".join(fetch(n, n, plain) for n in range(2, 12))
+    out = s.receive_server(stream)
+    assert len(out.rewrites) == 1 and out.to_client == b""
+    assert not s.wants_server_data  # about 2000 bytes held: the rest stays unread
+    out = s.rewrite_done(rewriter(message(1), None))
+    assert out.to_client == fetch(1, 1, rewriter(message(1), None)) + b"".join(
+        fetch(n, n, plain) for n in range(2, 12)
+    )
+
+
 def test_rewrite_done_without_a_job_is_a_local_error() -> None:
     s = deferred_session()
     with pytest.raises(LocalProtocolError):
@@ -123,3 +198,45 @@ def test_other_sessions_are_served_while_a_message_is_rewritten(
     first = next(iter(dovecot.messages.values()))
     assert len(body) == len(first) and body == real(first, USER)
     other.logout()
+
+
+def test_worker_processes_rewrite_like_the_engine_and_a_dead_one_ends_only_its_session(
+    make_proxy: MakeProxy, dovecot: Dovecot
+) -> None:
+    recorded: list[str | None] = []
+    rewriter = EngineRewriter(
+        Engine(), lambda result, user: recorded.append(user), factory=CrashingEngine
+    )
+    p = make_proxy(rewriter, rewrite_workers=2)
+    assert p.proxy.max_jobs == 3  # one more job than workers per session
+    reader = imaplib.IMAP4("127.0.0.1", p.port, timeout=60)
+    reader.login(USER, PASSWORD)
+    reader.select("INBOX", readonly=True)
+    typ, data = reader.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    assert typ == "OK"
+    engine = Engine()
+    expected = sorted(engine.rewrite(m, user=USER).data for m in dovecot.messages.values())
+    assert sorted(part[1] for part in data if isinstance(part, tuple)) == expected
+    assert recorded and set(recorded) == {USER}  # results come back to this process's tracking log
+
+    # A worker dies in the middle of a message: that session ends with BYE, the others go on, and
+    # the next rewrite gets a new worker.
+    crash = (
+        b"From: a@example.com\r\nSubject: crash\r\nContent-Type: text/html\r\n\r\n<p>"
+        + CRASH
+        + b"</p>\r\n"
+    )
+    direct = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10)
+    direct.login(USER, PASSWORD)
+    direct.create("Crash")
+    direct.append("Crash", None, None, crash)
+    direct.logout()
+    victim = imaplib.IMAP4("127.0.0.1", p.port, timeout=60)
+    victim.login(USER, PASSWORD)
+    victim.select("Crash", readonly=True)
+    with pytest.raises(imaplib.IMAP4.abort, match="UNAVAILABLE"):
+        victim.uid("FETCH", "1", "(BODY.PEEK[])")
+    assert reader.noop()[0] == "OK"
+    typ, data = reader.uid("FETCH", "1", "(BODY.PEEK[])")
+    assert typ == "OK" and data[0][1] in expected  # type: ignore[index]
+    reader.logout()
