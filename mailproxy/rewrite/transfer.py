@@ -102,9 +102,13 @@ def decode(encoded: bytes, cte: str) -> bytes:
     data = _as_bytes(encoded)
     kind = _kind(cte)
     if kind == "quoted-printable":
-        return _qp_decode(data)
+        return _qp_index(data).decoded
     if kind == "base64":
-        return _b64_decode(data)
+        global _last_b64
+        last = _last_b64
+        if last is None or last[0] is not data:
+            last = _last_b64 = (data, _b64_decode(data))
+        return last[1]
     return data
 
 
@@ -208,6 +212,7 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _B64_NOT_STREAM = bytes(c for c in range(256) if c not in _B64_ALPHABET + b"=")
 _B64_NOT_ALPHABET = bytes(c for c in range(256) if c not in _B64_ALPHABET)
 _B64_RUN = re.compile(rb"[A-Za-z0-9+/=]+")
+_last_b64: tuple[bytes, bytes] | None = None  # the body decode() decoded last, and its decoding
 
 
 def _b64_decode(data: bytes) -> bytes:
@@ -234,9 +239,11 @@ def _apply_b64(data: bytes, edits: Sequence[Edit]) -> bytes:
     pad = stream.find(b"=")
     if pad != -1 and (pad < len(stream) - 2 or stream[pad:].strip(b"=")):
         raise TransferError("base64 body has padding before its end")
-    decoded = binascii.a2b_base64(
-        stream, strict_mode=False
-    )  # cannot fail: whole groups, end padding
+    last = _last_b64
+    if last is not None and last[0] is data:
+        decoded = last[1]  # what decode() gave: the same, for whole groups with end padding
+    else:
+        decoded = binascii.a2b_base64(stream, strict_mode=False)  # cannot fail: whole groups, end padding
     ordered = _ordered(edits, len(decoded))
     if not ordered:
         return data
@@ -254,14 +261,16 @@ def _apply_b64(data: bytes, edits: Sequence[Edit]) -> bytes:
     # Where each run of base64 characters sits in the body and in the stream; new characters go
     # exactly where old ones were, so the layout (line lengths, terminators, odd spaces) is
     # untouched.
-    runs = [m.span() for m in _B64_RUN.finditer(data)]
+    runs = _b64_runs(data, len(stream))
     run_pos = [0, *accumulate(end - start for start, end in runs)]
     out = bytearray(data)
+    expected = bytearray(stream)
     for g0, g1 in groups:
         chunk = binascii.b2a_base64(new[3 * g0 : 3 * g1], newline=False)
         q = 4 * g0
         if len(chunk) != min(4 * g1, len(stream)) - q:  # pragma: no cover - same decoded length
             raise TransferError("base64 re-encoding changed the group count")
+        expected[q : q + len(chunk)] = chunk
         ri = bisect_right(run_pos, q) - 1
         done = 0
         while done < len(chunk):
@@ -272,9 +281,37 @@ def _apply_b64(data: bytes, edits: Sequence[Edit]) -> bytes:
             done += take
             ri += 1
     result = bytes(out)
-    if _b64_decode(result) != new:  # pragma: no cover - a safety net for layouts not foreseen
+    # The new groups decode to the edited text by construction; what remains to check is that they
+    # went where the old ones were.
+    if result.translate(None, _B64_NOT_STREAM) != expected:  # pragma: no cover - layouts not foreseen
         raise TransferError("base64 rewrite does not decode to the edited text")
     return result
+
+
+def _b64_runs(data: bytes, stream_len: int) -> list[tuple[int, int]]:
+    """[start, end) of each run of base64 characters (and "=") in ``data``, whose stream has
+    ``stream_len`` of them. Lines of one width and one terminator, the usual layout, are measured
+    instead of scanned: if the terminators are all where that layout puts them and there are no other
+    bytes outside the stream, the runs are the lines."""
+    nl = data.find(b"\n")
+    eol = b"\r\n" if data[nl - 1 : nl] == b"\r" else b"\n"
+    width = nl + 1 - len(eol)
+    if nl >= 0 and width > 0:
+        step = nl + 1
+        full = len(data) // step  # whole lines, terminator included
+        last = data[full * step :]
+        last_end = len(data) - len(eol) if last.endswith(eol) else len(data)
+        lines = full + (last_end < len(data))
+        if (
+            stream_len == len(data) - lines * len(eol)
+            and data[width::step][:full] == eol[:1] * full
+            and data[nl::step][:full] == b"\n" * full
+        ):
+            runs = [(i, i + width) for i in range(0, full * step, step)]
+            if last_end > full * step:
+                runs.append((full * step, last_end))
+            return runs
+    return [m.span() for m in _B64_RUN.finditer(data)]
 
 
 # --- quoted-printable -----------------------------------------------------------------------------
@@ -373,10 +410,10 @@ class _QpIndex:
     as it does inside the whole body.
     """
 
-    __slots__ = ("_data", "_decode", "_lines", "block_dec", "block_enc", "decoded")
+    __slots__ = ("_decode", "_lines", "block_dec", "block_enc", "data", "decoded")
 
     def __init__(self, data: bytes) -> None:
-        self._data = data
+        self.data = data
         self.block_enc: list[int] = []
         self.block_dec: list[int] = []
         parts: list[bytes] = []
@@ -402,7 +439,7 @@ class _QpIndex:
         cached = self._lines.get(bi)
         if cached is not None:
             return cached
-        data, decode = self._data, self._decode
+        data, decode = self.data, self._decode
         pos, end, dec = self.block_enc[bi], self.block_enc[bi + 1], self.block_dec[bi]
         enc_at: list[int] = []
         dec_at: list[int] = []
@@ -419,7 +456,7 @@ class _QpIndex:
 
     def decoded_at(self, p: int) -> int:
         """Decoded offset of encoded offset ``p``, which starts a line (or is the end of the body)."""
-        if p >= len(self._data):
+        if p >= len(self.data):
             return len(self.decoded)
         enc_at, dec_at = self._lines_of(bisect_right(self.block_enc, p) - 1)
         return dec_at[bisect_left(enc_at, p)]
@@ -432,7 +469,7 @@ class _QpIndex:
         enc_at, dec_at = self._lines_of(bisect_right(self.block_dec, x) - 1)
         li = bisect_right(dec_at, x) - 1
         prev, dec = enc_at[li], dec_at[li]
-        for m in _QP_TOKEN.finditer(self._data, prev, enc_at[li + 1]):
+        for m in _QP_TOKEN.finditer(self.data, prev, enc_at[li + 1]):
             start, end = m.span()
             d0 = dec + start - prev
             if d0 > x:
@@ -454,6 +491,19 @@ class _QpIndex:
         return at, at + 1
 
 
+_last_index: _QpIndex | None = None
+
+
+def _qp_index(data: bytes) -> _QpIndex:
+    """The index of ``data``. The engine decodes a part, then edits the same bytes object: the edits
+    reuse what the decoding built (one entry; bytes are immutable, so the same object is the same body)."""
+    global _last_index
+    index = _last_index
+    if index is None or index.data is not data:
+        index = _last_index = _QpIndex(data)
+    return index
+
+
 @dataclass(frozen=True, slots=True)
 class _Range:
     """What an encoded range holds besides ordinary text: what its new layout must reproduce."""
@@ -461,16 +511,6 @@ class _Range:
     soft: tuple[bytes, ...]  # terminator of each soft break, in order
     tail: tuple[bytes, ...]  # encoded form of each decoded CR/LF item (CRLF, LF, =0D, lone CR...)
     tail_decoded: bytes
-
-
-# The tokens of _QP_TOKEN that _scan_range needs: other escapes decode to neither a CR nor a LF, and no
-# token starts inside one ("=" and two hex digits), so leaving them out changes no other token.
-_QP_RANGE_ITEM = re.compile(
-    rb"=0[DdAa]"  # an escaped CR or LF
-    rb"|=[ \t]*(?:\r\n|\n|\Z)"  # soft break
-    rb"|[ \t]+(?:\r\n|\n|\Z)"  # hard break (or the end) after transport padding
-    rb"|\r\n|\n"  # hard break
-)
 
 
 def _scan_range(data: bytes, a: int, b: int) -> _Range:
@@ -481,10 +521,43 @@ def _scan_range(data: bytes, a: int, b: int) -> _Range:
     else:
         nl = data.find(b"\n", b)
         stop = len(data) if nl < 0 else nl + 1
+    unterminated = stop == len(data) and data[-1:] != b"\n"
+    if unterminated or data.find(b"=0", a, b) >= 0 or data.find(b"=", max(a, b - 2), b) >= 0:
+        return _scan_range_tokens(data, a, b, stop)
+    # Without "=0D" or "=0A", an escape cut by b or the end of an unterminated body, only line ends
+    # matter: each LF ends a soft break, or a hard break with its CR and transport padding, whose start
+    # is found by looking back (to ``a`` at most, where tokenizing starts).
     soft: list[bytes] = []
     tail: list[bytes] = []
     pos = a
-    for m in _QP_RANGE_ITEM.finditer(data, a, stop):
+    p = data.find(b"\n", a, stop)
+    while p >= 0:
+        end = p + 1
+        crlf = p > a and data[p - 1] == 13
+        start = p - crlf
+        while start > a and data[start - 1] in (32, 9):
+            start -= 1
+        is_soft = start > a and data[start - 1] == 61  # "="
+        start -= is_soft
+        if start >= b:
+            break
+        tail.extend([b"\r"] * data.count(b"\r", pos, start))  # lone CRs in the literal text
+        pos = end
+        if end > b:  # b cuts a CRLF hard break after its CR
+            tail.append(b"\r")
+            pos = b
+            break
+        (soft if is_soft else tail).append(b"\r\n" if crlf else b"\n")
+        p = data.find(b"\n", end, stop)
+    tail.extend([b"\r"] * data.count(b"\r", pos, b))
+    return _Range(tuple(soft), tuple(tail), b"".join(_tail_decoded(t) for t in tail))
+
+
+def _scan_range_tokens(data: bytes, a: int, b: int, stop: int) -> _Range:
+    soft: list[bytes] = []
+    tail: list[bytes] = []
+    pos = a
+    for m in _QP_TOKEN.finditer(data, a, stop):
         start, end = m.span()
         if start >= b:
             break
@@ -495,13 +568,14 @@ def _scan_range(data: bytes, a: int, b: int) -> _Range:
             pos = b
             break
         token = m.group()
+        kind = _token_kind(token)
         term = b"\r\n" if token.endswith(b"\r\n") else b"\n"
-        if token[0] == 61:  # "="
-            if len(token) == 3 and token[1] == 48:  # "=0D", "=0A": an escaped CR or LF
+        if kind == _ESCAPE:
+            if _HEX_BYTE[token[1:]] in (b"\r", b"\n"):
                 tail.append(token)
-            else:
-                soft.append(term)
-        elif token[-1] == 10:  # not transport padding at the very end
+        elif kind == _SOFT:
+            soft.append(term)
+        elif kind == _HARD:
             tail.append(term)
     tail.extend([b"\r"] * data.count(b"\r", pos, b))
     return _Range(tuple(soft), tuple(tail), b"".join(_tail_decoded(t) for t in tail))
@@ -771,7 +845,7 @@ def _qp_rewrite_range(
 
 
 def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
-    index = _QpIndex(data)
+    index = _qp_index(data)
     ordered = _ordered(edits, len(index.decoded))
     if not ordered:
         return data
