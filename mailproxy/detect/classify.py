@@ -17,6 +17,7 @@ deterministic output.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,6 +34,9 @@ _tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 _TIER_RANK = {Tier.LOW: 0, Tier.MEDIUM: 1, Tier.HIGH: 2}
 _CACHE_LIMIT = 4096
+# The vendor of a host depends on the tracker database only, and hosts recur from message to message (an
+# ESP's, a CDN's): one cache per database, shared by the classifiers of all messages.
+_VENDORS: weakref.WeakKeyDictionary[TrackerDB, dict[str, str | None]] = weakref.WeakKeyDictionary()
 REMOTE_SCHEMES = frozenset({"http", "https", "ftp", "ws", "wss"})
 
 
@@ -90,7 +94,7 @@ class Classifier:
         self.sender_domain = registrable_domain(sender_domain) if sender_domain else None
         # Newsletters repeat URLs (srcset candidates, spacers, the same pixel in several vectors).
         self._cache: dict[tuple[str, bool, tuple[str, ...], str | None], UrlVerdict] = {}
-        self._vendors: dict[str, str | None] = {}
+        self._vendors = _VENDORS.setdefault(db, {})
 
     def classify(
         self,
@@ -106,7 +110,6 @@ class Classifier:
             if len(self._cache) >= _CACHE_LIMIT:
                 # A long-lived classifier (the HTTP proxy keeps one per user) must not grow forever.
                 self._cache.clear()
-                self._vendors.clear()
             cached = self._cache[key] = self._classify(url, is_image, hidden, conditional)
         return cached
 
@@ -167,9 +170,12 @@ class Classifier:
         )
 
     def _vendor_for_host(self, host: str) -> str | None:
-        if host not in self._vendors:
-            self._vendors[host] = self.db.vendor_for_host(host)
-        return self._vendors[host]
+        vendors = self._vendors
+        if host not in vendors:
+            if len(vendors) >= _CACHE_LIMIT:
+                vendors.clear()
+            vendors[host] = self.db.vendor_for_host(host)
+        return vendors[host]
 
     def _spacer(
         self, url: str, party: Party, params: Sequence[object], identity_hits: Sequence[object]
