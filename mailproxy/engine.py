@@ -515,7 +515,7 @@ def _apply(text: str, edits: Iterable[Edit]) -> str:
     for e in edits:
         pieces.append(text[pos : e.start])
         span = text[e.start : e.end]
-        breaks = "".join(c for c in span if c in "\r\n")
+        breaks = "".join(c for c in span if c in "\r\n") if "\n" in span or "\r" in span else ""
         content = e.content.decode("latin-1")
         pieces.append(content + " " * (len(span) - len(content) - len(breaks)) + breaks)
         pos = e.end
