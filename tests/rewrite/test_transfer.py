@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailproxy.errors import MailproxyError
+from mailproxy.rewrite import transfer
 from mailproxy.rewrite.transfer import Edit, TransferError, apply_edits, decode, same_shape
 
 QP = "quoted-printable"
@@ -601,6 +602,21 @@ def test_qp_random_noise_never_crashes(data: st.DataObject) -> None:
     check_qp_result(enc, out, edits)
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_qp_range_scan_by_line_ends_agrees_with_tokenizing(data: st.DataObject) -> None:
+    """The scan of an encoded range looks only at line ends when it can; it finds the soft breaks and
+    line-break items that tokenizing the range finds, wherever the range starts and ends."""
+    enc = data.draw(_QP_NOISE.map(lambda x: x + b"\n") | qp_cases())
+    if not enc:
+        return
+    a = data.draw(st.integers(0, len(enc) - 1))
+    b = data.draw(st.integers(a + 1, len(enc)))
+    nl = enc.find(b"\n", b)
+    stop = b if enc[b - 1 : b] == b"\n" else len(enc) if nl < 0 else nl + 1
+    assert transfer._scan_range(enc, a, b) == transfer._scan_range_tokens(enc, a, b, stop)
+
+
 @st.composite
 def b64_cases(draw: st.DrawFn) -> bytes:
     body = draw(bodies())
@@ -638,6 +654,20 @@ def test_base64_property(data: st.DataObject) -> None:
         if x != y:
             q = len(re.sub(rb"[^A-Za-z0-9+/=]", b"", enc.replace(b"\r\n", b"\n")[:i])) // 4
             assert any(e.start // 3 <= q < -(-e.end // 3) for e in edits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(b64_cases(), st.lists(st.sampled_from([b" ", b"\r\n", b"\n", b"\r", b"*"]), max_size=3), st.data())
+def test_base64_runs_of_fixed_width_lines_are_measured_right(
+    enc: bytes, junk: list[bytes], data: st.DataObject
+) -> None:
+    """Lines of one width are measured instead of scanned: the same runs of base64 characters, and a
+    stray byte anywhere falls back to scanning."""
+    for piece in junk:
+        at = data.draw(st.integers(0, len(enc)))
+        enc = enc[:at] + piece + enc[at:]
+    stream = enc.translate(None, transfer._B64_NOT_STREAM)
+    assert transfer._b64_runs(enc, len(stream)) == [m.span() for m in transfer._B64_RUN.finditer(enc)]
 
 
 @settings(max_examples=200, deadline=None)
