@@ -25,15 +25,18 @@ from enum import StrEnum
 
 from mailproxy.html import css
 from mailproxy.html.tokenizer import (
+    CLOSE,
     COMMENT,
-    END,
+    OPEN,
+    OPEN_NAME,
     RAW,
     START,
-    Attribute,
-    StartTag,
-    attributes,
-    attributes_in,
-    scan,
+    UNCLOSED,
+    attribute_matches,
+    attribute_value,
+    attribute_value_span,
+    matches,
+    tokens_of,
 )
 from mailproxy.model import Vector
 
@@ -154,12 +157,25 @@ _URL_ATTRS: dict[tuple[str, str], tuple[Vector, Kill]] = {
     ("v:imagedata", "src"): (Vector.VML, _E),
     ("v:shape", "src"): (Vector.VML, _V),
 }
-_ANY_ELEMENT_ATTRS = frozenset(a for (e, a) in _URL_ATTRS if e == "*")
-_URL_ATTR_NAMES = frozenset(a for (_, a) in _URL_ATTRS) | {"srcset", "style", "content"}
 # SVG presentation attributes that take a FUNCIRI, url(...).
 _FUNCIRI_ATTRS = frozenset(
     ["fill", "stroke", "filter", "clip-path", "mask", "marker-start", "marker-mid", "marker-end", "cursor"]
 )
+# A tag without any of these attributes loads nothing.
+_LOADING_ATTRS = frozenset(a for (_, a) in _URL_ATTRS) | {"srcset", "style", "content"} | _FUNCIRI_ATTRS
+# What each attribute of an element is, by element: a URL attribute's (vector, kill), which win, or "srcset",
+# "style" or "funciri" for the attributes that hold several or CSS.
+_AttrUse = tuple[Vector, Kill] | str
+_ANY_ELEMENT_USES: dict[str, _AttrUse] = {
+    **dict.fromkeys(_FUNCIRI_ATTRS, "funciri"),
+    "srcset": "srcset",
+    "style": "style",
+    **{a: spec for (e, a), spec in _URL_ATTRS.items() if e == "*"},
+}
+_ELEMENT_USES: dict[str, dict[str, _AttrUse]] = {
+    element: {**_ANY_ELEMENT_USES, **{a: spec for (e, a), spec in _URL_ATTRS.items() if e == element}}
+    for element in {e for (e, _) in _URL_ATTRS} - {"*"}
+}
 # <link rel> values that make the client fetch something. Unknown relations load nothing.
 _LOADING_RELS = frozenset(
     [
@@ -183,17 +199,35 @@ _LOADING_RELS = frozenset(
 )
 
 
+class _AttrTest:
+    """Whether a tag's attribute text has one of some attributes: one of the names after a separator (or at
+    the start), then "=", in any case. A cheap filter: the text of a value may fool it; it never misses."""
+
+    __slots__ = ("names", "pattern")
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = tuple(sorted(names, key=len))
+        alternatives = "|".join(sorted(map(re.escape, names)))
+        self.pattern = re.compile(r"(?i)(?:[\s/\"']|^)(?:" + alternatives + r")\s*=")
+
+    def found(self, body: str, low: str) -> bool:
+        """``low`` is ``body.lower()``. The regex is slow (it tries every place), so lower-cased ASCII text
+        is first searched for the names, which a case-insensitive match on ASCII text implies."""
+        if body.isascii():
+            for name in self.names:
+                if name in low:
+                    break
+            else:
+                return False
+        return self.pattern.search(body) is not None
+
+
 # A start tag can load something only if it has a URL attribute its element loads, or CSS (url(),
 # image-set(), an escape or a character reference that could spell either), or background= / SVG
 # presentation attributes, which any element may carry. Other tags are not parsed further: most of a
 # newsletter's tags are plain layout.
-def _attr_pattern(names: set[str]) -> re.Pattern[str]:
-    alternatives = "|".join(sorted(map(re.escape, names)))
-    return re.compile(r"(?i)(?:[\s/\"']|^)(?:" + alternatives + r")\s*=")
-
-
-_ELEMENT_LOADS: dict[str, re.Pattern[str]] = {
-    element: _attr_pattern(
+_ELEMENT_LOADS: dict[str, _AttrTest] = {
+    element: _AttrTest(
         {a for (e, a) in _URL_ATTRS if e == element}
         | ({"srcset"} if element in ("img", "source") else set())
         | ({"content"} if element == "meta" else set())
@@ -202,35 +236,33 @@ _ELEMENT_LOADS: dict[str, re.Pattern[str]] = {
 }
 
 
-def _may_load_anywhere(body: str) -> bool:
-    """Whether a tag's text has something any element may load from: background=, color-profile=, CSS
-    url()/image-set(), or an escape or character reference that could spell one. Plain substring tests:
-    this runs on every tag, and most tags of a newsletter have none of these."""
-    if "\\" in body or "&#" in body:
+def _may_load_anywhere(low: str) -> bool:
+    """Whether a tag's lower-cased text has something any element may load from: background=,
+    color-profile=, CSS url()/image-set(), or an escape or character reference that could spell one. Plain
+    substring tests: this runs on every tag, and most tags of a newsletter have none of these."""
+    if "\\" in low or "&#" in low or "url" in low or "image-set" in low or "color-profile" in low:
         return True
-    low = body.lower()
-    if "url" in low or "image-set" in low or "color-profile" in low or "&lpar" in low:
-        return True
-    return "background" in low and _BACKGROUND_ATTR.search(low) is not None
+    return "&lpar" in low or ("background" in low and _BACKGROUND_ATTR.search(low) is not None)
 
 
 _BACKGROUND_ATTR = re.compile(r"background\s*=")
+# "(?:width|height)..." as two regexes that start with a literal, which the regex engine finds fast.
+_ZERO_WIDTH, _ZERO_HEIGHT = (
+    re.compile(side + r"\s*[:=]\s*[\"']?\s*0(?![.\d]*[1-9])") for side in ("width", "height")
+)
 
 
-_HIDE_WORDS = ("none", "hidden", "opacity", "max-height", "max-width", "mso-hide", "\\")
-_ZERO_SIZE = re.compile(r"(?:width|height)\s*[:=]\s*[\"']?\s*0(?![.\d]*[1-9])")
-
-
-def _may_hide(body: str) -> bool:
-    """Whether a tag might hide its content, checked before parsing an ancestor's attributes. Errs on the
-    side of parsing: any "none", "hidden", a zero size, an escape."""
-    low = body.lower()
-    if any(word in low for word in _HIDE_WORDS):
+def _may_hide(low: str) -> bool:
+    """Whether a tag might hide its content, checked on its lower-cased text before parsing an ancestor's
+    attributes. Errs on the side of parsing: any "none", "hidden", a zero size, an escape."""
+    if "none" in low or "hidden" in low or "opacity" in low or "max-height" in low or "max-width" in low:
         return True
-    return "0" in low and _ZERO_SIZE.search(low) is not None
+    if "mso-hide" in low or "\\" in low:
+        return True
+    return "0" in low and (_ZERO_WIDTH.search(low) is not None or _ZERO_HEIGHT.search(low) is not None)
 
 
-_CLASS_OR_ID = re.compile(r"(?i)(?:[\s/\"']|^)(?:class|id)\s*=")
+_CLASS_OR_ID = _AttrTest({"class", "id"})
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*$", re.IGNORECASE)
 _REFRESH_URL = re.compile(
     r"^\s*[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?(['\"]?)(.*?)\1\s*$", re.IGNORECASE | re.DOTALL
@@ -255,6 +287,8 @@ def unescape_attr(raw: str) -> str:
     """Decode character references in an attribute value the way a browser does."""
     if "&" not in raw:
         return raw
+    if raw.count("&") == raw.count("&amp;"):  # the usual URL with "&amp;" only
+        return raw.replace("&amp;", "&")
     return _ENTITY.sub(lambda m: _decode_ref(raw, m), raw)
 
 
@@ -275,21 +309,25 @@ def _offset_map(raw: str) -> list[int] | None:
 
 
 def _px(value: str) -> float | None:
+    if value.isdigit() and value.isascii():  # the usual width="600"
+        return float(value)
     m = _SIZE.match(value)
     return float(m.group(1)) if m else None
 
 
-class _Open:
-    """An open element: where its attributes are, and (once needed) the hiding reasons its descendants
-    inherit."""
+# An attribute's value as ``attribute_value_span`` gives it: (text as written, start, end, quote).
+_Value = tuple[str, int, int, str]
+# An open element: its name, its attribute text and (once needed) the hiding reasons its descendants
+# inherit. A tuple, replaced when the reasons are known: there is one per element of the document.
+_Open = tuple[str, str, tuple[str, ...] | None]
 
-    __slots__ = ("body_end", "body_start", "hidden", "name")
 
-    def __init__(self, name: str, body_start: int, body_end: int) -> None:
-        self.name = name
-        self.body_start = body_start
-        self.body_end = body_end
-        self.hidden: tuple[str, ...] | None = None
+def _start_facts(name: str, body: str) -> tuple[str, str, bool, bool]:
+    """(name, attribute text, whether the element is opened (not void), whether it may load something)."""
+    low = body.lower()
+    own = _ELEMENT_LOADS.get(name)
+    loads = (own is not None and own.found(body, low)) or _may_load_anywhere(low)
+    return name, body, name not in _VOID, loads
 
 
 class _Extractor:
@@ -298,123 +336,167 @@ class _Extractor:
         self.doc = Document()
         self.group = 0
         # Open elements. Whether an element hides its descendants is worked out only when a reference
-        # appears below it: most elements of a newsletter never need their attributes parsed.
+        # appears below it: most elements of a newsletter never need their attributes parsed. The reasons
+        # are known for a bottom part of the stack (working them out for one element does all below it).
         self.stack: list[_Open] = []
         self.picture_group: int | None = None
         # Simple selectors (".cls", "#id", "tag", "tag.cls") that hide, from <style> blocks.
         self.hiding: dict[str, tuple[str, ...]] = {}
+        # Newsletters repeat their tags and styles: what was learnt about each distinct start tag text, each
+        # element (name, attribute text) as an ancestor (reset when hiding rules come), each style value.
+        self.starts: dict[str, tuple[str, str, bool, bool]] = {}
+        self.ancestors: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.styles: dict[str, tuple[tuple[str, ...], str | None, str | None]] = {}
 
     # -- walking -------------------------------------------------------------------------------------
     def run(self, start: int, end: int) -> None:
         text = self.text
         stack = self.stack
+        starts = self.starts
         # The scans under way: the document, and the conditional comment being scanned in it. A comment
         # inside a comment's text runs to the end of that text (see ``tokenizer``), so a nested one replaces
         # the scan it is in: hostile nesting costs neither stack nor memory.
-        scans = [(scan(text, start, end), False)]
+        scans = [(matches(text, start, end), False)]
         while scans:
-            tokens, in_comment = scans[-1]
-            for kind, name, s, e, inner_start, inner_end in tokens:
-                if kind == START:
-                    # The hot path: most tags of a newsletter are layout, pushed and left alone.
-                    opened = name not in _VOID
+            found, in_comment = scans[-1]
+            for m in found:
+                # The hot path: start and end tags, most of them layout, pushed, popped and left alone. A
+                # start tag is ``start`` inlined, its facts looked up by its text.
+                kind = m.lastindex
+                if kind == OPEN:
+                    tag = m[0]
+                    facts = starts.get(tag)
+                    if facts is None:
+                        body_start = m.start(OPEN) - m.start()
+                        facts = starts[tag] = _start_facts(m[OPEN_NAME].lower(), tag[body_start:-1])
+                    name, body, opened, loads = facts
                     if opened:
-                        stack.append(_Open(name, inner_start, inner_end))
+                        stack.append((name, body, None))
                     if name == "picture":
                         self.group += 1
                         self.picture_group = self.group
-                    body = text[inner_start:inner_end]
-                    own = _ELEMENT_LOADS.get(name)
-                    if _may_load_anywhere(body) or (own is not None and own.search(body) is not None):
-                        self.start_tag(
-                            StartTag(name=name, start=s, end=e, body_start=inner_start), in_comment, opened
-                        )
-                elif kind == END:
-                    self.end_tag(name)
-                elif kind == RAW:
-                    if name == "style":
-                        self.style_block(s, e, in_comment)
-                elif kind == COMMENT:
-                    if _CONDITIONAL_COMMENT.match(text, inner_start, inner_end):
+                    if loads:
+                        self.start_tag(name, m.span(), *m.span(OPEN), in_comment, opened)
+                elif kind == CLOSE:
+                    name = m[CLOSE].lower()
+                    if stack and stack[-1][0] == name:
+                        stack.pop()
+                    else:
+                        self.end_tag(name)
+                    if name == "picture":
+                        self.picture_group = None
+                else:
+                    comment = self.other(m, in_comment)
+                    if comment is not None:
                         if in_comment:
                             scans.pop()
-                        scans.append((scan(text, inner_start, inner_end, in_comment=True), True))
+                        scans.append((matches(text, *comment, in_comment=True), True))
                         break
-                else:  # UNCLOSED: a browser drops it, a lenient client might not
-                    self.doc.unclosed.append((s, e))
             else:
                 scans.pop()
 
+    def other(self, m: re.Match[str], in_comment: bool) -> tuple[int, int] | None:
+        """The tokens of a match other than a plain start or end tag; returns the text of a conditional
+        comment, to be scanned as markup."""
+        for kind, name, s, e, inner_start, inner_end in tokens_of(m):
+            if kind == START:  # a raw-text element (its text follows) or <plaintext>
+                self.start(name, s, e, inner_start, inner_end, in_comment)
+            elif kind == RAW:
+                if name == "style":
+                    self.style_block(s, e, in_comment)
+            elif kind == COMMENT:
+                if _CONDITIONAL_COMMENT.match(self.text, inner_start, inner_end):
+                    return inner_start, inner_end
+            elif kind == UNCLOSED:  # a browser drops it, a lenient client might not
+                self.doc.unclosed.append((s, e))
+        return None
+
+    def start(self, name: str, s: int, e: int, body_start: int, body_end: int, in_comment: bool) -> None:
+        name, body, opened, loads = _start_facts(name, self.text[body_start:body_end])
+        if opened:
+            self.stack.append((name, body, None))
+        if name == "picture":
+            self.group += 1
+            self.picture_group = self.group
+        if loads:
+            self.start_tag(name, (s, e), body_start, body_end, in_comment, opened)
+
     def end_tag(self, name: str) -> None:
+        """An end tag that does not close the current element: it closes the nearest open one of its name
+        and everything opened after it, if there is one."""
         stack = self.stack
         for i in range(len(stack) - 1, -1, -1):
-            if stack[i].name == name:
+            if stack[i][0] == name:
                 del stack[i:]
                 break
-        if name == "picture":
-            self.picture_group = None
 
     def inherited(self, depth: int) -> tuple[str, ...]:
         """Hiding reasons inherited from the first ``depth`` open elements, computed on demand."""
-        reasons: tuple[str, ...] = ()
-        for entry in self.stack[:depth]:
-            if entry.hidden is None:
-                if _may_hide(self.text[entry.body_start : entry.body_end]) or (
-                    self.hiding and _CLASS_OR_ID.search(self.text, entry.body_start, entry.body_end)
-                ):
-                    attrs = {a.name: a for a in attributes_in(self.text, entry.body_start, entry.body_end)}
-                    entry.hidden = reasons + self.own_hiding(entry.name, attrs)
-                else:
-                    entry.hidden = reasons
-            reasons = entry.hidden
+        stack = self.stack
+        known = depth
+        while known and stack[known - 1][2] is None:
+            known -= 1
+        reasons = (stack[known - 1][2] or ()) if known else ()
+        for i in range(known, depth):
+            name, body, _ = stack[i]
+            own = self.ancestors.get((name, body))
+            if own is None:
+                low = body.lower()
+                own = ()
+                if _may_hide(low) or (self.hiding and _CLASS_OR_ID.found(body, low)):
+                    own = self.own_hiding(name, attribute_matches(body, 0, len(body)))
+                self.ancestors[name, body] = own
+            reasons = reasons + own
+            stack[i] = (name, body, reasons)
         return reasons
 
-    def start_tag(self, tag: StartTag, in_comment: bool, opened: bool) -> None:
-        """A start tag that may load something (``run`` has pushed it already when ``opened``)."""
-        text = self.text
-        name = tag.name
-        attrs: dict[str, Attribute] = {}
-        for a in attributes(text, tag):
-            attrs[a.name] = a
-        if not attrs.keys() & _URL_ATTR_NAMES and not attrs.keys() & _FUNCIRI_ATTRS:
+    def start_tag(
+        self, name: str, tag: tuple[int, int], body_start: int, body_end: int, in_comment: bool, opened: bool
+    ) -> None:
+        """A start tag (its span, and its attribute text's) that may load something (``start`` has pushed it
+        already when ``opened``)."""
+        attrs = attribute_matches(self.text, body_start, body_end)
+        if attrs.keys().isdisjoint(_LOADING_ATTRS):
             return
         depth = len(self.stack) - 1 if opened else len(self.stack)
         hidden = self.inherited(depth) + self.own_hiding(name, attrs)
         if opened:
-            self.stack[-1].hidden = hidden
+            self.stack[-1] = (*self.stack[-1][:2], hidden)
         self.group += 1
         group = self.picture_group if name in ("source", "img") and self.picture_group else self.group
         add = self.doc.refs.append
 
         if name == "input":
             kind = attrs.get("type")
-            if kind is None or unescape_attr(kind.value).strip().lower() != "image":
+            if kind is None or unescape_attr(attribute_value(kind)).strip().lower() != "image":
                 attrs.pop("src", None)  # only <input type=image> loads its src
         if name == "link":
-            rel = unescape_attr(attrs["rel"].value).lower().split() if "rel" in attrs else []
+            rel = unescape_attr(attribute_value(attrs["rel"])).lower().split() if "rel" in attrs else []
             if not set(rel) & _LOADING_RELS:
                 attrs.pop("href", None)
         if name == "meta":
             self.meta_refresh(tag, attrs, hidden, group, in_comment)
 
-        for aname, a in attrs.items():
-            spec = _URL_ATTRS.get((name, aname))
-            if spec is None and aname in _ANY_ELEMENT_ATTRS:
-                spec = _URL_ATTRS[("*", aname)]
-            if spec is not None:
-                url = unescape_attr(a.value).strip(_ASCII_WS)
+        uses = _ELEMENT_USES.get(name, _ANY_ELEMENT_USES)
+        for aname, m in attrs.items():
+            use = uses.get(aname)
+            if use is None:
+                continue
+            if not isinstance(use, str):
+                value = attribute_value_span(m)
+                url = unescape_attr(value[0]).strip(_ASCII_WS)
                 if not url:
                     continue
                 if name == "base" and self.doc.base is None:
                     self.doc.base = url
-                vector, kill = spec
-                add(self.ref(url, vector, name, aname, kill, tag, a, hidden, group, in_comment))
-            elif aname == "srcset":
-                self.srcset(name, tag, a, hidden, group, in_comment)
-            elif aname == "style":
-                self.style_attr(name, a, hidden, group, in_comment, css.scan_declarations)
-            elif aname in _FUNCIRI_ATTRS and "url" in a.value.lower():
-                self.style_attr(name, a, hidden, group, in_comment, _funciri)
+                vector, kill = use
+                add(self.ref(url, vector, name, aname, kill, tag, value, hidden, group, in_comment))
+            elif use == "srcset":
+                self.srcset(name, attribute_value_span(m), hidden, group, in_comment)
+            elif use == "style":
+                self.style_attr(name, aname, m, hidden, group, in_comment, css.scan_declarations)
+            elif "url" in attribute_value(m).lower():  # a FUNCIRI
+                self.style_attr(name, aname, m, hidden, group, in_comment, _funciri)
 
     # -- one reference -------------------------------------------------------------------------------
     def ref(
@@ -424,27 +506,28 @@ class _Extractor:
         element: str,
         attr: str,
         kill: Kill,
-        tag: StartTag,
-        a: Attribute,
+        tag: tuple[int, int],
+        value: _Value,
         hidden: tuple[str, ...],
         group: int,
         in_comment: bool,
     ) -> Reference:
-        value_span = (a.value_start, a.value_end)
-        raw = a.value
+        """A reference from an attribute (``value`` as ``attribute_value_span`` gives it)."""
+        raw, value_start, value_end, quote = value
+        value_span = (value_start, value_end)
         # The raw URL, without surrounding whitespace, can be cleaned in place.
         lead = len(raw) - len(raw.lstrip(_ASCII_WS))
         trail = len(raw) - len(raw.rstrip(_ASCII_WS))
-        url_span = (a.value_start + lead, a.value_end - trail)
+        url_span = (value_start + lead, value_end - trail)
         return Reference(
             url=url,
             vector=vector,
             element=element,
             attr=attr,
             kill=kill,
-            kill_span=(tag.start, tag.end) if kill is Kill.ELEMENT else value_span,
+            kill_span=tag if kill is Kill.ELEMENT else value_span,
             value_span=value_span,
-            quoted=bool(a.quote),
+            quoted=bool(quote),
             url_span=url_span,
             group=group,
             hidden=hidden,
@@ -452,12 +535,17 @@ class _Extractor:
         )
 
     def srcset(
-        self, name: str, tag: StartTag, a: Attribute, hidden: tuple[str, ...], group: int, in_comment: bool
+        self,
+        name: str,
+        value: _Value,
+        hidden: tuple[str, ...],
+        group: int,
+        in_comment: bool,
     ) -> None:
-        value_span = (a.value_start, a.value_end)
-        for start, end in _srcset_urls(a.value):
-            raw = a.value[start:end]
-            url = unescape_attr(raw)
+        raw_value, value_start, value_end, quote = value
+        value_span = (value_start, value_end)
+        for start, end in _srcset_urls(raw_value):
+            url = unescape_attr(raw_value[start:end])
             if not url:
                 continue
             self.doc.refs.append(
@@ -470,8 +558,8 @@ class _Extractor:
                     kill=Kill.VALUE,
                     kill_span=value_span,
                     value_span=value_span,
-                    quoted=bool(a.quote),
-                    url_span=(a.value_start + start, a.value_start + end),
+                    quoted=bool(quote),
+                    url_span=(value_start + start, value_start + end),
                     group=group,
                     hidden=hidden,
                     in_comment=in_comment,
@@ -480,17 +568,20 @@ class _Extractor:
 
     def meta_refresh(
         self,
-        tag: StartTag,
-        attrs: dict[str, Attribute],
+        tag: tuple[int, int],
+        attrs: dict[str, re.Match[str]],
         hidden: tuple[str, ...],
         group: int,
         in_comment: bool,
     ) -> None:
         equiv = attrs.get("http-equiv")
-        content = attrs.get("content")
-        if equiv is None or content is None or unescape_attr(equiv.value).strip().lower() != "refresh":
+        found = attrs.get("content")
+        if equiv is None or found is None:
             return
-        m = _REFRESH_URL.match(unescape_attr(content.value))
+        if unescape_attr(attribute_value(equiv)).strip().lower() != "refresh":
+            return
+        content = attribute_value_span(found)
+        m = _REFRESH_URL.match(unescape_attr(content[0]))
         url = m.group(2).strip() if m else ""
         if url:
             ref = self.ref(
@@ -512,29 +603,29 @@ class _Extractor:
     def style_attr(
         self,
         element: str,
-        a: Attribute,
+        name: str,
+        found: re.Match[str],
         hidden: tuple[str, ...],
         group: int,
         in_comment: bool,
         scan: Callable[[str], list[css.CssRef]],
     ) -> None:
-        raw = a.value
+        raw = attribute_value(found)
         lowered = raw.lower()
         if "url" not in lowered and "image-set" not in lowered and "\\" not in raw and "&" not in raw:
             return
+        _, base, _, quote = attribute_value_span(found)
         decoded = unescape_attr(raw)
         offsets = _offset_map(raw)
-        base = a.value_start
         for r in scan(decoded):
             self.doc.refs.append(
-                self.css_ref(
-                    r, element, a.name, base, offsets, hidden, group, in_comment, quoted=bool(a.quote)
-                )
+                self.css_ref(r, element, name, base, offsets, hidden, group, in_comment, quoted=bool(quote))
             )
 
     def style_block(self, start: int, end: int, in_comment: bool) -> None:
         sheet = self.text[start:end]
         for selector, reasons in css.hiding_rules(sheet):
+            self.ancestors.clear()
             for sel in selector.split(","):
                 key = sel.strip().lower()
                 if key:
@@ -585,13 +676,19 @@ class _Extractor:
         )
 
     # -- visibility ----------------------------------------------------------------------------------
-    def own_hiding(self, name: str, attrs: dict[str, Attribute]) -> tuple[str, ...]:
+    def own_hiding(self, name: str, attrs: dict[str, re.Match[str]]) -> tuple[str, ...]:
         reasons: tuple[str, ...] = ()
         style = attrs.get("style")
-        decls: dict[str, str] = {}
-        if style is not None and style.value:
-            decls = css.parse_declarations(unescape_attr(style.value))
-            reasons = css.is_hiding(decls)
+        style_width = style_height = None
+        if style is not None:
+            value = attribute_value(style)
+            if value:
+                known = self.styles.get(value)
+                if known is None:
+                    decls = css.parse_declarations(unescape_attr(value))
+                    known = (css.is_hiding(decls), decls.get("width"), decls.get("height"))
+                    self.styles[value] = known
+                reasons, style_width, style_height = known
         if "hidden" in attrs:
             reasons += ("hidden-attribute",)
         if self.hiding:
@@ -599,15 +696,15 @@ class _Extractor:
                 extra = self.hiding.get(key)
                 if extra:
                     reasons += tuple(f"{r} ({key})" for r in extra)
-        if name in ("img", "image", "input") and not any(r.startswith("tiny") for r in reasons):
+        if name in ("img", "image", "input") and not (reasons and any(r.startswith("tiny") for r in reasons)):
             w = attrs.get("width")
             h = attrs.get("height")
-            wv = _px(unescape_attr(w.value)) if w else None
-            hv = _px(unescape_attr(h.value)) if h else None
-            if wv is None and "width" in decls:
-                wv = _px(decls["width"])
-            if hv is None and "height" in decls:
-                hv = _px(decls["height"])
+            wv = _px(unescape_attr(attribute_value(w))) if w else None
+            hv = _px(unescape_attr(attribute_value(h))) if h else None
+            if wv is None and style_width is not None:
+                wv = _px(style_width)
+            if hv is None and style_height is not None:
+                hv = _px(style_height)
             if wv is not None and hv is not None and wv <= 2 and hv <= 2:
                 reasons += (f"tiny:{wv:g}x{hv:g}",)
             elif (wv is not None and wv == 0) or (hv is not None and hv == 0):
@@ -615,15 +712,15 @@ class _Extractor:
         return reasons
 
 
-def _selector_keys(name: str, attrs: dict[str, Attribute]) -> Iterator[str]:
+def _selector_keys(name: str, attrs: dict[str, re.Match[str]]) -> Iterator[str]:
     yield name
     if "id" in attrs:
-        ident = unescape_attr(attrs["id"].value).strip().lower()
+        ident = unescape_attr(attribute_value(attrs["id"])).strip().lower()
         if ident:
             yield "#" + ident
             yield f"{name}#{ident}"
     if "class" in attrs:
-        for cls in unescape_attr(attrs["class"].value).lower().split():
+        for cls in unescape_attr(attribute_value(attrs["class"])).lower().split():
             yield "." + cls
             yield f"{name}.{cls}"
 
@@ -642,27 +739,33 @@ def _funciri(value: str) -> list[css.CssRef]:
     ]
 
 
+_SRCSET_URL = re.compile(r"[ \t\n\f\r,]*+([^ \t\n\f\r]*)")
+
+
 def _srcset_urls(value: str) -> Iterator[tuple[int, int]]:
     """Spans of the candidate URLs in a srcset value (WHATWG "parse a srcset attribute")."""
     pos = 0
     n = len(value)
     while pos < n:
-        while pos < n and (value[pos] in _ASCII_WS or value[pos] == ","):
-            pos += 1
-        if pos >= n:
+        m = _SRCSET_URL.match(value, pos)
+        assert m is not None  # (both parts may be empty)
+        start, end = m.span(1)
+        if start == end:  # nothing but separators left
             return
-        start = pos
-        while pos < n and value[pos] not in _ASCII_WS:
-            pos += 1
-        end = pos
         # A URL ending in commas: the commas are separators, and no descriptors follow.
-        trimmed = end
-        while trimmed > start and value[trimmed - 1] == ",":
-            trimmed -= 1
+        trimmed = start + len(value[start:end].rstrip(","))
         yield start, trimmed
+        pos = end
         if trimmed != end:
             continue
-        # Skip descriptors up to the next comma outside parentheses.
+        # Skip descriptors up to the next comma outside parentheses. Without a "(" before the next comma
+        # (the usual "2x" or "640w"), that comma ends them.
+        comma = value.find(",", pos)
+        stop = n if comma < 0 else comma
+        pos = value.find("(", pos, stop)
+        if pos < 0:
+            pos = stop + 1
+            continue
         depth = 0
         while pos < n:
             c = value[pos]

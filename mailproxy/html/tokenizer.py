@@ -46,7 +46,16 @@ __all__ = [
     "StartTag",
     "Token",
     "attributes",
+    "attribute",
+    "attribute_matches",
+    "attribute_value",
+    "attribute_value_span",
+    "matches",
     "tokenize",
+    "tokens_of",
+    "CLOSE",
+    "OPEN",
+    "OPEN_NAME",
 ]
 
 _WS = "\t\n\f\r "
@@ -56,12 +65,7 @@ _ATTR = re.compile(
     r"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >]*+))?"
 )
 
-_RAWTEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title"})
-# The end tag's name is compared ASCII case-insensitively (WHATWG "appropriate end tag"): "</ſtyle>" does not
-# end a style block, as it would for a Unicode case-insensitive regex.
-_RAWTEXT_END = {
-    name: re.compile(r"</" + name + r"[\t\n\f\r />]", re.IGNORECASE | re.ASCII) for name in _RAWTEXT
-}
+_RAWTEXT = ("script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,25 +119,39 @@ Token = StartTag | EndTag | Comment | RawText
 START, END, COMMENT, RAW, UNCLOSED = 0, 1, 2, 3, 4
 
 # Every token in one alternation, so that one ``finditer`` (a loop in C) walks the whole document; Python
-# only sees the tokens. Rule 1 of the theory of operation, in order: comments (with the abrupt "<!-->" and
-# "<!--->"), start tags, end tags, "</>" (dropped), and bogus comments ("<!x", "<?x", "</1"). A tag or a
-# quoted value may run to the end of the text: every "<" + letter then matches once, so hostile input
-# ("<a<a<a...", unbalanced quotes) costs linear time, never a rescan per "<".
+# only sees the tokens. Rule 1 of the theory of operation: end tags (first, being half the tags; no other
+# alternative starts with "/" + letter), comments (with the abrupt "<!-->" and "<!--->"), start tags
+# (<plaintext> with the rest of the text, raw-text elements with their text, then any other), "</>"
+# (dropped), and bogus comments ("<!x", "<?x", "</1"). A tag or a quoted value may run to the end of the
+# text: every "<" + letter then matches once, so hostile input ("<a<a<a...", unbalanced quotes) costs linear
+# time, never a rescan per "<".
 _TAG_BODY = (
     r"(?>[^>\"'=]++"
     r"|=[\t\n\f\r ]*+(?>\"[^\"]*+(?:\"|\Z)|'[^']*+(?:'|\Z)|(?![\"'])[^\t\n\f\r >]*+)"
     r"|[\"'])*+"
 )
+_NAME_END = r"[\t\n\f\r />]"
+
+
+def _named(names: tuple[str, ...]) -> str:
+    """A tag name that is one of ``names`` in any ASCII case: the WHATWG tokenizer lower-cases ASCII letters
+    only, and so does ``str.lower`` for the letters of these names."""
+    spelled = ("".join(f"[{c.upper()}{c}]" for c in name) for name in names)
+    return "(?:" + "|".join(spelled) + r")(?![^\t\n\f\r />])"
 
 
 def _token_pattern(comment_text: str, comment_close: str) -> re.Pattern[str]:
     return re.compile(
         r"<(?:"
-        r"!--(?:(?P<ce>-?>)|(?P<cb>" + comment_text + r")" + comment_close + r")"
-        r"|(?P<s>[A-Za-z][^\t\n\f\r />]*+)(?P<sb>" + _TAG_BODY + r")(?P<sc>>|\Z)"
-        r"|/(?P<e>[A-Za-z][^\t\n\f\r />]*+)" + _TAG_BODY + r"(?P<ec>>|\Z)"
+        r"/(?P<e>[A-Za-z][^\t\n\f\r />]*+)" + _TAG_BODY + r"(?:>|(?P<eu>\Z))"
+        r"|!--(?:(?P<ce>-?>)|(?P<cb>" + comment_text + r")" + comment_close + r")"
+        r"|(?P<pn>" + _named(("plaintext",)) + r")(?P<pb>" + _TAG_BODY + r")(?:>(?P<pt>(?s:.*))|(?P<pu>\Z))"
+        # Raw text runs to "</" + the element's own name (in any ASCII case) + a name end, or to the end.
+        r"|(?P<rn>" + _named(_RAWTEXT) + r")(?P<rb>" + _TAG_BODY + r")"
+        r"(?:>(?P<rt>(?:[^<]++|<(?!/(?ai:(?P=rn))" + _NAME_END + r"))*+)|(?P<ru>\Z))"
+        r"|(?P<s>[A-Za-z][^\t\n\f\r />]*+)(?P<sb>" + _TAG_BODY + r")(?:>|(?P<su>\Z))"
         r"|/>"
-        r"|(?P<bog>[!?]|/(?![A-Za-z]))[^>]*+(?:>|\Z)"
+        r"|(?P<bog>[!?]|/(?![A-Za-z]))[^>]*+(?:(?P<bc>>)|\Z)"
         r")"
     )
 
@@ -142,6 +160,58 @@ _TOKEN = _token_pattern(r"[\s\S]*?", r"(?:--!?>|\Z)")
 # Inside a comment's text there is no "-->" or "--!>" (the comment would have ended there), so a comment
 # that starts in it runs to its end: taken in one step, so that scanning nested comments stays linear.
 _TOKEN_IN_COMMENT = _token_pattern(r"(?s:.*)", "")
+
+# For a hot loop, the matches themselves (``matches``): ``m.lastindex`` tells the two common tokens apart
+# without building tuples. OPEN: a complete start tag that is not a raw-text element; ``m[OPEN_NAME]`` is
+# its name as written and ``m.span(OPEN)`` its attribute text. CLOSE: a complete end tag; ``m[CLOSE]`` is
+# its name as written. ``tokens_of(m)`` gives the tokens of any match (of these too).
+_G = _TOKEN.groupindex
+OPEN_NAME, OPEN, CLOSE = _G["s"], _G["sb"], _G["e"]
+# The other matches, by their last group: a start tag followed by its text (name, attribute text groups),
+# a tag cut off by the end of the text (name, attribute text or None), comments.
+_WITH_TEXT = {_G["rt"]: ("rn", "rb"), _G["pt"]: ("pn", "pb")}
+_CUT: dict[int, tuple[str, str | None]] = {
+    _G["su"]: ("s", "sb"),
+    _G["ru"]: ("rn", "rb"),
+    _G["pu"]: ("pn", "pb"),
+    _G["eu"]: ("e", None),
+}
+_EMPTY_COMMENT, _COMMENT, _BOGUS_CLOSED, _BOGUS_CUT = _G["ce"], _G["cb"], _G["bc"], _G["bog"]
+
+
+def matches(
+    text: str, start: int = 0, end: int | None = None, in_comment: bool = False
+) -> Iterator[re.Match[str]]:
+    """The token matches of ``text[start:end]`` (see OPEN, CLOSE and ``tokens_of``). ``in_comment`` says
+    that the text is a comment's (an Outlook conditional comment, scanned as markup)."""
+    pattern = _TOKEN_IN_COMMENT if in_comment else _TOKEN
+    return pattern.finditer(text, start, len(text) if end is None else end)
+
+
+def tokens_of(m: re.Match[str]) -> list[tuple[int, str, int, int, int, int]]:
+    """The tokens of one match, as ``scan`` reports them."""
+    k = m.lastindex
+    s, e = m.span()
+    if k == OPEN:
+        return [(START, m[OPEN_NAME].lower(), s, e, *m.span(OPEN))]
+    if k == CLOSE:
+        return [(END, m[CLOSE].lower(), s, e, e, e)]
+    if k in _WITH_TEXT:
+        name_group, attrs_group = _WITH_TEXT[k]
+        name = m[name_group].lower()
+        gt = m.start(k)
+        return [(START, name, s, gt, *m.span(attrs_group)), (RAW, name, gt, e, gt, e)]
+    if k in _CUT:
+        cut_name, cut_attrs = _CUT[k]
+        inner = e if cut_attrs is None else m.start(cut_attrs)
+        return [(UNCLOSED, m[cut_name].lower(), s, e, inner, e)]
+    if k == _EMPTY_COMMENT:
+        return [(COMMENT, "", s, e, s + 4, s + 4)]
+    if k == _COMMENT:
+        return [(COMMENT, "", s, e, *m.span(k))]
+    if k in (_BOGUS_CLOSED, _BOGUS_CUT):
+        return [(COMMENT, "", s, e, s + 2, e - 1 if k == _BOGUS_CLOSED else e)]
+    return []  # "</>": dropped
 
 
 def scan(
@@ -155,49 +225,10 @@ def scan(
     - RAW: the element whose raw text this is (script, style, textarea, ...); inner is the text;
     - UNCLOSED: a tag cut off by the end of the text, with everything after it; the last token.
 
-    ``in_comment`` says that ``text[start:end]`` is the text of a comment (an Outlook conditional comment,
-    scanned as markup). This is the hot loop of the rewriter; ``tokenize`` gives the same tokens as objects.
+    ``in_comment`` says that ``text[start:end]`` is the text of a comment (see ``matches``).
     """
-    stop = len(text) if end is None else end
-    pos = start
-    token = _TOKEN_IN_COMMENT if in_comment else _TOKEN
-    while pos < stop:
-        for m in token.finditer(text, pos, stop):
-            name = m.group("s")
-            if name is not None:
-                name = name.lower()
-                if not m.group("sc"):
-                    yield UNCLOSED, name, m.start(), stop, m.start("sb"), stop
-                    return
-                yield START, name, m.start(), m.end(), m.start("sb"), m.end("sb")
-                if name in _RAWTEXT:
-                    close = _RAWTEXT_END[name].search(text, m.end(), stop)
-                    raw_end = close.start() if close else stop
-                    yield RAW, name, m.end(), raw_end, m.end(), raw_end
-                    pos = raw_end
-                    break  # restart the scan after the raw text
-                if name == "plaintext":
-                    yield RAW, name, m.end(), stop, m.end(), stop
-                    return
-                continue
-            name = m.group("e")
-            if name is not None:
-                if not m.group("ec"):
-                    yield UNCLOSED, name.lower(), m.start(), stop, m.end(), stop
-                    return
-                yield END, name.lower(), m.start(), m.end(), m.end(), m.end()
-                continue
-            if m.group("ce") is not None:
-                body = m.start() + 4
-                yield COMMENT, "", m.start(), m.end(), body, body
-            elif m.start("cb") != -1:  # (not group(): a copy of what may be the whole rest)
-                yield COMMENT, "", m.start(), m.end(), m.start("cb"), m.end("cb")
-            elif m.group("bog") is not None:
-                closed = text[m.end() - 1 : m.end()] == ">"
-                yield COMMENT, "", m.start(), m.end(), m.start() + 2, m.end() - 1 if closed else m.end()
-            # else "</>": dropped
-        else:
-            return
+    for m in matches(text, start, end, in_comment):
+        yield from tokens_of(m)
 
 
 def tokenize(text: str, start: int = 0, end: int | None = None) -> Iterator[Token]:
@@ -221,17 +252,39 @@ def attributes(text: str, tag: StartTag) -> Iterator[Attribute]:
 
 def attributes_in(text: str, body_start: int, body_end: int) -> Iterator[Attribute]:
     """The attributes in a start tag's attribute text ``text[body_start:body_end]`` (see ``scan``)."""
-    seen: set[str] = set()
+    for name, m in attribute_matches(text, body_start, body_end).items():
+        yield attribute(name, m)
+
+
+def attribute_matches(text: str, body_start: int, body_end: int) -> dict[str, re.Match[str]]:
+    """The attributes in ``text[body_start:body_end]`` as regex matches by lower-cased name, first occurrence
+    of a name only: cheaper than ``Attribute`` objects where few are looked at (``attribute`` and
+    ``attribute_value`` read them)."""
+    found: dict[str, re.Match[str]] = {}
     for m in _ATTR.finditer(text, body_start, body_end):
-        name = m.group(1).lower()
-        if name in seen:
-            continue
-        seen.add(name)
-        raw = m.group(2)
-        if raw is None:
-            yield Attribute(name, "", m.start(), m.end(), m.end(), m.end(), "")
-        elif raw[:1] in ("'", '"'):
-            vs, ve = m.start(2) + 1, m.end(2) - 1
-            yield Attribute(name, raw[1:-1], m.start(), m.end(), vs, ve, raw[0])
-        else:
-            yield Attribute(name, raw, m.start(), m.end(), m.start(2), m.end(2), "")
+        found.setdefault(m[1].lower(), m)
+    return found
+
+
+def attribute(name: str, m: re.Match[str]) -> Attribute:
+    """The attribute of a match of ``attribute_matches``."""
+    value, value_start, value_end, quote = attribute_value_span(m)
+    return Attribute(name, value, m.start(), m.end(), value_start, value_end, quote)
+
+
+def attribute_value_span(m: re.Match[str]) -> tuple[str, int, int, str]:
+    """``(value, value_start, value_end, quote)`` of ``attribute(name, m)``, without the object."""
+    raw = m[2]
+    if raw is None:
+        return "", m.end(), m.end(), ""
+    if raw[:1] in ("'", '"'):
+        return raw[1:-1], m.start(2) + 1, m.end(2) - 1, raw[0]
+    return raw, m.start(2), m.end(2), ""
+
+
+def attribute_value(m: re.Match[str]) -> str:
+    """``attribute(name, m).value``."""
+    raw = m[2]
+    if raw is None:
+        return ""
+    return raw[1:-1] if raw[:1] in ("'", '"') else raw
