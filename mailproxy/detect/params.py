@@ -545,7 +545,7 @@ def clean_raw_url(raw: str, remove: Callable[[str], bool]) -> str:
         if kept:
             out.append(raw[start:end] if first else raw[sep:end])
             first = False
-        else:
+        elif "\n" in raw[sep:end] or "\r" in raw[sep:end]:
             out.extend(c for c in raw[sep:end] if c in "\r\n")
     out.append(raw[frag_at:])
     return "".join(out)
