@@ -104,11 +104,7 @@ def decode(encoded: bytes, cte: str) -> bytes:
     if kind == "quoted-printable":
         return _qp_index(data).decoded
     if kind == "base64":
-        global _last_b64
-        last = _last_b64
-        if last is None or last[0] is not data:
-            last = _last_b64 = (data, _b64_decode(data))
-        return last[1]
+        return _b64_decoded(data)
     return data
 
 
@@ -133,6 +129,14 @@ def apply_edits(encoded: bytes, cte: str, edits: Sequence[Edit]) -> bytes:
 
 
 # --- shared helpers -------------------------------------------------------------------------------
+
+# The engine decodes a part, then edits the same bytes object: the edits reuse what the decoding
+# computed. One body per encoding is remembered (bytes are immutable, so the same object is the same
+# body), and only up to the size of a large HTML part, so that no decoded attachment (an IMAP BINARY
+# fetch) is kept alive.
+_MEMO_MAX = 1 << 20
+_last_b64: tuple[bytes, bytes] | None = None  # a body and its decoding
+_last_index: _QpIndex | None = None
 
 _CRLF_ONLY = bytes(c for c in range(256) if c not in b"\r\n")
 
@@ -212,7 +216,6 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _B64_NOT_STREAM = bytes(c for c in range(256) if c not in _B64_ALPHABET + b"=")
 _B64_NOT_ALPHABET = bytes(c for c in range(256) if c not in _B64_ALPHABET)
 _B64_RUN = re.compile(rb"[A-Za-z0-9+/=]+")
-_last_b64: tuple[bytes, bytes] | None = None  # the body decode() decoded last, and its decoding
 
 
 def _b64_decode(data: bytes) -> bytes:
@@ -230,6 +233,17 @@ def _b64_decode(data: bytes) -> bytes:
     raise TransferError(
         "base64 body cannot be decoded"
     )  # pragma: no cover - both repairs cover all
+
+
+def _b64_decoded(data: bytes) -> bytes:
+    global _last_b64
+    last = _last_b64
+    if last is not None and last[0] is data:
+        return last[1]
+    decoded = _b64_decode(data)
+    if len(data) <= _MEMO_MAX:
+        _last_b64 = (data, decoded)
+    return decoded
 
 
 def _apply_b64(data: bytes, edits: Sequence[Edit]) -> bytes:
@@ -491,16 +505,13 @@ class _QpIndex:
         return at, at + 1
 
 
-_last_index: _QpIndex | None = None
-
-
 def _qp_index(data: bytes) -> _QpIndex:
-    """The index of ``data``. The engine decodes a part, then edits the same bytes object: the edits
-    reuse what the decoding built (one entry; bytes are immutable, so the same object is the same body)."""
     global _last_index
     index = _last_index
     if index is None or index.data is not data:
-        index = _last_index = _QpIndex(data)
+        index = _QpIndex(data)
+        if len(data) <= _MEMO_MAX:
+            _last_index = index
     return index
 
 
