@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -64,12 +65,12 @@ class ProxySettings:
     cache_bytes: int = DEFAULT_MAX_BYTES
     idle_timeout: float = IDLE_TIMEOUT
     connect_timeout: float = CONNECT_TIMEOUT
-    # Rewrites run off the event loop, so one big message does not stall every other session. With
-    # an engine factory (``serve_imap``), in this many worker processes (0: one per CPU), so the
-    # messages of one FETCH, and those of several sessions, are rewritten side by side; each session
-    # then hands out up to one job more than there are workers. Otherwise (or with 1) in one
-    # thread: the rewriter is pure Python, so more threads would only take turns at the GIL, and the
-    # engine's caches are not documented as safe for concurrent callers.
+    # Rewrites run off the event loop, so one big message does not stall every other session: one
+    # at a time in a thread (the rewriter is pure Python, so more threads would only take turns at
+    # the GIL). With an engine factory (``serve_imap``) and more than one worker (0: one per CPU),
+    # rewrites that come while another runs go to that many worker processes, so the messages of
+    # one FETCH, and those of several sessions, are rewritten side by side; each session then hands
+    # out up to one job more than there are workers.
     rewrite_workers: int = 0
 
 
@@ -285,30 +286,45 @@ class ImapProxy:
         self._tasks = _Tasks()
         workers = settings.rewrite_workers or os.cpu_count() or 1
         self._engine_rewriter = rewriter if isinstance(rewriter, EngineRewriter) else None
-        self._factory = self._engine_rewriter.factory if self._engine_rewriter is not None else None
-        self._processes = workers if workers > 1 and self._factory is not None else 0
-        self.max_jobs = self._processes + 1 if self._processes else 1
-        self.executor = self._new_executor()
-
-    def _new_executor(self) -> concurrent.futures.Executor:
-        if self._factory is None or not self._processes:
-            return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-rewrite")
-        # "spawn": a forked child would inherit the event loop, the tracking log's thread and
-        # their locks.
-        return concurrent.futures.ProcessPoolExecutor(
-            max_workers=self._processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_start,
-            initargs=(self._factory,),
-        )
+        factory = self._engine_rewriter.factory if self._engine_rewriter is not None else None
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-rewrite")
+        self._in_flight = 0  # rewrites running, in the thread or the worker processes
+        self._new_pool: Callable[[], concurrent.futures.ProcessPoolExecutor] | None = None
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        if workers > 1 and factory is not None:
+            # "spawn": a forked child would inherit the event loop, the tracking log's thread and
+            # their locks.
+            self._new_pool = functools.partial(
+                concurrent.futures.ProcessPoolExecutor,
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(factory,),
+            )
+            self._pool = self._new_pool()
+        self.workers = workers if self._pool is not None else 0
+        self.max_jobs = self.workers + 1 if self._pool is not None else 1
 
     async def run_rewrite(self, job: RewriteJob) -> bytes:
-        """``job.whole`` rewritten off the event loop (in a worker process when there are any)."""
+        """``job.whole`` rewritten off the event loop.
+
+        A job while no other one runs (a message opened, a chunk walk) goes to this process's
+        rewrite thread: a worker process would add about half a millisecond of pickling and
+        hand-offs to what a reader waits for. Jobs that come while another runs (the messages of
+        one FETCH, other sessions) go to the worker processes, side by side.
+        """
         loop = asyncio.get_running_loop()
-        if not self._processes:
-            return await loop.run_in_executor(self.executor, self.rewriter, job.whole, job.user)
+        self._in_flight += 1
+        try:
+            if self._pool is None or self._in_flight == 1:
+                return await loop.run_in_executor(self._thread, self.rewriter, job.whole, job.user)
+            return await self._run_in_worker(job, self._pool)
+        finally:
+            self._in_flight -= 1
+
+    async def _run_in_worker(self, job: RewriteJob, pool: concurrent.futures.ProcessPoolExecutor) -> bytes:
         assert self._engine_rewriter is not None
-        pool = self.executor
+        loop = asyncio.get_running_loop()
         try:
             work = loop.run_in_executor(pool, _worker_rewrite, job.whole, job.user)
         except concurrent.futures.BrokenExecutor:  # broken since the last rewrite: this one may go on
@@ -321,14 +337,18 @@ class ImapProxy:
             raise
         return self._engine_rewriter.finish(outcome, job.user)
 
-    def _replace_broken_pool(self, broken: concurrent.futures.Executor) -> concurrent.futures.Executor:
+    def _replace_broken_pool(
+        self, broken: concurrent.futures.ProcessPoolExecutor
+    ) -> concurrent.futures.ProcessPoolExecutor:
         """A pool in place of ``broken``, whose worker died (killed, out of memory): the sessions
         waiting on it end with BYE, later rewrites go to new workers."""
-        if self.executor is broken:  # not yet replaced on another session's news of it
+        pool, new_pool = self._pool, self._new_pool
+        assert pool is not None and new_pool is not None
+        if pool is broken:  # not yet replaced on another session's news of it
             log.error("a rewrite worker process died; starting new ones")
             broken.shutdown(wait=False, cancel_futures=True)
-            self.executor = self._new_executor()
-        return self.executor
+            pool = self._pool = new_pool()
+        return pool
 
     @property
     def address(self) -> tuple[str, int]:
@@ -340,10 +360,10 @@ class ImapProxy:
 
     async def start(self) -> None:
         s = self.settings
-        if self._processes:
+        if self._pool is not None:
             # Start the workers (and their engines) now, not on the first message.
-            for _ in range(self._processes):
-                self.executor.submit(_worker_ready)
+            for _ in range(self.workers):
+                self._pool.submit(_worker_ready)
         ssl_ctx = s.client_ssl if s.client_ssl is not None and s.client_tls == "implicit" else None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -364,8 +384,10 @@ class ImapProxy:
         for conn in list(self.connections):
             conn.close("server shutting down")
         self._tasks.cancel_all()
-        # A rewrite still running finishes in its thread; nobody waits for its result.
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        # A rewrite still running finishes in its thread or process; nobody waits for its result.
+        self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
