@@ -360,31 +360,22 @@ class _Extractor:
         while scans:
             found, in_comment = scans[-1]
             for m in found:
-                # The hot path: start and end tags, most of them layout, pushed, popped and left alone. A
-                # start tag is ``start`` inlined, its facts looked up by its text.
+                # The hot path: start and end tags, most of them layout, pushed, popped and left alone; their
+                # facts are looked up by their text.
                 kind = m.lastindex
                 if kind == OPEN:
                     tag = m[0]
-                    facts = starts.get(tag)
-                    if facts is None:
-                        body_start = m.start(OPEN) - m.start()
-                        facts = starts[tag] = _start_facts(m[OPEN_NAME].lower(), tag[body_start:-1])
-                    name, body, opened, loads = facts
+                    name, body, opened, loads = starts.get(tag) or self.start_facts(tag, m)
                     if opened:
                         stack.append((name, body, None))
-                    if name == "picture":
-                        self.group += 1
-                        self.picture_group = self.group
-                    if loads:
-                        self.start_tag(name, m.span(), *m.span(OPEN), in_comment, opened)
+                    if loads or name == "picture":
+                        self.loading_start(name, opened, loads, m.span(), m.span(OPEN), in_comment)
                 elif kind == CLOSE:
                     name = m[CLOSE].lower()
-                    if stack and stack[-1][0] == name:
+                    if stack and stack[-1][0] == name and name != "picture":  # ``end_tag``, inlined
                         stack.pop()
                     else:
                         self.end_tag(name)
-                    if name == "picture":
-                        self.picture_group = None
                 else:
                     comment = self.other(m, in_comment)
                     if comment is not None:
@@ -395,12 +386,21 @@ class _Extractor:
             else:
                 scans.pop()
 
+    def start_facts(self, tag: str, m: re.Match[str]) -> tuple[str, str, bool, bool]:
+        """The facts of a start tag seen for the first time (``tag`` is its text)."""
+        body_start = m.start(OPEN) - m.start()
+        facts = self.starts[tag] = _start_facts(m[OPEN_NAME].lower(), tag[body_start:-1])
+        return facts
+
     def other(self, m: re.Match[str], in_comment: bool) -> tuple[int, int] | None:
         """The tokens of a match other than a plain start or end tag; returns the text of a conditional
         comment, to be scanned as markup."""
         for kind, name, s, e, inner_start, inner_end in tokens_of(m):
             if kind == START:  # a raw-text element (its text follows) or <plaintext>
-                self.start(name, s, e, inner_start, inner_end, in_comment)
+                name, body, opened, loads = _start_facts(name, self.text[inner_start:inner_end])
+                if opened:
+                    self.stack.append((name, body, None))
+                self.loading_start(name, opened, loads, (s, e), (inner_start, inner_end), in_comment)
             elif kind == RAW:
                 if name == "style":
                     self.style_block(s, e, in_comment)
@@ -411,24 +411,32 @@ class _Extractor:
                 self.doc.unclosed.append((s, e))
         return None
 
-    def start(self, name: str, s: int, e: int, body_start: int, body_end: int, in_comment: bool) -> None:
-        name, body, opened, loads = _start_facts(name, self.text[body_start:body_end])
-        if opened:
-            self.stack.append((name, body, None))
+    def loading_start(
+        self,
+        name: str,
+        opened: bool,
+        loads: bool,
+        tag: tuple[int, int],
+        body: tuple[int, int],
+        in_comment: bool,
+    ) -> None:
+        """What a start tag does besides being pushed (when ``opened``): open a <picture>, load."""
         if name == "picture":
             self.group += 1
             self.picture_group = self.group
         if loads:
-            self.start_tag(name, (s, e), body_start, body_end, in_comment, opened)
+            self.start_tag(name, tag, *body, in_comment, opened)
 
     def end_tag(self, name: str) -> None:
-        """An end tag that does not close the current element: it closes the nearest open one of its name
-        and everything opened after it, if there is one."""
+        """An end tag closes the nearest open element of its name and everything opened after it, if there
+        is one."""
         stack = self.stack
         for i in range(len(stack) - 1, -1, -1):
             if stack[i][0] == name:
                 del stack[i:]
                 break
+        if name == "picture":
+            self.picture_group = None
 
     def inherited(self, depth: int) -> tuple[str, ...]:
         """Hiding reasons inherited from the first ``depth`` open elements, computed on demand."""

@@ -125,10 +125,11 @@ START, END, COMMENT, RAW, UNCLOSED = 0, 1, 2, 3, 4
 # (dropped), and bogus comments ("<!x", "<?x", "</1"). A tag or a quoted value may run to the end of the
 # text: every "<" + letter then matches once, so hostile input ("<a<a<a...", unbalanced quotes) costs linear
 # time, never a rescan per "<".
+# Text, then any number of: a value after "=" (quoted, to its quote or the end; unquoted, to whitespace or
+# ">") or a quote that opens nothing, each followed by text ("unrolled": fewer steps than one alternation).
 _TAG_BODY = (
-    r"(?>[^>\"'=]++"
-    r"|=[\t\n\f\r ]*+(?>\"[^\"]*+(?:\"|\Z)|'[^']*+(?:'|\Z)|(?![\"'])[^\t\n\f\r >]*+)"
-    r"|[\"'])*+"
+    r"[^>\"'=]*+(?:(?:=[\t\n\f\r ]*+(?:\"[^\"]*+(?:\"|\Z)|'[^']*+(?:'|\Z)|[^\t\n\f\r >\"'][^\t\n\f\r >]*+|)"
+    r"|[\"'])[^>\"'=]*+)*+"
 )
 _NAME_END = r"[\t\n\f\r />]"
 
@@ -156,7 +157,9 @@ def _token_pattern(comment_text: str, comment_close: str) -> re.Pattern[str]:
     )
 
 
-_TOKEN = _token_pattern(r"[\s\S]*?", r"(?:--!?>|\Z)")
+# A comment's text: up to the first "-->" or "--!>" (runs without "-" taken at once, which is faster than
+# trying the end at every character).
+_TOKEN = _token_pattern(r"(?:[^-]++|-(?!-!?>))*+", r"(?:--!?>|\Z)")
 # Inside a comment's text there is no "-->" or "--!>" (the comment would have ended there), so a comment
 # that starts in it runs to its end: taken in one step, so that scanning nested comments stays linear.
 _TOKEN_IN_COMMENT = _token_pattern(r"(?s:.*)", "")
