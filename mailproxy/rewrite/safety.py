@@ -108,9 +108,17 @@ class Survivor:
         return self.attr == "src" and self.element in _IMAGE_ELEMENTS
 
 
+def _unescape(m: re.Match[str]) -> str:
+    if m.group(1) is None:
+        return m.group(2)
+    cp = int(m.group(1), 16)
+    # CSS Syntax 4.3.7: NUL, surrogates and values past Unicode are U+FFFD (chr() would raise).
+    return "\ufffd" if cp == 0 or 0xD800 <= cp <= 0xDFFF or cp > 0x10FFFF else chr(cp)
+
+
 def _css_urls(text: str) -> Iterator[str]:
     if "\\" in text:
-        text = _CSS_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), text)
+        text = _CSS_ESCAPE.sub(_unescape, text)
     text = _CSS_COMMENT.sub(" ", text)
     for m in _CSS_URLS.finditer(text):
         if m.group("set") is not None:
@@ -147,8 +155,14 @@ def loading_urls(text: str) -> list[Survivor]:
     out: list[Survivor] = []
     tree = LexborHTMLParser(text)
     # lexbor's selector engine (C) picks the candidate elements; only those are looked at in Python.
+    seen: set[int] = set()
     for node in tree.css(_CANDIDATES):
-        tag = node.tag or ""
+        # lexbor returns an element once per selector it matches; list its URLs once.
+        if node.mem_id in seen:
+            continue
+        seen.add(node.mem_id)
+        # Foreign (SVG) elements keep their case ("feImage"); the sets here are lower-case.
+        tag = (node.tag or "").lower()
         if tag == "style":
             out.extend(Survivor(u, "style", "") for u in _css_urls(node.text(deep=True) or ""))
             continue

@@ -550,15 +550,12 @@ def test_load_without_lists_equals_bundled_behaviour() -> None:
     )
 
 
-def test_match_is_fast(db: TrackerDB) -> None:
+def test_many_distinct_urls_match_exactly_the_trackers(db: TrackerDB) -> None:
+    # Speed is bench/detect.py's business; here the many-URL path (caches filling up) must stay right.
     urls = [f"https://cdn{i}.example.com/images/a{i}/banner-{i}.png?w=600&h={i}" for i in range(5000)]
     urls += [f"https://x{i}.us3.list-manage.com/track/open.php?u={i:025d}&id={i}" for i in range(5000)]
-    start = time.perf_counter()
-    hits = sum(1 for u in urls if db.match(u) is not None)
-    elapsed = time.perf_counter() - start
-    assert hits == 5000
-    # About 15 us per uncached URL here; the bound leaves room for a slow, shared CI machine.
-    assert elapsed < 1.5, elapsed
+    hits = [u for u in urls if db.match(u) is not None]
+    assert hits == urls[5000:]
 
 
 def _write(tmp_path: Path, text: str) -> Path:
