@@ -322,12 +322,16 @@ _Value = tuple[str, int, int, str]
 _Open = tuple[str, str, tuple[str, ...] | None]
 
 
-def _start_facts(name: str, body: str) -> tuple[str, str, bool, bool]:
-    """(name, attribute text, whether the element is opened (not void), whether it may load something)."""
+# What a start tag's text tells: its name, its entry on the stack (None for a void element) and whether it
+# may load something.
+_Start = tuple[str, _Open | None, bool]
+
+
+def _start_facts(name: str, body: str) -> _Start:
     low = body.lower()
     own = _ELEMENT_LOADS.get(name)
     loads = (own is not None and own.found(body, low)) or _may_load_anywhere(low)
-    return name, body, name not in _VOID, loads
+    return name, None if name in _VOID else (name, body, None), loads
 
 
 class _Extractor:
@@ -344,8 +348,9 @@ class _Extractor:
         self.hiding: dict[str, tuple[str, ...]] = {}
         # Newsletters repeat their tags and styles: what was learnt about each distinct start tag text, each
         # element (name, attribute text) as an ancestor (reset when hiding rules come), each style value.
-        self.starts: dict[str, tuple[str, str, bool, bool]] = {}
+        self.starts: dict[str, _Start] = {}
         self.ancestors: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.own: dict[tuple[str | bool | None, ...], tuple[str, ...]] = {}
         self.styles: dict[str, tuple[tuple[str, ...], str | None, str | None]] = {}
 
     # -- walking -------------------------------------------------------------------------------------
@@ -365,10 +370,15 @@ class _Extractor:
                 kind = m.lastindex
                 if kind == OPEN:
                     tag = m[0]
-                    name, body, opened, loads = starts.get(tag) or self.start_facts(tag, m)
-                    if opened:
-                        stack.append((name, body, None))
+                    facts = starts.get(tag)
+                    if facts is None:
+                        body = tag[m.start(OPEN) - m.start() : -1]
+                        facts = starts[tag] = _start_facts(m[OPEN_NAME].lower(), body)
+                    name, entry, loads = facts
+                    if entry is not None:
+                        stack.append(entry)
                     if loads or name == "picture":
+                        opened = entry is not None
                         self.loading_start(name, opened, loads, m.span(), m.span(OPEN), in_comment)
                 elif kind == CLOSE:
                     name = m[CLOSE].lower()
@@ -386,21 +396,17 @@ class _Extractor:
             else:
                 scans.pop()
 
-    def start_facts(self, tag: str, m: re.Match[str]) -> tuple[str, str, bool, bool]:
-        """The facts of a start tag seen for the first time (``tag`` is its text)."""
-        body_start = m.start(OPEN) - m.start()
-        facts = self.starts[tag] = _start_facts(m[OPEN_NAME].lower(), tag[body_start:-1])
-        return facts
-
     def other(self, m: re.Match[str], in_comment: bool) -> tuple[int, int] | None:
         """The tokens of a match other than a plain start or end tag; returns the text of a conditional
         comment, to be scanned as markup."""
         for kind, name, s, e, inner_start, inner_end in tokens_of(m):
             if kind == START:  # a raw-text element (its text follows) or <plaintext>
-                name, body, opened, loads = _start_facts(name, self.text[inner_start:inner_end])
-                if opened:
-                    self.stack.append((name, body, None))
-                self.loading_start(name, opened, loads, (s, e), (inner_start, inner_end), in_comment)
+                name, entry, loads = _start_facts(name, self.text[inner_start:inner_end])
+                if entry is not None:
+                    self.stack.append(entry)
+                self.loading_start(
+                    name, entry is not None, loads, (s, e), (inner_start, inner_end), in_comment
+                )
             elif kind == RAW:
                 if name == "style":
                     self.style_block(s, e, in_comment)
@@ -634,6 +640,7 @@ class _Extractor:
         sheet = self.text[start:end]
         for selector, reasons in css.hiding_rules(sheet):
             self.ancestors.clear()
+            self.own.clear()
             for sel in selector.split(","):
                 key = sel.strip().lower()
                 if key:
@@ -685,6 +692,33 @@ class _Extractor:
 
     # -- visibility ----------------------------------------------------------------------------------
     def own_hiding(self, name: str, attrs: dict[str, re.Match[str]]) -> tuple[str, ...]:
+        """Why an element itself is invisible. That depends on a few of its attributes, which newsletters
+        repeat from image to image and cell to cell: worked out once per document for each (and again when
+        hiding rules come)."""
+        get = attrs.get
+        style, ident, classes, width, height = (
+            get("style"),
+            get("id"),
+            get("class"),
+            get("width"),
+            get("height"),
+        )
+        # (the raw values: an attribute without a value counts as one with an empty value, as it should)
+        key = (
+            name,
+            "hidden" in attrs,
+            style and style[2],
+            ident and ident[2],
+            classes and classes[2],
+            width and width[2],
+            height and height[2],
+        )
+        reasons = self.own.get(key)
+        if reasons is None:
+            reasons = self.own[key] = self.work_out_own_hiding(name, attrs)
+        return reasons
+
+    def work_out_own_hiding(self, name: str, attrs: dict[str, re.Match[str]]) -> tuple[str, ...]:
         reasons: tuple[str, ...] = ()
         style = attrs.get("style")
         style_width = style_height = None
