@@ -96,6 +96,14 @@ def _looks_like_address(text: str) -> bool:
     return len(text) <= _MAX_ADDRESS_LEN and _ADDRESS_RE.fullmatch(text) is not None
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # --- URL splitting ---
 # Hand-written rather than urllib.parse.urlsplit: that raises ValueError on inputs such as
 # "http://[::1" and we must never raise; and it knows nothing of entity-encoded separators in raw
@@ -292,10 +300,7 @@ def _compile(addresses: tuple[str, ...]) -> _Needles:
     labels: dict[str, str] = {}
     for address in addresses:
         for form in dict.fromkeys((address, address.lower())):
-            try:
-                data = form.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates from a broken header
-                continue
+            data = form.encode("utf-8")
             raw.add(tuple(re.escape(c) for c in form.lower()))
             for algo in HASH_ALGORITHMS:
                 digest = hashlib.new(algo, data).hexdigest()
@@ -342,7 +347,8 @@ class IdentityMatcher:
                 ignored += 1
                 continue
             address = item.strip().strip("<>").strip()
-            if _looks_like_address(address):
+            # A lone surrogate (from undecodable header bytes) has no UTF-8 form to encode or digest.
+            if _looks_like_address(address) and _encodable(address):
                 addresses[address] = None
             elif address:
                 ignored += 1

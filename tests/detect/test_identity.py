@@ -179,6 +179,18 @@ def test_empty_and_invalid_recipients() -> None:
     assert bool(MATCHER)
 
 
+def test_address_with_a_lone_surrogate_is_ignored() -> None:
+    # Undecodable header bytes kept as surrogates have no UTF-8 form to digest or encode; such an
+    # address once compiled into empty needles that matched every URL component.
+    broken = "\udce9x@example.org"
+    assert not IdentityMatcher([broken])
+    assert IdentityMatcher([broken]).find("https://t.example/p.gif?a=1&b=2") == []
+    m = IdentityMatcher([broken, LOWER])
+    assert repr(m) == "IdentityMatcher(<1 recipients>)"
+    assert m.find("https://u@t.example/p.gif?a=1&b=2") == []
+    assert m.find(f"https://t.example/p.gif?e={LOWER}") == [IdentityHit("raw", "query", "e")]
+
+
 def test_dedupes_and_hides_addresses_in_repr() -> None:
     m = IdentityMatcher([LOWER, LOWER, f" {LOWER} ", f"<{LOWER}>"])
     assert repr(m) == "IdentityMatcher(<1 recipients>)"
