@@ -7,8 +7,8 @@ marketing mail, MD5 being the common case (LiveIntent ``m=<md5>``, ``email_md5_l
 One :class:`IdentityMatcher` is built per message from its recipients, then asked about every
 URL of that message. Everything that depends only on the recipients (digests, encodings, the
 combined regexes) is computed once, and cached across messages that have the same recipients, so
-:meth:`IdentityMatcher.find` costs a few regex scans per URL and nothing more when the URL carries
-no identity (the common case).
+:meth:`IdentityMatcher.find` costs a few substring tests per URL and nothing more when the URL
+carries no identity (the common case).
 """
 
 from __future__ import annotations
@@ -247,10 +247,12 @@ def _render_trie(node: _Trie) -> str:
     return body
 
 
-# Cheap gates in front of the needle regexes, which are far slower per character scanned than a
-# substring test or a single character-class scan: every raw needle contains "@", every URL-encoded
-# one "%40", every digest a run of 32 hex digits, every base64 needle one of a few literal anchors.
-_HEX_RUN_RE: Final = re.compile(r"[0-9a-fA-F]{32}")
+# Cheap gates in front of the needle regexes, which cost microseconds per URL (the case-insensitive
+# one most: it cannot skip ahead on a literal) while a substring test costs tens of nanoseconds. A
+# match of a regex implies that the text holds one of its needles literally: as written for the base64
+# regex (through its fully determined characters), and lower-cased for the case-insensitive ones as
+# long as text and needles are ASCII; beyond ASCII, case-insensitive matching also pairs characters
+# that str.lower() keeps apart ("ſ" and "s", "ı" and "i"), so there the regex runs ungated.
 _B64_ANCHOR_LEN: Final = 6
 
 
@@ -260,30 +262,52 @@ class _Needles:
     # hex digests (no boundaries) and URL-encoded forms (with boundaries), case-insensitive
     ci_re: re.Pattern[str]
     b64_re: re.Pattern[str]  # base64 / base64url, case-sensitive
-    b64_anchor_re: re.Pattern[str]  # literal prefixes of the fully determined base64 characters
+    raw_keys: tuple[str, ...] | None  # the lower-cased addresses; None when one is not ASCII
+    ci_keys: tuple[str, ...]  # the lower-cased digests and URL-encoded forms (all ASCII)
+    b64_anchors: tuple[str, ...]  # a literal prefix of the fully determined characters of each needle
     given: frozenset[str]
     lowered: frozenset[str]
     ci_labels: dict[str, str]  # lower-cased needle text -> encoding name
 
+    def may_raw(self, text: str, low: str | None) -> bool:
+        """False only when raw_re cannot match `text`; `low` is text.lower() for ASCII text, else None."""
+        if "@" not in text:
+            return False
+        keys = self.raw_keys
+        return low is None or keys is None or any(k in low for k in keys)
+
+    def may_ci(self, low: str | None) -> bool:
+        return low is None or any(k in low for k in self.ci_keys)
+
+    def may_b64(self, text: str) -> bool:
+        return any(a in text for a in self.b64_anchors)
+
     def raw_matches(self, text: str) -> Iterator[re.Match[str]]:
-        return self.raw_re.finditer(text) if "@" in text else iter(())
+        if self.may_raw(text, _ascii_lower(text)):
+            return self.raw_re.finditer(text)
+        return iter(())
 
     def ci_matches(self, text: str) -> Iterator[re.Match[str]]:
-        if "%40" in text or _HEX_RUN_RE.search(text):
+        if self.may_ci(_ascii_lower(text)):
             return self.ci_re.finditer(text)
         return iter(())
 
     def b64_matches(self, text: str) -> Iterator[re.Match[str]]:
-        if self.b64_anchor_re.search(text):
+        if self.may_b64(text):
             return self.b64_re.finditer(text)
         return iter(())
 
     def any_match(self, text: str) -> bool:
-        if "@" in text and self.raw_re.search(text):
+        low = _ascii_lower(text)
+        if self.may_raw(text, low) and self.raw_re.search(text):
             return True
-        if ("%40" in text or _HEX_RUN_RE.search(text)) and self.ci_re.search(text):
+        if self.may_ci(low) and self.ci_re.search(text):
             return True
-        return self.b64_anchor_re.search(text) is not None and self.b64_re.search(text) is not None
+        return self.may_b64(text) and self.b64_re.search(text) is not None
+
+
+def _ascii_lower(text: str) -> str | None:
+    return text.lower() if text.isascii() else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -292,16 +316,16 @@ def _compile(addresses: tuple[str, ...]) -> _Needles:
 
     Cached: a mailbox's messages mostly have the same recipients, and building costs ~30 digests and
     three regex compilations, far more than scanning the URLs of one message."""
-    raw: set[tuple[str, ...]] = set()
+    raw_keys: dict[str, None] = {}
     hexes: set[tuple[str, ...]] = set()
     urlenc: set[tuple[str, ...]] = set()
     b64: set[tuple[str, ...]] = set()
-    anchors: set[tuple[str, ...]] = set()
+    anchors: set[str] = set()
     labels: dict[str, str] = {}
     for address in addresses:
         for form in dict.fromkeys((address, address.lower())):
             data = form.encode("utf-8")
-            raw.add(tuple(re.escape(c) for c in form.lower()))
+            raw_keys[form.lower()] = None
             for algo in HASH_ALGORITHMS:
                 digest = hashlib.new(algo, data).hexdigest()
                 labels.setdefault(digest, algo)
@@ -315,15 +339,20 @@ def _compile(addresses: tuple[str, ...]) -> _Needles:
                     atoms, fixed = _b64_atoms(data, offset, alphabet)
                     if offset == 0 or len(fixed) >= _MIN_FIXED_B64:
                         b64.add(tuple(atoms))
-                        anchors.add(tuple(re.escape(c) for c in fixed[:_B64_ANCHOR_LEN]))
+                        anchors.add(fixed[:_B64_ANCHOR_LEN])
     return _Needles(
-        raw_re=re.compile(_BEFORE + "(?:" + _trie_pattern(raw) + ")" + _AFTER, re.IGNORECASE),
+        raw_re=re.compile(
+            _BEFORE + "(?:" + _trie_pattern(tuple(map(re.escape, k)) for k in raw_keys) + ")" + _AFTER,
+            re.IGNORECASE,
+        ),
         ci_re=re.compile(
             _trie_pattern(hexes) + "|" + _BEFORE + "(?:" + _trie_pattern(urlenc) + ")" + _AFTER,
             re.IGNORECASE,
         ),
         b64_re=re.compile(_trie_pattern(b64)),
-        b64_anchor_re=re.compile(_trie_pattern(anchors)),
+        raw_keys=tuple(raw_keys) if all(k.isascii() for k in raw_keys) else None,
+        ci_keys=tuple(labels),
+        b64_anchors=tuple(sorted(anchors)),
         given=frozenset(addresses),
         lowered=frozenset(a.lower() for a in addresses),
         ci_labels=labels,

@@ -19,6 +19,7 @@ from mailproxy.detect.identity import (
     IdentityHit,
     IdentityMatcher,
     _b64_atoms,
+    _compile,
     _split_url,
     recipients_from_headers,
 )
@@ -224,6 +225,42 @@ def test_garbage_urls_do_not_raise(url: str) -> None:
 @given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("%?&#=@:/.+"), max_size=200))
 def test_find_never_raises(url: str) -> None:
     assert isinstance(MATCHER.find(url), list)
+
+
+_GATE_NEEDLES = [
+    _compile((ADDR,)),
+    # Beyond ASCII, case-insensitive matching pairs "ſ" with "s" and "ı" with "i": the regexes alone.
+    _compile(("jürgen.straße@example.de", "kiss@example.com", "ſam@example.com")),
+    _compile(("kiss@example.com",)),
+]
+_NEAR_MISSES = [LOWER, ADDR.upper(), "kiss@example.com", "KIſS@EXAMPLE.COM", "JÜRGEN.STRASSE@example.de"]
+_NEAR_MISSES += ["sam@example.com", "ſam@example.com"]
+_NEAR_MISSES += [quote(LOWER, safe=""), hashlib.md5(LOWER.encode()).hexdigest().upper()]
+_NEAR_MISSES += [_b64(LOWER, url=True, pad=False)[3:], _b64("x" + ADDR, url=False, pad=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(_GATE_NEEDLES),
+    st.text(alphabet=st.sampled_from("aAsSkKıſİ%@.4_-+/=ü"), max_size=8),
+    st.sampled_from(_NEAR_MISSES),
+    st.text(alphabet=st.sampled_from("aAsSkKıſİ%@.4_-+/=ü"), max_size=8),
+)
+def test_substring_gates_only_skip_regexes_that_cannot_match(
+    needles: object, before: str, token: str, after: str
+) -> None:
+    from mailproxy.detect.identity import _Needles
+
+    assert isinstance(needles, _Needles)
+    for text in (before + token + after, before + token[1:] + after, before + token.swapcase() + after):
+        regexes = (needles.raw_re, needles.ci_re, needles.b64_re)
+        assert needles.any_match(text) == any(rx.search(text) for rx in regexes)
+        for gated, regex in (
+            (needles.raw_matches, needles.raw_re),
+            (needles.ci_matches, needles.ci_re),
+            (needles.b64_matches, needles.b64_re),
+        ):
+            assert [m.span() for m in gated(text)] == [m.span() for m in regex.finditer(text)]
 
 
 _LOCAL = st.text(
