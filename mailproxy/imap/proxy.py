@@ -15,9 +15,11 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import ssl
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -191,12 +193,22 @@ _worker_engine: _Engine | None = None
 
 def _worker_start(factory: Callable[[], _Engine]) -> None:
     global _worker_engine
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # A worker holds both ends of its job queue, so it would wait for jobs forever after the
+        # proxy was killed (a clean shutdown stops it); this ends it with its parent instead.
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
     _worker_engine = factory()
     # The engine's first messages pay for its lazy tables and compiled patterns (40 ms instead of
     # 10 for a newsletter): the bundled samples pay for them here, before any reader waits.
     with contextlib.suppress(Exception):
         for sample in sorted((resources.files("mailproxy") / "samples").iterdir(), key=str):
             _worker_engine.rewrite(sample.read_bytes())
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 def _worker_rewrite(raw: bytes, user: str | None) -> Any:

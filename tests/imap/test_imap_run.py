@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import imaplib
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from imap_support import PASSWORD, TRACKER, USER, Dovecot, free_port, wait_port
 
 from mailproxy.engine import Engine
@@ -72,3 +75,50 @@ def test_mailproxy_run_serves_rewritten_mail(dovecot: Dovecot, tmp_path: Path) -
         check=True,
     ).stdout
     assert b"imap" in report and b"Mailchimp" in report
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.add(int(entry))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find child processes")
+def test_rewrite_workers_end_with_a_killed_proxy(dovecot: Dovecot, tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        f'[http]\nenabled = false\n[imap]\nlisten = "127.0.0.1:{port}"\n'
+        f'upstream = "127.0.0.1:{dovecot.port}"\nupstream_tls = "none"\n',
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailproxy", "run", "-c", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: set[int] = set()
+    try:
+        wait_port(port, proc)
+        deadline = time.monotonic() + 30
+        while len(children) < 2 and time.monotonic() < deadline:  # the workers start with the proxy
+            children = _children(proc.pid)
+            time.sleep(0.1)
+        assert len(children) >= 2
+    finally:
+        proc.kill()  # no clean shutdown: SIGKILL
+        proc.wait(10)
+    deadline = time.monotonic() + 20
+    while children and time.monotonic() < deadline:
+        children = {c for c in children if Path(f"/proc/{c}").exists()}
+        time.sleep(0.1)
+    for orphan in children:  # not left behind even when the test fails
+        os.kill(orphan, signal.SIGKILL)
+    assert not children, "rewrite workers outlived the proxy"
