@@ -263,7 +263,8 @@ class _Needles:
     ci_re: re.Pattern[str]
     b64_re: re.Pattern[str]  # base64 / base64url, case-sensitive
     raw_keys: tuple[str, ...] | None  # the lower-cased addresses; None when one is not ASCII
-    ci_keys: tuple[str, ...]  # the lower-cased digests and URL-encoded forms (all ASCII)
+    hex_keys: tuple[str, ...]  # the digests (lower-case hex)
+    pct_keys: tuple[str, ...]  # the lower-cased URL-encoded forms (ASCII, each with "%40")
     b64_anchors: tuple[str, ...]  # a literal prefix of the fully determined characters of each needle
     given: frozenset[str]
     lowered: frozenset[str]
@@ -273,14 +274,14 @@ class _Needles:
         """False only when raw_re cannot match `text`; `low` is text.lower() for ASCII text, else None."""
         if "@" not in text:
             return False
-        keys = self.raw_keys
-        return low is None or keys is None or any(k in low for k in keys)
+        return low is None or self.raw_keys is None or _holds_any(low, self.raw_keys)
 
     def may_ci(self, low: str | None) -> bool:
-        return low is None or any(k in low for k in self.ci_keys)
-
-    def may_b64(self, text: str) -> bool:
-        return any(a in text for a in self.b64_anchors)
+        return (
+            low is None
+            or _holds_any(low, self.hex_keys)
+            or ("%40" in low and _holds_any(low, self.pct_keys))
+        )
 
     def raw_matches(self, text: str) -> Iterator[re.Match[str]]:
         if self.may_raw(text, _ascii_lower(text)):
@@ -293,17 +294,27 @@ class _Needles:
         return iter(())
 
     def b64_matches(self, text: str) -> Iterator[re.Match[str]]:
-        if self.may_b64(text):
+        if _holds_any(text, self.b64_anchors):
             return self.b64_re.finditer(text)
         return iter(())
 
     def any_match(self, text: str) -> bool:
         low = _ascii_lower(text)
+        if low is not None and _holds_any(low, self.hex_keys):
+            return True  # digests have no boundary rule: the substring is a match
         if self.may_raw(text, low) and self.raw_re.search(text):
             return True
-        if self.may_ci(low) and self.ci_re.search(text):
+        if (low is None or ("%40" in low and _holds_any(low, self.pct_keys))) and self.ci_re.search(text):
             return True
-        return self.may_b64(text) and self.b64_re.search(text) is not None
+        return _holds_any(text, self.b64_anchors) and self.b64_re.search(text) is not None
+
+
+def _holds_any(text: str, keys: tuple[str, ...]) -> bool:
+    # A plain loop: any() over a generator costs several times as much for a handful of keys.
+    for key in keys:  # noqa: SIM110
+        if key in text:
+            return True
+    return False
 
 
 def _ascii_lower(text: str) -> str | None:
@@ -351,7 +362,8 @@ def _compile(addresses: tuple[str, ...]) -> _Needles:
         ),
         b64_re=re.compile(_trie_pattern(b64)),
         raw_keys=tuple(raw_keys) if all(k.isascii() for k in raw_keys) else None,
-        ci_keys=tuple(labels),
+        hex_keys=tuple(k for k, label in labels.items() if label != "urlencoded"),
+        pct_keys=tuple(k for k, label in labels.items() if label == "urlencoded"),
         b64_anchors=tuple(sorted(anchors)),
         given=frozenset(addresses),
         lowered=frozenset(a.lower() for a in addresses),
@@ -413,7 +425,9 @@ class IdentityMatcher:
         # Fast path: the whole URL, as is and decoded, in a few scans. Decoding the whole URL finds
         # everything decoding each part would, since percent-decoding never joins text across "/",
         # "?", "&" or "#".
-        if not any(needles.any_match(text) for text in _decode_levels(url)):
+        if not needles.any_match(url) and (
+            "%" not in url or not any(needles.any_match(text) for text in _decode_levels(url)[1:])
+        ):
             return []
         parts = _split_url(url)
         components: list[tuple[str, str | None, str]] = []
