@@ -25,11 +25,12 @@ from typing import Final
 from urllib.parse import unquote, unquote_plus
 
 from mailproxy.detect.identity import (
-    _BARE_HASH_RE,
     _QUERY_SEP_RE,
     IdentityMatcher,
-    _iter_query,
+    _fragment_at,
     _looks_like_address,
+    _query_of,
+    _query_pairs,
     _split_url,
 )
 
@@ -408,16 +409,15 @@ def _name_class(key: str) -> str:
 
 
 # Keyed on the pair as written: "w=600", "utm_source=news" and their like recur across the URLs of
-# a message and across messages, so most pairs cost one dictionary lookup.
+# a message and across messages, so most pairs cost one dictionary lookup (and share their hit).
 @functools.lru_cache(maxsize=16384)
-def _cached_param_reason(name: str, value: str, has_eq: bool) -> str | None:
-    return _param_reason(decode_param_name(name), _decode_value(value), has_eq)
+def _cached_param_hit(name: str, value: str, has_eq: bool) -> ParamHit | None:
+    return _param_hit(name, value, has_eq)
 
 
-def _raw_param_reason(name: str, value: str, has_eq: bool) -> str | None:
-    if len(name) + len(value) <= _CACHE_MAX_LEN:
-        return _cached_param_reason(name, value, has_eq)
-    return _param_reason(decode_param_name(name), _decode_value(value), has_eq)
+def _param_hit(name: str, value: str, has_eq: bool) -> ParamHit | None:
+    reason = _param_reason(decode_param_name(name), _decode_value(value), has_eq)
+    return None if reason is None else ParamHit(name=name, reason=reason)
 
 
 def _param_reason(name: str, value: str, has_eq: bool) -> str | None:
@@ -463,7 +463,7 @@ def identifying_params(url: str, identity: IdentityMatcher | None = None) -> lis
     (reason "recipient-identity", which wins over the others). Never raises; [] for garbage."""
     if not isinstance(url, str) or "?" not in url:
         return []
-    query = _split_url(url).query
+    query = _query_of(url)
     if not query:
         return []
     carriers: set[str] = set()
@@ -473,16 +473,19 @@ def identifying_params(url: str, identity: IdentityMatcher | None = None) -> lis
         }
     hits: list[ParamHit] = []
     seen: set[str] = set()
-    for name, value, has_eq in _iter_query(query):
+    for name, value, has_eq in _query_pairs(query):
         if name in seen:
             continue
         seen.add(name)
         if name in carriers:
             hits.append(ParamHit(name=name, reason=REASON_IDENTITY))
             continue
-        reason = _raw_param_reason(name, value, has_eq)
-        if reason is not None:
-            hits.append(ParamHit(name=name, reason=reason))
+        if len(name) + len(value) <= _CACHE_MAX_LEN:
+            hit = _cached_param_hit(name, value, has_eq)
+        else:
+            hit = _param_hit(name, value, has_eq)
+        if hit is not None:
+            hits.append(hit)
     return hits
 
 
@@ -514,12 +517,9 @@ def clean_raw_url(raw: str, remove: Callable[[str], bool]) -> str:
     """
     if not isinstance(raw, str):
         return raw
-    frag_at = len(raw)
-    if "#" in raw:
-        for m in _BARE_HASH_RE.finditer(raw):
-            if m.end() - m.start() == 1:
-                frag_at = m.start()
-                break
+    frag_at = _fragment_at(raw)
+    if frag_at < 0:
+        frag_at = len(raw)
     q_at = raw.find("?", 0, frag_at)  # a "?" after the "#" belongs to the fragment
     if q_at < 0:
         return raw

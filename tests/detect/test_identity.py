@@ -14,12 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailproxy.detect.identity import (
+    _QUERY_SEP_RE,
     _STD_ALPHABET,
     HASH_ALGORITHMS,
     IdentityHit,
     IdentityMatcher,
     _b64_atoms,
     _compile,
+    _query_of,
+    _query_pairs,
     _split_url,
     recipients_from_headers,
 )
@@ -298,6 +301,19 @@ def test_split_url_tolerates_odd_shapes() -> None:
     assert (parts.host, parts.path, parts.query, parts.fragment) == ("", "/rel/p.gif", "q", None)
     parts = _split_url("mailto:a@b.example")
     assert (parts.host, parts.path) == ("", "a@b.example")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["&", "&amp;", "&AMP;", "&#38;", "&#x26;", "&#95;", "&#", "amp;", "=", "a"])))
+def test_query_pairs_split_like_the_separator_regex(pieces: list[str]) -> None:
+    # The plain split taken without entity-encoded separators must agree with the full rule.
+    query = "".join(pieces)
+    expected = [
+        (name, value, bool(eq))
+        for name, eq, value in (pair.partition("=") for pair in _QUERY_SEP_RE.split(query) if pair)
+    ]
+    assert _query_pairs(query) == expected
+    assert _query_of("https://t.example/p?" + query) == _split_url("https://t.example/p?" + query).query
 
 
 # --- recipients_from_headers ---------------------------------------------------------------------
