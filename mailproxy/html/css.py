@@ -1056,7 +1056,21 @@ def parse_declarations(css: str) -> dict[str, str]:
     return _cascade(_parse_declarations(css))
 
 
+# A style attribute without quotes, comments, brackets, at-keywords or escapes holds no token but ';' for the
+# parser: it is "name: value" parts between semicolons, read as the parser's fast path reads each one.
+_NOT_PLAIN_DECLARATIONS = re.compile(r"[\"'/(){}\[\]@\\]")
+
+
 def _parse_declarations(css: str) -> list[_Decl]:
+    if _NOT_PLAIN_DECLARATIONS.search(css) is None:
+        decls: list[_Decl] = []
+        for part in css.split(";"):
+            colon = part.find(":")
+            if colon >= 0:
+                prop = _property_name(part[:colon])
+                if prop:
+                    _Parser.add_decl(prop, _WS_RUN.sub(" ", part[colon + 1 :]).strip(" ").lower(), decls)
+        return decls
     parser = _Parser(css, want_decls=True)
     return parser.declaration_list(attr=True)
 

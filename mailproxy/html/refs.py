@@ -530,9 +530,11 @@ class _Extractor:
         raw, value_start, value_end, quote = value
         value_span = (value_start, value_end)
         # The raw URL, without surrounding whitespace, can be cleaned in place.
-        lead = len(raw) - len(raw.lstrip(_ASCII_WS))
-        trail = len(raw) - len(raw.rstrip(_ASCII_WS))
-        url_span = (value_start + lead, value_end - trail)
+        url_span = value_span
+        if raw[0] in _ASCII_WS or raw[-1] in _ASCII_WS:  # (never empty: it holds the URL)
+            lead = len(raw) - len(raw.lstrip(_ASCII_WS))
+            trail = len(raw) - len(raw.rstrip(_ASCII_WS))
+            url_span = (value_start + lead, value_end - trail)
         return Reference(
             url=url,
             vector=vector,

@@ -409,6 +409,16 @@ def test_parse_declarations_skips_invalid_ones() -> None:
     assert parse_declarations("no colon at all") == {}
 
 
+_STYLE_PIECES = [*"aZ-_:; \t\n!0.5%#,*<>=|\x00é\u212a", "important", "px", "--x", "(", "/*"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_STYLE_PIECES)).map("".join))
+def test_plain_declarations_read_as_the_parser_reads_them(style: str) -> None:
+    # Style attributes without tokens other than ';' skip the tokenizer: the same declarations either way.
+    assert C._parse_declarations(style) == C._Parser(style, want_decls=True).declaration_list(attr=True)
+
+
 def test_parse_declarations_returns_independent_dicts() -> None:
     first = parse_declarations("width:1px")
     first["width"] = "changed"
