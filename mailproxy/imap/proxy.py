@@ -17,15 +17,14 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import ssl
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mailproxy.engine import _MARKUP, _STYLESHEET, RECEIPT_HEADERS, neutralize_message
+from mailproxy.engine import may_change, neutralize_message
 from mailproxy.errors import ConfigError
 from mailproxy.imap._cache import DEFAULT_MAX_BYTES, RewriteCache
 from mailproxy.imap._errors import ImapProtocolError, UpstreamError
@@ -111,63 +110,6 @@ def settings_from_config(config: ImapConfig, **overrides: Any) -> ProxySettings:
 
 class _Engine(Protocol):
     def rewrite(self, raw: bytes, *, recipients: Any = (), user: str | None = None) -> Any: ...
-
-
-# What the engine acts on (``Engine._run``): read-receipt fields of the top header, and parts whose
-# Content-Type is one of these types. A message with neither comes out of the engine unchanged and
-# without findings, so it need not go in.
-_RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
-_MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
-# And message/external-body parts (``Engine._external_bodies``), which it finds in a header block
-# however the field is spelled: the word anywhere the other types are looked for is enough.
-_EXTERNAL_BODY = b"external-body"
-# A Content-Type value's type/subtype: up to the first ";" or the field's end (a line break not
-# followed by a blank, the header parser's folding rule; a bare CR, where that parser also breaks,
-# only makes this span longer than the parser's).
-_TYPE_VALUE = re.compile(rb"(?:[^;\n]|\n[ \t])*")
-
-
-def _content_types(low: bytes) -> Iterator[bytes]:
-    """The type/subtype span of every ``content-type:`` in ``low`` (lower-cased bytes)."""
-    pos = low.find(b"content-type:")
-    while pos >= 0:
-        m = _TYPE_VALUE.match(low, pos + 13)
-        assert m is not None  # the pattern matches the empty string
-        yield m.group()
-        pos = low.find(b"content-type:", m.end())
-
-
-def may_change(raw: bytes) -> bool:
-    """Whether the engine could change ``raw`` or find anything in it, judged from the bytes alone.
-
-    False only when the top header names no receipt field, "external-body" is not where types are
-    looked for, and no ``Content-Type`` field names a markup or stylesheet type (in any case,
-    folded or not): the engine's MIME parser takes the type
-    from exactly those bytes (compat32, no decoding), and a part without the field is text/plain or
-    message/rfc822. Only when the top header names a multipart or message type can other header
-    blocks matter, and then the whole message is searched. Anything else, a stray
-    "content-type: text/html" in a plain body included, goes to the engine; that costs time only.
-    """
-    # The top header ends at its first blank line, if not earlier (mime._header_end). A short
-    # pattern that is absent costs a scan of everything, hence the bounded second search.
-    end = raw.find(b"\n\r\n")
-    lf_only = raw.find(b"\n\n", 0, end if end >= 0 else len(raw))
-    if lf_only >= 0:
-        end = lf_only
-    header = raw[: end + 3].lower() if end >= 0 else raw.lower()
-    if _EXTERNAL_BODY in header or any(name in header for name in _RECEIPT_NAMES):
-        return True
-    nested = False
-    for value in _content_types(header):
-        if any(sub in value for sub in _MARKUP_SUBTYPES):
-            return True
-        nested = nested or b"multipart" in value or b"message" in value
-    if not nested:
-        return False
-    low = raw.lower()
-    return _EXTERNAL_BODY in low or any(
-        any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(low)
-    )
 
 
 def _engine_rewrite(engine: _Engine, raw: bytes, user: str | None) -> Any:
