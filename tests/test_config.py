@@ -92,6 +92,7 @@ def test_example_file_documents_every_key_once_with_a_comment() -> None:
             *("tracker", "identifiers", "images", "content", "receipts", "dnt", "gpc"),
             *("adblock", "disconnect", "enabled", "listen", "upstream", "upstream_tls"),
             *("upstream_ca", "tls_cert", "tls_key", "client_tls", "allow_plaintext_upstream"),
+            "rewrite_workers",
             *("enabled", "listen", "allow_networks", "tls", "detail", "store", "retention_days"),
         ]
     )
@@ -561,11 +562,22 @@ def test_imap_tls_cert_and_key_go_together(tmp_path: Path) -> None:
         ("upstream_ca = false", "imap.upstream_ca"),
         ('tls_cert = "   "', "imap.tls_cert"),
         ('listn = "127.0.0.1:1"', "imap.listn"),
+        ("rewrite_workers = -1", "imap.rewrite_workers"),
+        ('rewrite_workers = "auto"', "imap.rewrite_workers"),
+        ("rewrite_workers = true", "imap.rewrite_workers"),
     ],
 )
 def test_imap_bad_values(tmp_path: Path, line: str, key: str) -> None:
     err = error(tmp_path, f"[imap]\n{line}\n")
     assert err.key == key
+
+
+def test_rewrite_workers_reach_the_proxy_settings(tmp_path: Path) -> None:
+    from mailproxy.imap import settings_from_config
+
+    assert load(tmp_path, "").imap.rewrite_workers == 0
+    cfg = load(tmp_path, '[imap]\nupstream_tls = "none"\nrewrite_workers = 3\n')
+    assert settings_from_config(cfg.imap).rewrite_workers == 3
 
 
 def test_warnings_for_exposed_listeners(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mailproxy.config import MAX_AUTO_WORKERS
 from mailproxy.engine import may_change, neutralize_message
 from mailproxy.errors import ConfigError
 from mailproxy.imap._cache import DEFAULT_MAX_BYTES, RewriteCache
@@ -68,10 +69,10 @@ class ProxySettings:
     connect_timeout: float = CONNECT_TIMEOUT
     # Rewrites run off the event loop, so one big message does not stall every other session: one
     # at a time in a thread (the rewriter is pure Python, so more threads would only take turns at
-    # the GIL). With an engine factory (``serve_imap``) and more than one worker (0: one per CPU),
-    # rewrites that come while another runs go to that many worker processes, so the messages of
-    # one FETCH, and those of several sessions, are rewritten side by side; each session then hands
-    # out up to one job more than there are workers.
+    # the GIL). With an engine factory (``serve_imap``) and more than one worker (0: one per CPU,
+    # at most MAX_AUTO_WORKERS), rewrites that come while another runs go to that many worker
+    # processes, so the messages of one FETCH, and those of several sessions, are rewritten side by
+    # side; each session then hands out up to one job more than there are workers.
     rewrite_workers: int = 0
 
 
@@ -104,6 +105,7 @@ def settings_from_config(config: ImapConfig, **overrides: Any) -> ProxySettings:
         client_ssl=client_ssl,
         client_tls=str(config.client_tls),
         login_disabled=not config.listen.is_loopback,
+        rewrite_workers=config.rewrite_workers,
         **overrides,
     )
 
@@ -238,7 +240,7 @@ class ImapProxy:
         self.connections: set[_ClientSide] = set()
         self._server: asyncio.Server | None = None
         self._tasks = _Tasks()
-        workers = settings.rewrite_workers or os.cpu_count() or 1
+        workers = settings.rewrite_workers or min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
         self._engine_rewriter = rewriter if isinstance(rewriter, EngineRewriter) else None
         factory = self._engine_rewriter.factory if self._engine_rewriter is not None else None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-rewrite")
