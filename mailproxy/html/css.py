@@ -1028,7 +1028,7 @@ def scan_declarations(css: str) -> list[CssRef]:
     if not _may_have_refs(css):
         return []
     if len(css) <= _CACHE_LIMIT:
-        return list(_scan_declarations_cached(css))
+        return list(_declarations_cached(css)[1])
     return _scan_declarations(css)
 
 
@@ -1036,12 +1036,6 @@ def _scan_declarations(css: str) -> list[CssRef]:
     parser = _Parser(css)
     parser.declaration_list(attr=True)
     return parser.refs
-
-
-@lru_cache(maxsize=4096)
-def _scan_declarations_cached(css: str) -> tuple[CssRef, ...]:
-    # The same style attribute value often appears on hundreds of cells of one message.
-    return tuple(_scan_declarations(css))
 
 
 def parse_declarations(css: str) -> dict[str, str]:
@@ -1052,16 +1046,18 @@ def parse_declarations(css: str) -> dict[str, str]:
     beats later normal ones.
     """
     if len(css) <= _CACHE_LIMIT:
-        return dict(_parse_declarations_cached(css))
-    return _cascade(_parse_declarations(css))
+        return dict(_declarations_cached(css)[0])
+    return _cascade(_parse_declarations(css)[0])
 
 
 # A style attribute without quotes, comments, brackets, at-keywords or escapes holds no token but ';' for the
-# parser: it is "name: value" parts between semicolons, read as the parser's fast path reads each one.
+# parser (and no reference): it is "name: value" parts between semicolons, read as the parser's fast path
+# reads each one.
 _NOT_PLAIN_DECLARATIONS = re.compile(r"[\"'/(){}\[\]@\\]")
 
 
-def _parse_declarations(css: str) -> list[_Decl]:
+def _parse_declarations(css: str) -> tuple[list[_Decl], list[CssRef]]:
+    """The declarations and the references of a declaration list, from one parse."""
     if _NOT_PLAIN_DECLARATIONS.search(css) is None:
         decls: list[_Decl] = []
         for part in css.split(";"):
@@ -1070,14 +1066,17 @@ def _parse_declarations(css: str) -> list[_Decl]:
                 prop = _property_name(part[:colon])
                 if prop:
                     _Parser.add_decl(prop, _WS_RUN.sub(" ", part[colon + 1 :]).strip(" ").lower(), decls)
-        return decls
+        return decls, []
     parser = _Parser(css, want_decls=True)
-    return parser.declaration_list(attr=True)
+    return parser.declaration_list(attr=True), parser.refs
 
 
 @lru_cache(maxsize=4096)
-def _parse_declarations_cached(css: str) -> tuple[tuple[str, str], ...]:
-    return tuple(_cascade(_parse_declarations(css)).items())
+def _declarations_cached(css: str) -> tuple[tuple[tuple[str, str], ...], tuple[CssRef, ...]]:
+    # The same style attribute value often appears on hundreds of cells of one message, and the HTML layer
+    # asks both whether it hides and what it loads.
+    decls, refs = _parse_declarations(css)
+    return tuple(_cascade(decls).items()), tuple(refs)
 
 
 _LENGTH = re.compile(r"([+-]?(?:[0-9]*\.[0-9]+|[0-9]+\.?)(?:e[+-]?[0-9]+)?)([a-z%]*)")

@@ -409,14 +409,26 @@ def test_parse_declarations_skips_invalid_ones() -> None:
     assert parse_declarations("no colon at all") == {}
 
 
-_STYLE_PIECES = [*"aZ-_:; \t\n!0.5%#,*<>=|\x00é\u212a", "important", "px", "--x", "(", "/*"]
+_STYLE_PIECES = [*"aZ-_:; \t\n!0.5%#,*<>=|\x00é\u212a()'{}", "important", "px", "--x", "/*", "*/"]
+_VALUE_PIECES = ["url(x.png)", "url('a b')", 'url("q")', "url(", "image-set('a' 1x)", "\\75 rl(y)", "red"]
+_VALUE_PIECES += [" ", "0", "!important", "/* c */", "(", ")", "{", "}", "'", ";", "px", "é", "@import 'i'"]
+_DECLARATION = st.tuples(
+    st.sampled_from(["background", "BACKGROUND-image", "color", "--x", "width", "b\\61 ckground", "", "a b"]),
+    st.lists(st.sampled_from(_VALUE_PIECES), max_size=6).map("".join),
+).map(":".join)
+_STYLES = st.one_of(
+    st.lists(st.sampled_from(_STYLE_PIECES)).map("".join), st.lists(_DECLARATION, max_size=5).map(";".join)
+)
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(_STYLE_PIECES)).map("".join))
-def test_plain_declarations_read_as_the_parser_reads_them(style: str) -> None:
-    # Style attributes without tokens other than ';' skip the tokenizer: the same declarations either way.
-    assert C._parse_declarations(style) == C._Parser(style, want_decls=True).declaration_list(attr=True)
+@given(_STYLES)
+def test_one_parse_gives_the_declarations_and_the_references(style: str) -> None:
+    # The style attribute's declarations (plain ones without the tokenizer) and its references come from one
+    # parse: the same as a parser that only wants declarations and one that only scans for references.
+    decls, refs = C._parse_declarations(style)
+    assert decls == C._Parser(style, want_decls=True).declaration_list(attr=True)
+    assert refs == C._scan_declarations(style)
 
 
 def test_parse_declarations_returns_independent_dicts() -> None:
