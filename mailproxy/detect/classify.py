@@ -33,6 +33,8 @@ from mailproxy.model import Party, Tier, Verdict
 _tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 _TIER_RANK = {Tier.LOW: 0, Tier.MEDIUM: 1, Tier.HIGH: 2}
+_TIERS = (Tier.LOW, Tier.MEDIUM, Tier.HIGH)
+_NO_PARAMS: frozenset[str] = frozenset()
 _CACHE_LIMIT = 4096
 # The vendor of a host depends on the tracker database only, and hosts recur from message to message (an
 # ESP's, a CDN's): one cache per database, shared by the classifiers of all messages.
@@ -83,6 +85,21 @@ class UrlVerdict:
     party: Party
 
 
+# Verdicts repeat (every clean image of one CDN gets the same one) and a frozen dataclass costs about
+# 1 µs to build, several times a look-up: equal verdicts are built once and shared (they are immutable).
+_VerdictKey = tuple[Verdict, Tier, str | None, tuple[str, ...], frozenset[str], str, Party]
+_VERDICTS: dict[_VerdictKey, UrlVerdict] = {}
+
+
+def _verdict(key: _VerdictKey) -> UrlVerdict:
+    found = _VERDICTS.get(key)
+    if found is None:
+        if len(_VERDICTS) >= _CACHE_LIMIT:
+            _VERDICTS.clear()
+        found = _VERDICTS[key] = UrlVerdict(*key)
+    return found
+
+
 class Classifier:
     """Classifies the URLs of one message (the recipients and the sender are per message)."""
 
@@ -125,29 +142,28 @@ class Classifier:
             party = Party.FIRST if domain == self.sender_domain else Party.THIRD
 
         reasons: list[str] = []
-        tier = Tier.LOW
+        rank = 0  # of the strongest tier fired, in _TIER_RANK
         vendor: str | None = None
-
-        def fire(reason: str, t: Tier) -> None:
-            nonlocal tier
-            reasons.append(reason)
-            if _TIER_RANK[t] > _TIER_RANK[tier]:
-                tier = t
-
         match = self.db.match(full)
         if match is not None:
             vendor = match.vendor
-            fire(match.reason, match.tier)
-        identity_hits = self.identity.find(full) if self.identity else []
+            reasons.append(match.reason)
+            rank = _TIER_RANK[match.tier]
+        identity = self.identity if self.identity else None
+        identity_hits = identity.find(full) if identity is not None else []
         for hit in identity_hits:
             if hit.location in ("host", "path"):
-                fire(f"recipient-identity:{hit.encoding}-in-{hit.location}", Tier.HIGH)
-        params = identifying_params(full, self.identity if self.identity else None)
+                reasons.append(f"recipient-identity:{hit.encoding}-in-{hit.location}")
+                rank = 2
+        params = identifying_params(full, identity)
         if conditional:
-            fire(f"conditional-css:{conditional}", Tier.MEDIUM)
+            reasons.append(f"conditional-css:{conditional}")
+            rank = max(rank, 1)
         if is_image and hidden and not self._spacer(full, party, params, identity_hits):
             # A hidden or tiny image serves no reader. Stronger when a third party serves it.
-            fire("hidden:" + hidden[0], Tier.MEDIUM if party is not Party.FIRST or params else Tier.LOW)
+            reasons.append("hidden:" + hidden[0])
+            if party is not Party.FIRST or params:
+                rank = max(rank, 1)
         if vendor is None and host:
             vendor = self._vendor_for_host(host)
 
@@ -156,18 +172,12 @@ class Classifier:
         elif params:
             verdict = Verdict.IDENTIFYING
             for p in params:
-                fire(f"{p.reason}:{p.name}", Tier.HIGH if p.reason != "high-entropy" else Tier.MEDIUM)
+                reasons.append(f"{p.reason}:{p.name}")
+                rank = max(rank, 2 if p.reason != "high-entropy" else 1)
         else:
             verdict = Verdict.CLEAN
-        return UrlVerdict(
-            verdict=verdict,
-            tier=tier,
-            vendor=vendor,
-            reasons=tuple(reasons),
-            remove_params=frozenset(decode_param_name(p.name) for p in params),
-            domain=domain,
-            party=party,
-        )
+        remove = frozenset(decode_param_name(p.name) for p in params) if params else _NO_PARAMS
+        return _verdict((verdict, _TIERS[rank], vendor, tuple(reasons), remove, domain, party))
 
     def _vendor_for_host(self, host: str) -> str | None:
         vendors = self._vendors
