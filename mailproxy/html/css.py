@@ -55,6 +55,7 @@ __all__ = [
     "parse_declarations",
     "scan_declarations",
     "scan_stylesheet",
+    "style_hiding",
 ]
 
 
@@ -491,6 +492,7 @@ class _Parser:
         css: str,
         want_decls: bool = False,
         hiding: bool = False,
+        props: frozenset[str] | None = None,
     ) -> None:
         self.css = css
         self.size = len(css)
@@ -500,7 +502,7 @@ class _Parser:
         self.refs: list[CssRef] = []
         self.want_decls = want_decls or hiding
         # Hiding rules only need the properties is_hiding reads; normalising the others is waste.
-        self.decl_props: frozenset[str] | None = _HIDING_PROPS if hiding else None
+        self.decl_props: frozenset[str] | None = _HIDING_PROPS if hiding else props
         self.hiding: list[tuple[str, tuple[str, ...]]] | None = [] if hiding else None
         self.hide_hints = _hide_hints(css) if hiding else []
 
@@ -1028,7 +1030,7 @@ def scan_declarations(css: str) -> list[CssRef]:
     if not _may_have_refs(css):
         return []
     if len(css) <= _CACHE_LIMIT:
-        return list(_declarations_cached(css)[1])
+        return list(_style_cached(css)[1])
     return _scan_declarations(css)
 
 
@@ -1036,6 +1038,28 @@ def _scan_declarations(css: str) -> list[CssRef]:
     parser = _Parser(css)
     parser.declaration_list(attr=True)
     return parser.refs
+
+
+def style_hiding(css: str) -> tuple[tuple[str, ...], str | None, str | None]:
+    """What a style attribute says about its element's visibility: the reasons ``is_hiding`` gives for its
+    declarations, and its width and height values (as ``parse_declarations`` gives them)."""
+    if len(css) <= _CACHE_LIMIT:
+        return _style_cached(css)[0]
+    return _style(css)[0]
+
+
+def _style(css: str) -> tuple[tuple[tuple[str, ...], str | None, str | None], list[CssRef]]:
+    decls, refs = _parse_declarations(css, _HIDING_PROPS)
+    values = _cascade(decls)
+    return (is_hiding(values), values.get("width"), values.get("height")), refs
+
+
+@lru_cache(maxsize=4096)
+def _style_cached(css: str) -> tuple[tuple[tuple[str, ...], str | None, str | None], tuple[CssRef, ...]]:
+    # The same style attribute value often appears on hundreds of cells of one message, and the HTML layer
+    # asks both whether it hides and what it loads: one parse answers both.
+    hiding, refs = _style(css)
+    return hiding, tuple(refs)
 
 
 def parse_declarations(css: str) -> dict[str, str]:
@@ -1046,8 +1070,13 @@ def parse_declarations(css: str) -> dict[str, str]:
     beats later normal ones.
     """
     if len(css) <= _CACHE_LIMIT:
-        return dict(_declarations_cached(css)[0])
+        return dict(_parse_declarations_cached(css))
     return _cascade(_parse_declarations(css)[0])
+
+
+@lru_cache(maxsize=4096)
+def _parse_declarations_cached(css: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_cascade(_parse_declarations(css)[0]).items())
 
 
 # A style attribute without quotes, comments, brackets, at-keywords or escapes holds no token but ';' for the
@@ -1056,27 +1085,20 @@ def parse_declarations(css: str) -> dict[str, str]:
 _NOT_PLAIN_DECLARATIONS = re.compile(r"[\"'/(){}\[\]@\\]")
 
 
-def _parse_declarations(css: str) -> tuple[list[_Decl], list[CssRef]]:
-    """The declarations and the references of a declaration list, from one parse."""
+def _parse_declarations(css: str, props: frozenset[str] | None = None) -> tuple[list[_Decl], list[CssRef]]:
+    """The declarations (of ``props`` only, if given) and the references of a declaration list, from one
+    parse."""
     if _NOT_PLAIN_DECLARATIONS.search(css) is None:
         decls: list[_Decl] = []
         for part in css.split(";"):
             colon = part.find(":")
             if colon >= 0:
                 prop = _property_name(part[:colon])
-                if prop:
+                if prop and (props is None or prop in props):
                     _Parser.add_decl(prop, _WS_RUN.sub(" ", part[colon + 1 :]).strip(" ").lower(), decls)
         return decls, []
-    parser = _Parser(css, want_decls=True)
+    parser = _Parser(css, want_decls=True, props=props)
     return parser.declaration_list(attr=True), parser.refs
-
-
-@lru_cache(maxsize=4096)
-def _declarations_cached(css: str) -> tuple[tuple[tuple[str, str], ...], tuple[CssRef, ...]]:
-    # The same style attribute value often appears on hundreds of cells of one message, and the HTML layer
-    # asks both whether it hides and what it loads.
-    decls, refs = _parse_declarations(css)
-    return tuple(_cascade(decls).items()), tuple(refs)
 
 
 _LENGTH = re.compile(r"([+-]?(?:[0-9]*\.[0-9]+|[0-9]+\.?)(?:e[+-]?[0-9]+)?)([a-z%]*)")

@@ -346,12 +346,12 @@ class _Extractor:
         self.picture_group: int | None = None
         # Simple selectors (".cls", "#id", "tag", "tag.cls") that hide, from <style> blocks.
         self.hiding: dict[str, tuple[str, ...]] = {}
-        # Newsletters repeat their tags and styles: what was learnt about each distinct start tag text, each
-        # element (name, attribute text) as an ancestor (reset when hiding rules come), each style value.
+        # Newsletters repeat their tags: what was learnt about each distinct start tag text, and (reset when
+        # hiding rules come) about each element (name, attribute text) as an ancestor and each set of the
+        # attributes own_hiding reads.
         self.starts: dict[str, _Start] = {}
         self.ancestors: dict[tuple[str, str], tuple[str, ...]] = {}
         self.own: dict[tuple[str | bool | None, ...], tuple[str, ...]] = {}
-        self.styles: dict[str, tuple[tuple[str, ...], str | None, str | None]] = {}
 
     # -- walking -------------------------------------------------------------------------------------
     def run(self, start: int, end: int) -> None:
@@ -727,12 +727,7 @@ class _Extractor:
         if style is not None:
             value = attribute_value(style)
             if value:
-                known = self.styles.get(value)
-                if known is None:
-                    decls = css.parse_declarations(unescape_attr(value))
-                    known = (css.is_hiding(decls), decls.get("width"), decls.get("height"))
-                    self.styles[value] = known
-                reasons, style_width, style_height = known
+                reasons, style_width, style_height = css.style_hiding(unescape_attr(value))
         if "hidden" in attrs:
             reasons += ("hidden-attribute",)
         if self.hiding:

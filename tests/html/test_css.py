@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mailproxy.html import css as C
@@ -411,10 +411,11 @@ def test_parse_declarations_skips_invalid_ones() -> None:
 
 _STYLE_PIECES = [*"aZ-_:; \t\n!0.5%#,*<>=|\x00é\u212a()'{}", "important", "px", "--x", "/*", "*/"]
 _VALUE_PIECES = ["url(x.png)", "url('a b')", 'url("q")', "url(", "image-set('a' 1x)", "\\75 rl(y)", "red"]
-_VALUE_PIECES += [" ", "0", "!important", "/* c */", "(", ")", "{", "}", "'", ";", "px", "é", "@import 'i'"]
+_VALUE_PIECES += [" ", "0", "1", "none", "!important", "/* c */", "(", ")", "{", "}", "'", ";", "px", "é"]
+_VALUE_PIECES += ["@import 'i'"]
+_PROPERTIES = ["background", "BACKGROUND-image", "--x", "width", "b\\61 ckground", "", "a b", "display"]
 _DECLARATION = st.tuples(
-    st.sampled_from(["background", "BACKGROUND-image", "color", "--x", "width", "b\\61 ckground", "", "a b"]),
-    st.lists(st.sampled_from(_VALUE_PIECES), max_size=6).map("".join),
+    st.sampled_from(_PROPERTIES), st.lists(st.sampled_from(_VALUE_PIECES), max_size=6).map("".join)
 ).map(":".join)
 _STYLES = st.one_of(
     st.lists(st.sampled_from(_STYLE_PIECES)).map("".join), st.lists(_DECLARATION, max_size=5).map(";".join)
@@ -423,12 +424,17 @@ _STYLES = st.one_of(
 
 @settings(max_examples=500, deadline=None)
 @given(_STYLES)
+@example("display:none;background:url(t.gif)")
+@example("DISPLAY : NONE !important; display:block; width:1px; height:1px; visibility:hidden")
+@example("width:0;b\\61 ckground:url('x') ; max-height:0; overflow:hidden")
 def test_one_parse_gives_the_declarations_and_the_references(style: str) -> None:
     # The style attribute's declarations (plain ones without the tokenizer) and its references come from one
     # parse: the same as a parser that only wants declarations and one that only scans for references.
     decls, refs = C._parse_declarations(style)
     assert decls == C._Parser(style, want_decls=True).declaration_list(attr=True)
-    assert refs == C._scan_declarations(style)
+    assert refs == C._scan_declarations(style) == C.scan_declarations(style)
+    values = parse_declarations(style)
+    assert C.style_hiding(style) == (is_hiding(values), values.get("width"), values.get("height"))
 
 
 def test_parse_declarations_returns_independent_dicts() -> None:
