@@ -23,7 +23,7 @@ import functools
 import logging
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -75,10 +75,11 @@ class _PatternSet(Generic[T]):
     factored "/", so re's literal-prefix scan jumps from slash to slash. Other patterns are anchored at a
     host label boundary (or, with ``anywhere``, searched in the path and query). Host-anchored patterns are
     bucketed by their first character, so at each label only the few starting with that label's first
-    letter are tried.
+    letter are tried; and of those only the buckets whose literal prefixes agree with the rest of the host,
+    which depends on the host alone and is remembered per host (for most hosts no bucket is left).
     """
 
-    __slots__ = ("_by_char", "_host", "_path", "_any")
+    __slots__ = ("_by_char", "_host", "_path", "_any", "_prefixes", "_candidates")
 
     def __init__(self, entries: Sequence[tuple[str, T]], *, anywhere: bool = False) -> None:
         slash = [(p, v) for p, v in entries if p.startswith("/")]
@@ -87,6 +88,9 @@ class _PatternSet(Generic[T]):
         self._path = Alternation("/", [(p[1:], v) for p, v in slash]) if slash else None
         self._any: Alternation[T] | None = None
         self._by_char: dict[str, Alternation[T]] = {}
+        # Per bucket, a literal prefix of each of its patterns; None when one pattern has none.
+        self._prefixes: dict[str, tuple[str, ...] | None] = {}
+        self._candidates: dict[str, tuple[_Candidate[T], ...]] = {}
         self._host: Alternation[T] | None = None
         if anywhere:
             self._any = Alternation("", rest) if rest else None
@@ -99,6 +103,7 @@ class _PatternSet(Generic[T]):
             else:
                 other.append((p, v))
         self._by_char = {char: Alternation("", items) for char, items in buckets.items()}
+        self._prefixes = {char: _literal_prefixes(p for p, _ in items) for char, items in buckets.items()}
         # The lazy label prefix tries the start of the host, then after each dot: "anchored at a label".
         self._host = Alternation(r"(?:[^/.]*\.)*?", other) if other else None
 
@@ -112,21 +117,88 @@ class _PatternSet(Generic[T]):
         return found
 
     def find_host(self, key: str, host_end: int) -> T | None:
-        by_char = self._by_char
-        if by_char:
-            i = 0
-            while i < host_end:
-                bucket = by_char.get(key[i])
-                if bucket is not None:
+        if self._by_char:
+            host = key[:host_end]
+            candidates = self._candidates.get(host)
+            if candidates is None:
+                candidates = self._host_candidates(host)
+            for i, bucket, prefixes in candidates:
+                if prefixes is None or key.startswith(prefixes, i):
                     found = bucket.match(key, i)
                     if found is not None:
                         return found
-                i = key.find(".", i, host_end) + 1
-                if i == 0:
-                    break
         if self._host is not None:
             return self._host.match(key)
         return None
+
+    def _host_candidates(self, host: str) -> tuple[_Candidate[T], ...]:
+        """The (label start, bucket, prefixes) that may match a key with this host, in label order."""
+        found: list[_Candidate[T]] = []
+        i = 0
+        while i < len(host):
+            bucket = self._by_char.get(host[i])
+            if bucket is not None:
+                prefixes = self._prefixes[host[i]]
+                rest = host[i:]
+                # A prefix either ends inside the host or runs on into the path.
+                if prefixes is None or any(rest.startswith(p) or p.startswith(rest) for p in prefixes):
+                    found.append((i, bucket, prefixes))
+            i = host.find(".", i) + 1
+            if i == 0:
+                break
+        if len(self._candidates) >= _HOST_CACHE_SIZE:
+            self._candidates.clear()
+        candidates = self._candidates[host] = tuple(found)
+        return candidates
+
+
+_Candidate = tuple[int, Alternation[T], tuple[str, ...] | None]
+_HOST_CACHE_SIZE = 4096
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]()|\\")
+
+
+def _literal_prefixes(patterns: Iterable[str]) -> tuple[str, ...] | None:
+    prefixes = tuple(_literal_prefix(p) for p in patterns)
+    return None if "" in prefixes else prefixes
+
+
+def _literal_prefix(pattern: str) -> str:
+    """Text every match of `pattern` starts with (maybe ""), read conservatively from its source."""
+    depth = 0
+    in_set = False
+    i = 0
+    while i < len(pattern):  # an alternation at the top level makes the pattern's own prefix meaningless
+        c = pattern[i]
+        if c == "\\":
+            i += 1
+        elif in_set:
+            in_set = c != "]"
+        elif c == "[":
+            in_set = True
+            i += 2 if pattern.startswith("^]", i + 1) else 1 if pattern.startswith("]", i + 1) else 0
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return ""
+        i += 1
+    prefix: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            c = pattern[i + 1 : i + 2]
+            if not c or c.isalnum():  # "\d", "\b" and the like are not text; "\." is a dot
+                break
+            i += 1
+        elif c in _REGEX_SPECIAL:
+            if c in "?*+{" and prefix:
+                prefix.pop()  # the quantified character may be absent or repeated
+            break
+        prefix.append(c)
+        i += 1
+    return "".join(prefix)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailproxy.detect.filterlists import split_url
-from mailproxy.detect.trackers import TrackerDB, TrackerMatch
+from mailproxy.detect.trackers import TrackerDB, TrackerMatch, _literal_prefix, _PatternSet
 from mailproxy.errors import ConfigError
 from mailproxy.model import Tier
 
@@ -529,6 +529,73 @@ def test_arbitrary_text_never_raises(text: str) -> None:
         db.is_spacer(candidate)
         db.match_host(text)
         db.vendor_for_host(text)
+
+
+def test_long_host_of_many_labels_never_raises(db: TrackerDB) -> None:
+    # The key is capped at MAX_KEY_CHARS; a longer host once sent the label walk past the key's end.
+    for host in ("a." * 2500 + "com", "a." * 2500 + "list-manage.com", "t." * 3000 + "sendgrid.net"):
+        for url in (f"https://{host}/track/open.php", f"https://{host}/ss/o/x"):
+            assert db.match(url) is None or isinstance(db.match(url), TrackerMatch)
+            assert db.vendor_for_host(host) is None or isinstance(db.vendor_for_host(host), str)
+
+
+_REGEX_PIECES = ["a", "b", "ab", ".", "\\.", "\\-", "\\d", "?", "*", "+", "{2}", "|", "(?:", ")", "-", "/"]
+_REGEX_PIECES += ["[ab]", "[]a]", "[^]a]", "[|]", "\\|"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_REGEX_PIECES), max_size=8), st.text(alphabet="ab.-1/|]^", max_size=10))
+def test_literal_prefix_starts_every_match(pieces: list[str], text: str) -> None:
+    pattern = "".join(pieces)
+    try:
+        rx = re.compile(pattern)
+    except re.error:
+        return
+    prefix = _literal_prefix(pattern)
+    for start in range(len(text) + 1):
+        if rx.match(text, start) is not None:
+            assert text.startswith(prefix, start), (pattern, prefix, text, start)
+
+
+def _find_host_unfiltered(
+    patterns: _PatternSet[TrackerMatch], key: str, host_end: int
+) -> TrackerMatch | None:
+    """Every label start tried against its bucket, as before the per-host filter."""
+    i = 0
+    while i < host_end:
+        bucket = patterns._by_char.get(key[i])
+        if bucket is not None:
+            found = bucket.match(key, i)
+            if found is not None:
+                return found
+        i = key.find(".", i, host_end) + 1
+        if i == 0:
+            break
+    return patterns._host.match(key) if patterns._host is not None else None
+
+
+_LONG_TOKEN = "abcdefghijklmnopqrstuvwxyz0123456789" * 2
+
+
+def _keys_near_the_dataset() -> list[tuple[str, int]]:
+    """(key, host length) around every host-anchored pattern's literal text: matching, cut short, extended."""
+    keys = []
+    for patterns in (TrackerDB.bundled()._core.patterns, TrackerDB.bundled()._core.spacers):
+        for bucket in patterns._by_char.values():
+            for rx in bucket._each:
+                host, _, path = _literal_prefix(rx.pattern).partition("/")
+                for h in (host, "x." + host, host[:-1], host + "x", host + ".x", host.replace(".", "-")):
+                    for tail in ("/" + path + _LONG_TOKEN + ".gif", "/" + path, "/", "/o/x"):
+                        if h:
+                            keys.append((h + tail, len(h)))
+    return keys
+
+
+def test_host_filter_keeps_every_host_anchored_match() -> None:
+    core = TrackerDB.bundled()._core
+    for patterns in (core.patterns, core.spacers, core.content):
+        for key, host_end in _keys_near_the_dataset():
+            assert patterns.find_host(key, host_end) == _find_host_unfiltered(patterns, key, host_end), key
 
 
 # --- stats, caching, construction -----------------------------------------------------------------
