@@ -407,7 +407,7 @@ def _bundled_db() -> TrackerDB:
 class TrackerDB:
     """The known-tracker matcher. Build it with ``bundled()``, ``load(...)`` or ``from_toml(path)``."""
 
-    __slots__ = ("_adblock", "_cached_match", "_core", "_disconnect", "__weakref__")
+    __slots__ = ("_adblock", "_cached_match", "_core", "_disconnect", "_domain_hits", "__weakref__")
 
     def __init__(
         self,
@@ -418,6 +418,8 @@ class TrackerDB:
         self._core = core
         self._adblock = tuple(adblock)
         self._disconnect = tuple(disconnect)
+        # Hosts recur far more than URLs (every image of a CDN): their beacon-domain answer is kept.
+        self._domain_hits: dict[str, TrackerMatch | None] = {}
         self._cached_match: Callable[[str], TrackerMatch | None] = functools.lru_cache(maxsize=_CACHE_SIZE)(
             self._match
         )
@@ -512,6 +514,15 @@ class TrackerDB:
         return core.generic.find(key, path_start)
 
     def _domain_hit(self, host: str) -> TrackerMatch | None:
+        hits = self._domain_hits
+        if host in hits:
+            return hits[host]
+        if len(hits) >= _HOST_CACHE_SIZE:
+            hits.clear()
+        hit = hits[host] = self._find_domain_hit(host)
+        return hit
+
+    def _find_domain_hit(self, host: str) -> TrackerMatch | None:
         domains = self._core.domains
         hit = domains.get(host)
         if hit is not None:
