@@ -381,11 +381,12 @@ class _Extractor:
                         opened = entry is not None
                         self.loading_start(name, opened, loads, m.span(), m.span(OPEN), in_comment)
                 elif kind == CLOSE:
-                    name = m[CLOSE].lower()
-                    if stack and stack[-1][0] == name and name != "picture":  # ``end_tag``, inlined
+                    # ``end_tag``, inlined for an end tag of the current element written in lower case
+                    name = m[CLOSE]
+                    if stack and stack[-1][0] == name and name != "picture":
                         stack.pop()
                     else:
-                        self.end_tag(name)
+                        self.end_tag(name.lower())
                 else:
                     comment = self.other(m, in_comment)
                     if comment is not None:
