@@ -155,7 +155,8 @@ class Classifier:
             if hit.location in ("host", "path"):
                 reasons.append(f"recipient-identity:{hit.encoding}-in-{hit.location}")
                 rank = 2
-        params = identifying_params(full, identity)
+        # Without hits the matcher has nothing to add; asking again would only cost its cache look-up.
+        params = identifying_params(full, identity if identity_hits else None)
         if conditional:
             reasons.append(f"conditional-css:{conditional}")
             rank = max(rank, 1)
