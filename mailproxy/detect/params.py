@@ -523,29 +523,33 @@ def clean_raw_url(raw: str, remove: Callable[[str], bool]) -> str:
     q_at = raw.find("?", 0, frag_at)  # a "?" after the "#" belongs to the fragment
     if q_at < 0:
         return raw
-    # (separator start, parameter start, parameter end) for each parameter, empty ones included.
-    spans: list[tuple[int, int, int]] = []
-    sep_start = param_start = q_at + 1
-    for m in _QUERY_SEP_RE.finditer(raw, q_at + 1, frag_at):
-        spans.append((sep_start, param_start, m.start()))
-        sep_start, param_start = m.start(), m.end()
-    spans.append((sep_start, param_start, frag_at))
-
-    keep: list[bool] = []
-    for _sep, start, end in spans:
-        # Empty parameters ("a=1&&b=2", a trailing "&") are dropped, but only along with a real one.
-        keep.append(start < end and not remove(decode_param_name(raw[start:end].partition("=")[0])))
-    if all(kept or start == end for kept, (_sep, start, end) in zip(keep, spans, strict=True)):
+    # (separator start, parameter start, parameter end, kept) for each parameter, empty ones included.
+    params: list[tuple[int, int, int, bool]] = []
+    removed = kept_any = False
+    sep = start = q_at + 1
+    seps = [m.span() for m in _QUERY_SEP_RE.finditer(raw, start, frag_at)]
+    seps.append((frag_at, frag_at))
+    for end, next_start in seps:
+        if start < end:
+            kept = not remove(decode_param_name(raw[start:end].partition("=")[0]))
+            removed = removed or not kept
+            kept_any = kept_any or kept
+        else:
+            kept = False  # empty ("a=1&&b=2", a trailing "&"): dropped, but only along with a real one
+        params.append((sep, start, end, kept))
+        sep, start = end, next_start
+    if not removed:
         return raw
 
-    kept_any = any(keep)
     out = [raw[: q_at + 1] if kept_any else raw[:q_at]]
     first = True
-    for (sep, start, end), kept in zip(spans, keep, strict=True):
+    for sep, start, end, kept in params:
         if kept:
             out.append(raw[start:end] if first else raw[sep:end])
             first = False
-        elif "\n" in raw[sep:end] or "\r" in raw[sep:end]:
-            out.extend(c for c in raw[sep:end] if c in "\r\n")
+        else:
+            gap = raw[sep:end]
+            if "\n" in gap or "\r" in gap:
+                out.extend(c for c in gap if c in "\r\n")
     out.append(raw[frag_at:])
     return "".join(out)
