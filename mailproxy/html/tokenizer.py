@@ -22,7 +22,8 @@ small amount of nesting it needs).
 4. Offsets are string indices. Callers decode ASCII-compatible bytes as latin-1, so indices equal byte
    offsets.
 
-The tokenizer is a generator of tokens; it never raises on any input.
+``scan`` and ``tokenize`` generate the tokens; the rewriter's hot loop reads the regex matches themselves
+(``matches``, see OPEN and CLOSE). Nothing here raises on any input, and everything runs in linear time.
 """
 
 from __future__ import annotations
@@ -118,13 +119,6 @@ Token = StartTag | EndTag | Comment | RawText
 # everything after it (it is all inside the tag), so scanning stops there.
 START, END, COMMENT, RAW, UNCLOSED = 0, 1, 2, 3, 4
 
-# Every token in one alternation, so that one ``finditer`` (a loop in C) walks the whole document; Python
-# only sees the tokens. Rule 1 of the theory of operation: end tags (first, being half the tags; no other
-# alternative starts with "/" + letter), comments (with the abrupt "<!-->" and "<!--->"), start tags
-# (<plaintext> with the rest of the text, raw-text elements with their text, then any other), "</>"
-# (dropped), and bogus comments ("<!x", "<?x", "</1"). A tag or a quoted value may run to the end of the
-# text: every "<" + letter then matches once, so hostile input ("<a<a<a...", unbalanced quotes) costs linear
-# time, never a rescan per "<".
 # Text, then any number of: a value after "=" (quoted, to its quote or the end; unquoted, to whitespace or
 # ">") or a quote that opens nothing, each followed by text ("unrolled": fewer steps than one alternation).
 _TAG_BODY = (
@@ -141,6 +135,13 @@ def _named(names: tuple[str, ...], whole: bool = True) -> str:
     return "(?:" + "|".join(spelled) + ")" + (r"(?![^\t\n\f\r />])" if whole else "")
 
 
+# Every token in one alternation, so that one ``finditer`` (a loop in C) walks the whole document; Python
+# only sees the tokens. Rule 1 of the theory of operation: end tags (first, being half the tags; no other
+# alternative starts with "/" + letter), comments (with the abrupt "<!-->" and "<!--->"), start tags
+# (<plaintext> with the rest of the text, raw-text elements with their text, then any other), "</>"
+# (dropped), and bogus comments ("<!x", "<?x", "</1"). A tag or a quoted value may run to the end of the
+# text: every "<" + letter then matches once, so hostile input ("<a<a<a...", unbalanced quotes) costs linear
+# time, never a rescan per "<".
 def _token_pattern(comment_text: str, comment_close: str) -> re.Pattern[str]:
     return re.compile(
         r"<(?:"
