@@ -12,6 +12,11 @@ of that command, so ``rewrite_fetch`` knows, from the response alone, that the w
 ours to strip: no guessing which of several pipelined commands a response belongs to. When the
 rewritten whole is already cached (a chunk walk after its first chunk), the command goes unchanged
 and the chunks are cut from the cache.
+
+When that rule cannot be followed (a command the planner could not extend because it carries
+literals, items the server split over several responses, a part the server numbers differently
+from ``mime``, a response that does not parse, a rewriter that changed the length), the body is
+neutralized (``_neutralize``) instead of passed on: invariant 3. Each case is counted and logged.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailproxy import mime
+from mailproxy.imap._neutralize import neutralize_section
 from mailproxy.imap._protocol import ParseError, scan_list, scan_literal, scan_value
 from mailproxy.rewrite.transfer import TransferError, decode
 
@@ -180,7 +186,7 @@ class FetchContext:
     rewrite: Callable[[bytes], bytes]  # whole message -> rewritten whole (same length)
     lookup: Callable[[int], bytes | None]  # UID -> rewritten whole, from the cache
     store: Callable[[int, bytes], None]  # remember a rewritten whole by UID
-    unrewritten: int = 0  # body items that could not be rewritten (logged by the session)
+    unrewritten: int = 0  # body items that could not be rewritten, neutralized instead (logged)
 
 
 def _parse_response(data: bytes) -> tuple[int, list[_Att], int] | None:
@@ -312,13 +318,17 @@ def _wants_rewrite(item: Item | None, have_whole: bool) -> bool:
 def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
     """``data`` (one ``* n FETCH`` response) with its bodies rewritten; None when nothing changes.
 
-    Never raises on what the server sent: a response it cannot parse is left as it is (and logged).
+    A body that cannot be served from the rewritten message is neutralized (``_neutralize``), never
+    passed on unfiltered (invariant 3); each is counted in ``ctx.unrewritten`` and logged. Never
+    raises on what the server sent: a response it cannot parse is neutralized whole.
     """
     try:
         parsed = _parse_response(data)
     except (ParseError, IndexError, ValueError):
-        log.warning("unparsable FETCH response passed through")
-        return None
+        log.warning("unparsable FETCH response: neutralized whole")
+        ctx.unrewritten += 1
+        new, _ = neutralize_section(data)
+        return new if new != data else None
     if parsed is None:
         return None
     _msn, atts, close = parsed
@@ -350,8 +360,9 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
     if rewritten is None and whole is not None:
         rewritten = ctx.rewrite(whole)
         if len(rewritten) != len(whole):
-            log.error("rewriter changed the message length; message passed through unmodified")
-            rewritten = whole
+            log.error("rewriter changed the message length; the message is neutralized instead")
+            ctx.unrewritten += 1
+            rewritten, _ = neutralize_section(whole)
         elif uid is not None and (markers or len(bodies) > 1):
             ctx.store(uid, rewritten)
         if rewritten is whole and not markers:
@@ -371,38 +382,46 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
         original = _content(data, a)
         if original is None:
             continue  # NIL stays NIL (H6)
-        if rewritten is None:
+        served = _served(a.item, original, rewritten, whole if a is not whole_att else None)
+        if served is None:
             ctx.unrewritten += 1
-            continue
-        new = _section_bytes(rewritten, a.item)
-        if new is not None and a.item.origin is not None:
-            # A partial names its count only in the request; the response's literal is the count
-            # actually served (shorter at the end), which the same-length rewrite keeps.
-            new = new[: len(original)]
-        if new is not None and a.item.kind == b"BINARY" and len(new) != len(original):
-            # The engine kept the encoded length but not the decoded one. Fitting the bytes to
-            # BINARY.SIZE (space padding, or a cut at the end) beats serving the tracker.
-            log.debug("decoded length of a rewritten part differs by %d", len(new) - len(original))
-            new = new[: len(original)].ljust(len(original), b" ")
-        if new is None or len(new) != len(original):
-            ctx.unrewritten += 1
-            log.warning(
-                "FETCH section could not be located in the rewritten message; passed through"
+            served, _ = neutralize_section(
+                original, decoded=a.item.kind == b"BINARY", origin=a.item.origin
             )
-            continue
-        if whole is not None and a is not whole_att:
-            expect = _section_bytes(whole, a.item)
-            if expect is None or expect[: len(original)] != original:
-                ctx.unrewritten += 1
-                log.warning(
-                    "FETCH section differs from the proxy's view of the message; passed through"
-                )
-                continue
-        if new != original:
-            replace.append((a, new))
+        if served != original:
+            replace.append((a, served))
     if not replace and not strip:
         return None
     return _splice(data, replace, strip, atts, close)
+
+
+def _served(item: Item, original: bytes, rewritten: bytes | None, whole: bytes | None) -> bytes | None:
+    """The bytes the client gets for a section the server sent as ``original``: its span of the
+    rewritten message, or None when there is no rewritten message or the section cannot be found in
+    it (the caller neutralizes it then)."""
+    if rewritten is None:
+        log.warning("FETCH section without its whole message: neutralized")
+        return None
+    new = _section_bytes(rewritten, item)
+    if new is not None and item.origin is not None:
+        # A partial names its count only in the request; the response's literal is the count
+        # actually served (shorter at the end), which the same-length rewrite keeps.
+        new = new[: len(original)]
+    if new is not None and item.kind == b"BINARY" and len(new) != len(original):
+        # The engine kept the encoded length but not the decoded one. Fitting the bytes to
+        # BINARY.SIZE (space padding, or a cut at the end) beats serving the tracker.
+        log.debug("decoded length of a rewritten part differs by %d", len(new) - len(original))
+        new = new[: len(original)].ljust(len(original), b" ")
+    if new is None or len(new) != len(original):
+        log.warning("FETCH section could not be located in the rewritten message: neutralized")
+        return None
+    if whole is not None:
+        expect = _section_bytes(whole, item)
+        if expect is None or expect[: len(original)] != original:
+            # The server numbers the parts differently (a malformed message, say).
+            log.warning("FETCH section differs from the proxy's view of the message: neutralized")
+            return None
+    return new
 
 
 def _splice(

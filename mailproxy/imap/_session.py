@@ -17,7 +17,9 @@ says otherwise. The rules, and the state each one needs, all live in this file.
 4. After a ``+`` from the server to an AUTHENTICATE or IDLE command, the client's next line is a
    SASL response or ``DONE``, not a command; it is passed on without being parsed (or logged).
 5. FETCH commands may be extended (``_fetch.plan_fetch``) and every ``* n FETCH`` response with a
-   body goes through ``_fetch.rewrite_fetch``, which is the only place message bytes change.
+   body goes through ``_fetch.rewrite_fetch``, which is the only place message bytes change. A body
+   it cannot serve from the rewritten message (no whole message to rewrite, a part the server
+   numbers differently) is neutralized there (``_neutralize``), never passed on unfiltered.
 6. The login name (for the rewriter's recipients and the cache key) is taken from LOGIN or the SASL
    exchange when the server says OK; passwords are never kept or logged.
 7. SELECT/EXAMINE and their ``[UIDVALIDITY n]`` give the mailbox half of the cache key; while one
@@ -133,7 +135,7 @@ class SessionStats:
     commands: int = 0
     fetch_responses: int = 0
     messages_rewritten: int = 0  # whole messages the rewriter changed
-    unrewritten: int = 0  # body items passed through because they could not be rewritten
+    unrewritten: int = 0  # body items neutralized because they could not be rewritten
     streamed: int = 0  # responses too large to buffer, streamed instead of rewritten
     neutralized: int = 0  # streamed FETCH responses sent through the URL neutralizer
     neutralized_edits: int = 0  # URL schemes it broke

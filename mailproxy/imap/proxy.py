@@ -433,7 +433,7 @@ class _ClientSide(asyncio.Protocol):
             st.commands,
             st.fetch_responses,
             st.messages_rewritten,
-            f", {st.unrewritten} sections NOT rewritten" if st.unrewritten else "",
+            f", {st.unrewritten} section(s) neutralized instead of rewritten" if st.unrewritten else "",
         )
         if st.neutralized:
             log.info(

@@ -248,15 +248,17 @@ def test_binary_sections_are_decoded_rewritten_content() -> None:
     )
 
 
-def test_section_that_does_not_match_is_left_and_counted() -> None:
+def test_section_that_does_not_match_is_neutralized_and_counted() -> None:
     c = ctx()
-    out = rewrite_fetch(ours(b"BODY[2] " + lit(b"something else entirely")), c)
-    assert out == b"* 4 FETCH (BODY[2] " + lit(b"something else entirely") + b")\r\n"
+    other = b"something else: <img src='https://t.example/x.gif'>"
+    out = rewrite_fetch(ours(b"BODY[2] " + lit(other)), c)
+    assert out == b"* 4 FETCH (BODY[2] " + lit(other.replace(b"https", b"xttps")) + b")\r\n"
     assert c.unrewritten == 1
     c = ctx()
-    # No whole message and nothing cached: the section passes, counted.
-    resp = b"* 4 FETCH (UID 3 BODY[TEXT] " + lit(b"TRACKER") + b")\r\n"
-    assert rewrite_fetch(resp, c) is None
+    # No whole message and nothing cached: the section is neutralized, counted.
+    text = b"TRACKER https://t.example/TRACKER.gif"
+    resp = b"* 4 FETCH (UID 3 BODY[TEXT] " + lit(text) + b")\r\n"
+    assert rewrite_fetch(resp, c) == resp.replace(b"https", b"xttps")
     assert c.unrewritten == 1
 
 
@@ -289,4 +291,6 @@ def test_response_of_only_extras_disappears() -> None:
 def test_length_changing_rewriter_is_refused() -> None:
     c = FetchContext(rewrite=lambda raw: raw + b"x", lookup=lambda u: None, store=lambda u, d: None)
     resp = b"* 1 FETCH (BODY[] " + lit(MESSAGE) + b")\r\n"
-    assert rewrite_fetch(resp, c) is None
+    # Neither its output nor the message unfiltered: the message neutralized.
+    assert rewrite_fetch(resp, c) == resp.replace(b"https://", b"xttps://")
+    assert c.unrewritten == 1

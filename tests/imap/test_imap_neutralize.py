@@ -11,7 +11,7 @@ import pytest
 from imap_support import PASSWORD, USER, Dovecot, MakeProxy
 
 from mailproxy.imap import Session
-from mailproxy.imap._neutralize import StreamNeutralizer
+from mailproxy.imap._neutralize import StreamNeutralizer, neutralize_section
 
 HTML = (
     b'<p>Hi</p><img src="https://pixel.example.net/o.gif?u=1" width=1>'
@@ -53,6 +53,57 @@ def test_empty_and_tiny_feeds() -> None:
     assert n.feed(b"") == b""
     assert n.feed(b"h") + n.feed(b"ttp:", last=True) == b"xttp:"
     assert n.feed(b"", last=True) == b""
+
+
+@pytest.mark.parametrize(
+    ("body", "expect"),
+    [
+        # quoted-printable: a scheme split by a soft line break, escaped letters and slashes
+        (b'<img src=3D"ht=\r\ntps://t.example/p.gif">', b'<img src=3D"xt=\r\ntps://t.example/p.gif">'),
+        (b"<img src=3D//t.example/p.gif>", b"<img src=3D_/t.example/p.gif>"),
+        (b'<img src=3D"=68ttps://t/p" style=3D"background:url(=2F=2Ft/b)">',
+         b'<img src=3D"=78ttps://t/p" style=3D"background:url(=5F=2Ft/b)">'),
+        # the same bytes as 7bit: "=" then a line break before a protocol-relative reference
+        (b"<img src=\r\n//t.example/p.gif>", b"<img src=\r\n_/t.example/p.gif>"),
+        # character references and CSS escapes that could spell a scheme
+        (
+            b"<img src='&#104;ttps://t/p'><b style='x:\\75rl(y)'>",
+            b"<img src='_#104;ttps://t/p'><b style='x:_75rl(y)'>",
+        ),
+        (b"FTP://t/x wss://t/y", b"xTP://t/x xss://t/y"),
+        # base64 lines are never edited, even when one starts with "//"
+        (b"PGh0bWw+\r\n//8AAAAAAAAA\r\n", b"PGh0bWw+\r\n//8AAAAAAAAA\r\n"),
+        # binary content (an image fetched with BINARY) is left alone
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01 https://t/ &#",) * 2,
+    ],
+)
+def test_section_neutralizer_reads_bodies_as_clients_decode_them(body: bytes, expect: bytes) -> None:
+    out, edits = neutralize_section(body)
+    assert out == expect and len(out) == len(body)
+    assert (edits == 0) == (out == body)
+    n = StreamNeutralizer()  # byte by byte through the streaming form: the same
+    assert b"".join(n.feed(body[i : i + 1]) for i in range(len(body))) + n.feed(b"", last=True) == expect
+
+
+def test_decoded_sections_take_equals_signs_literally() -> None:
+    body = b"<img src=3D//t.example/p.gif>"  # decoded content: "=3D" means "=3D", not "="
+    assert neutralize_section(body, decoded=True) == (body, 0)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "expect"),
+    [
+        (b"see h", b"see x"),  # "h|ttps://" cut after its first letter
+        (b"ttps://t/p.gif", b"ttps:_/t/p.gif"),  # ...and the rest of it
+        (b"<img src=\"htt", b"<img src=\"xtt"),
+        (b"//t/p.gif>", b"_/t/p.gif>"),
+        (b"<img src=/", b"<img src=_"),
+        (b"#104;ttps://t &", b"_104;ttps://t _"),
+        (b"nothing cut here", b"nothing cut here"),
+    ],
+)
+def test_partial_chunks_break_references_cut_at_their_ends(chunk: bytes, expect: bytes) -> None:
+    assert neutralize_section(chunk, origin=100)[0] == expect
 
 
 def session(max_literal: int) -> Session:
