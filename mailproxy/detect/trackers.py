@@ -14,6 +14,8 @@ for the pattern language). Speed matters (every URL of every message goes throug
 - vendor patterns are compiled into a few combined regexes: host-anchored ones bucketed by first letter,
   and path ones behind one shared leading "/" so the regex engine skips from slash to slash; which vendor
   matched is worked out only on a hit (see ``filterlists.Alternation``);
+- the path patterns of all the steps are searched together first: most URLs match none of them, and then
+  no step searches its own;
 - results are memoised per URL (logos and spacers recur across messages).
 """
 
@@ -79,13 +81,22 @@ class _PatternSet(Generic[T]):
     which depends on the host alone and is remembered per host (for most hosts no bucket is left).
     """
 
-    __slots__ = ("_by_char", "_host", "_path", "_any", "_prefixes", "_candidates")
+    __slots__ = (
+        "_by_char",
+        "_host",
+        "_path",
+        "_any",
+        "_prefixes",
+        "_candidates",
+        "path_patterns",
+    )
 
     def __init__(self, entries: Sequence[tuple[str, T]], *, anywhere: bool = False) -> None:
         slash = [(p, v) for p, v in entries if p.startswith("/")]
         rest = [(p, v) for p, v in entries if not p.startswith("/")]
         # "/" factored out of the combined regex; each alternative still starts with its own "/".
         self._path = Alternation("/", [(p[1:], v) for p, v in slash]) if slash else None
+        self.path_patterns = tuple(p for p, _ in slash)
         self._any: Alternation[T] | None = None
         self._by_char: dict[str, Alternation[T]] = {}
         # Per bucket, a literal prefix of each of its patterns; None when one pattern has none.
@@ -107,10 +118,11 @@ class _PatternSet(Generic[T]):
         # The lazy label prefix tries the start of the host, then after each dot: "anchored at a label".
         self._host = Alternation(r"(?:[^/.]*\.)*?", other) if other else None
 
-    def find(self, key: str, path_start: int) -> T | None:
-        """Host-anchored patterns first (more specific), then the leftmost path pattern."""
+    def find(self, key: str, path_start: int, paths: bool = True) -> T | None:
+        """Host-anchored patterns first (more specific), then the leftmost path pattern. ``paths=False``
+        says that no pattern starting with "/" matches after ``path_start`` (the caller has searched)."""
         found = self.find_host(key, path_start)
-        if found is None and self._path is not None:
+        if found is None and paths and self._path is not None:
             found = self._path.search(key, path_start)
         if found is None and self._any is not None:
             found = self._any.search(key, path_start)
@@ -211,6 +223,8 @@ class _Core:
     content: _PatternSet[bool]
     spacers: _PatternSet[bool]
     generic: _PatternSet[TrackerMatch]
+    # The "/" patterns of the four sets in one regex: most keys match none, and then no set searches.
+    paths: re.Pattern[str] | None
     vendor_by_domain: dict[str, str]  # domains and shared_domains -> vendor name
     vendors: tuple[str, ...]
     link_params: frozenset[str]
@@ -367,15 +381,21 @@ def _build_core(data: Mapping[str, object], origin: str) -> _Core:
     ds.keys(spacers, _SPACER_KEYS, "spacers")
     spacer_patterns = ds.strings(spacers, "patterns", "spacers", _check_regex)
 
+    pattern_set = _PatternSet(pattern_entries)
+    content_set = _PatternSet(content_entries)
+    spacer_set = _PatternSet([(p, True) for p in spacer_patterns])
+    generic_set = _PatternSet(generic_entries, anywhere=True)
+    slash = [p[1:] for ps in (pattern_set, content_set, spacer_set, generic_set) for p in ps.path_patterns]
     core = _Core(
         domains=domains,
         hosts=Alternation(r"(?:[^.]*\.)*?", [(p + r"\Z", h) for p, h in host_entries])
         if host_entries
         else None,
-        patterns=_PatternSet(pattern_entries),
-        content=_PatternSet(content_entries),
-        spacers=_PatternSet([(p, True) for p in spacer_patterns]),
-        generic=_PatternSet(generic_entries, anywhere=True),
+        patterns=pattern_set,
+        content=content_set,
+        spacers=spacer_set,
+        generic=generic_set,
+        paths=re.compile("/(?:" + "|".join(f"(?:{p})" for p in slash) + ")") if slash else None,
         vendor_by_domain=vendor_by_domain,
         vendors=tuple(sorted(vendors, key=str.casefold)),
         link_params=frozenset(link_params),
@@ -501,17 +521,18 @@ class TrackerDB:
             return hit
         key = split.key if len(split.key) <= MAX_KEY_CHARS else split.key[:MAX_KEY_CHARS]
         path_start = len(host)
-        if core.content.find(key, path_start) is not None:
+        paths = core.paths is not None and core.paths.search(key, path_start) is not None
+        if core.content.find(key, path_start, paths) is not None:
             return None
-        hit = core.patterns.find(key, path_start)
+        hit = core.patterns.find(key, path_start, paths)
         if hit is not None:
             return hit
-        if core.spacers.find(key, path_start) is not None:
+        if core.spacers.find(key, path_start, paths) is not None:
             return None
         hit = self._filter_hit(split)
         if hit is not None:
             return hit
-        return core.generic.find(key, path_start)
+        return core.generic.find(key, path_start, paths)
 
     def _domain_hit(self, host: str) -> TrackerMatch | None:
         hits = self._domain_hits
