@@ -511,7 +511,7 @@ def test_idn_and_ipv6_hosts_are_parsed(db: TrackerDB) -> None:
 
 
 def test_huge_url_is_matched_on_its_capped_key(db: TrackerDB) -> None:
-    # Only the first MAX_KEY_CHARS of the key are matched: the tail that would make this a LiveIntent
+    # Only the first MAX_KEY_CHARS of the key are matched: the tail that would make this a Movable Ink
     # pixel lies beyond them, the beacon host is in front.
     assert db.match("https://brand.example/p/cp/" + "/p/cp/a" * 150_000 + "/o.gif") is None
     assert db.match("https://brand.example/p/cp/a/o.gif") is not None
