@@ -456,7 +456,7 @@ def may_change(raw: bytes) -> bool:
     if lf_only >= 0:
         end = lf_only
     header = raw[: end + 3].lower() if end >= 0 else raw.lower()
-    if _EXTERNAL_BODY in header or any(name in header for name in _RECEIPT_NAMES):
+    if _renames(header):
         return True
     nested = False
     for value in _content_types(header):
@@ -469,6 +469,17 @@ def may_change(raw: bytes) -> bool:
     return _EXTERNAL_BODY in low or any(
         any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(low)
     )
+
+
+def header_may_change(block: bytes) -> bool:
+    """Whether ``Engine.rewrite`` could change a header block of a message (or any part of it) that
+    includes ``block``: only when it names a receipt field or "external-body" (the only header edits
+    are renames of those fields, ``Engine._receipts`` and ``Engine._external_bodies``)."""
+    return _renames(block.lower())
+
+
+def _renames(low: bytes) -> bool:
+    return _EXTERNAL_BODY in low or any(name in low for name in _RECEIPT_NAMES)
 
 
 def neutralize_message(raw: bytes) -> bytes:

@@ -13,6 +13,13 @@ ours to strip: no guessing which of several pipelined commands a response belong
 rewritten whole is already cached (a chunk walk after its first chunk), the command goes unchanged
 and the chunks are cut from the cache.
 
+Header sections follow the same rule: the engine renames read-receipt fields and the Content-Type
+of external bodies (same length), so ``BODY[2.MIME]`` or an attached message's header is cut from
+the rewritten whole like a part. The message's own header is the exception: clients list it for
+every message, so it is never worth a whole-message fetch; when the rewritten whole is not at
+hand and the rewriter could change the header (``FetchContext.header_may_change``), the header
+section goes through the rewriter alone, which decides those renames from the header.
+
 When that rule cannot be followed (a command the planner could not extend because it carries
 literals, items the server split over several responses, a part the server numbers differently
 from ``mime``, a response that does not parse, a rewriter that changed the length), the body is
@@ -80,14 +87,17 @@ def parse_item(name: bytes) -> Item | None:
 
 
 def _needs_whole(item: Item) -> bool:
-    """Whether serving ``item`` rewritten takes the whole message (everything but full BODY[])."""
+    """Whether serving ``item`` rewritten takes the whole message (everything but full BODY[] and the
+    message's own header, which a listing fetches for every message)."""
     if item.kind == b"BINARY":
         return True
     if item.kind != b"BODY" or not item.sectioned:
         return False
     if item.suffix in (b"", b"TEXT"):
         return bool(item.path) or item.suffix == b"TEXT" or item.origin is not None
-    return False
+    # A part's MIME header, an attached message's header, a piece of a header: the engine may rename
+    # a field in it, and cannot judge it alone.
+    return bool(item.path) or item.origin is not None
 
 
 def _is_whole(item: Item) -> bool:
@@ -186,6 +196,9 @@ class FetchContext:
     rewrite: Callable[[bytes], bytes]  # whole message -> rewritten whole (same length)
     lookup: Callable[[int], bytes | None]  # UID -> rewritten whole, from the cache
     store: Callable[[int, bytes], None]  # remember a rewritten whole by UID
+    # Whether the rewriter could change a header block containing these bytes (None: unknown, so a
+    # header section is rewritten only when its whole message is at hand).
+    header_may_change: Callable[[bytes], bool] | None = None
     unrewritten: int = 0  # body items that could not be rewritten, neutralized instead (logged)
 
 
@@ -261,8 +274,6 @@ def _span(rewritten: bytes, item: Item) -> tuple[int, int, str] | None:
         root = mime.parse(rewritten)
         if item.suffix == b"TEXT":
             return root.body_start, len(rewritten), "7bit"
-        if item.suffix == b"HEADER":
-            return 0, root.body_start, "7bit"
         return None
     root = mime.parse(rewritten)
     part = _resolve(root, item.path)
@@ -275,8 +286,6 @@ def _span(rewritten: bytes, item: Item) -> tuple[int, int, str] | None:
     inner = part.children[0]
     if item.suffix == b"TEXT":
         return inner.body_start, inner.end, "7bit"
-    if item.suffix == b"HEADER":
-        return inner.start, inner.body_start, "7bit"
     return None
 
 
@@ -304,15 +313,64 @@ def _is_marker(data: bytes, a: _Att) -> bool:
     )
 
 
-def _wants_rewrite(item: Item | None, have_whole: bool) -> bool:
-    if item is None or not item.sectioned or item.kind not in (b"BODY", b"BINARY"):
-        return False
-    if item.suffix in (b"", b"TEXT"):
-        return True
-    # Header blocks change only when the engine renames a read-receipt header; served from the
-    # rewritten whole only when it is at hand, so a header listing never costs a whole-message
-    # fetch.
-    return item.suffix == b"HEADER" and have_whole
+def _header_block(msg: bytes, item: Item) -> bytes | None:
+    """The header block a header section (HEADER, HEADER.FIELDS..., MIME) is taken from: the
+    message's, an attached message's, or a part's own (its blank line included)."""
+    root = mime.parse(msg)
+    if not item.path:
+        return msg[: root.body_start]
+    part = _resolve(root, item.path)
+    if part is None:
+        return None
+    if item.suffix == b"MIME":
+        return msg[part.start : part.body_start]
+    if part.content_type != "message/rfc822" or not part.children:
+        return None
+    inner = part.children[0]
+    return msg[inner.start : inner.body_start]
+
+
+_FIELD_NAME = re.compile(rb'"((?:[^"\\]|\\.)*)"|([^\s()"]+)')
+_LINE = re.compile(rb"[^\n]*\n|[^\n]+")
+
+
+def _select(block: bytes, suffix: bytes) -> bytes:
+    """What the server answers for ``HEADER.FIELDS (names)`` (or ``.NOT``) of a header block: the
+    fields named (or not), continuation lines included, in order, then an empty line."""
+    negate = suffix.startswith(b"HEADER.FIELDS.NOT")
+    names = {q or a for q, a in _FIELD_NAME.findall(suffix, suffix.find(b"("))}
+    out: list[bytes] = []
+    keep = False
+    for m in _LINE.finditer(block):
+        line = m.group()
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] not in (b" ", b"\t"):
+            # A line without a colon is a field named by all of it, as far as the server goes.
+            keep = (line.split(b":", 1)[0].rstrip(b" \t\r\n").upper() in names) != negate
+        if keep:
+            out.append(line)
+    return b"".join(out) + b"\r\n"
+
+
+def _header_section(msg: bytes, item: Item) -> bytes | None:
+    block = _header_block(msg, item)
+    if block is not None and item.suffix.startswith(b"HEADER.FIELDS"):
+        return _select(block, item.suffix)
+    return block
+
+
+def _partial(section: bytes, item: Item, served: int) -> bytes:
+    """The part of ``section`` a partial fetch names (the server sent ``served`` octets of it)."""
+    return section if item.origin is None else section[item.origin :][:served]
+
+
+def _wants_rewrite(item: Item | None) -> bool:
+    return item is not None and item.sectioned and item.kind in (b"BODY", b"BINARY")
+
+
+def _is_header(item: Item) -> bool:
+    return item.suffix.startswith(b"HEADER") or item.suffix == b"MIME"
 
 
 def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
@@ -373,21 +431,21 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
         strip = markers + ([whole_att] if whole_att is not None else [])
     replace: list[tuple[_Att, bytes]] = []
     for a in bodies:
-        if (
-            any(a is s for s in strip)
-            or a.item is None
-            or not _wants_rewrite(a.item, rewritten is not None)
-        ):
+        if any(a is s for s in strip) or a.item is None or not _wants_rewrite(a.item):
             continue
         original = _content(data, a)
         if original is None:
             continue  # NIL stays NIL (H6)
-        served = _served(a.item, original, rewritten, whole if a is not whole_att else None)
-        if served is None:
-            ctx.unrewritten += 1
-            served, _ = neutralize_section(
-                original, decoded=a.item.kind == b"BINARY", origin=a.item.origin
-            )
+        if _is_header(a.item):
+            served = _served_header(ctx, a.item, original, rewritten, whole)
+        else:
+            body = _served(a.item, original, rewritten, whole if a is not whole_att else None)
+            if body is None:
+                ctx.unrewritten += 1
+                body, _ = neutralize_section(
+                    original, decoded=a.item.kind == b"BINARY", origin=a.item.origin
+                )
+            served = body
         if served != original:
             replace.append((a, served))
     if not replace and not strip:
@@ -424,30 +482,69 @@ def _served(item: Item, original: bytes, rewritten: bytes | None, whole: bytes |
     return new
 
 
+def _served_header(
+    ctx: FetchContext, item: Item, original: bytes, rewritten: bytes | None, whole: bytes | None
+) -> bytes:
+    """The bytes the client gets for a header section: that section of the rewritten message, so a
+    client sees the same header whether it fetches the whole or the section (the engine renames
+    read-receipt fields and the Content-Type of external bodies, keeping their length).
+
+    Without the rewritten message at hand (a listing of the message's own header, say), a section
+    the rewriter could change goes through it on its own: a header block is a message without a
+    body, and the engine decides those renames from the header alone. A HEADER.FIELDS section then
+    loses the fields renamed (their new names are not among those asked for), as it would from the
+    rewritten message.
+    """
+    gate = ctx.header_may_change
+    if gate is not None and not gate(original):
+        return original  # nothing in it the rewriter renames: what the rewritten message holds
+    if rewritten is not None:
+        new = _header_section(rewritten, item)
+        if new is not None:
+            new = _partial(new, item, len(original))
+            if whole is not None:
+                old = _header_section(whole, item)
+                fits = old is not None and _partial(old, item, len(original)) == original
+            else:  # a cached rewrite: renames keep a block's length
+                fits = item.suffix.startswith(b"HEADER.FIELDS") or len(new) == len(original)
+            if fits:
+                return new
+        log.warning("FETCH header section differs from the proxy's view of the message")
+    if gate is None:
+        return original
+    new = ctx.rewrite(original)
+    if len(new) != len(original):
+        log.error("rewriter changed the length of a header; its fields are left as they are")
+        return original
+    return _select(new, item.suffix) if item.suffix.startswith(b"HEADER.FIELDS") else new
+
+
 def _splice(
     data: bytes, replace: list[tuple[_Att, bytes]], strip: list[_Att], atts: list[_Att], close: int
 ) -> bytes:
     new_content = {id(a): new for a, new in replace}
 
+    def value(a: _Att, new: bytes) -> list[bytes]:
+        """The item's value with ``new`` contents, from the value's start."""
+        if a.quoted or len(new) != a.cend - a.cstart:
+            # A literal of the new size: escaping a quoted body could change its length, and a
+            # header section may lose renamed fields.
+            eight = b"~" if data[a.vstart : a.vstart + 1] == b"~" else b""
+            return [eight + b"{%d}\r\n" % len(new), new]
+        return [data[a.vstart : a.cstart], new]  # same size: the literal's head as it was
+
     def render(a: _Att) -> list[bytes]:
         new = new_content.get(id(a))
         if new is None:
             return [data[a.start : a.vend]]
-        if a.quoted:
-            # A quoted body becomes a literal: escaping could change its length, a literal never
-            # does.
-            return [data[a.start : a.vstart], b"{%d}\r\n" % len(new), new]
-        return [data[a.start : a.cstart], new]
+        return [data[a.start : a.vstart], *value(a, new)]
 
     if not strip:
-        # Contents change in place (same lengths), every other byte stays as the server sent it.
+        # Contents change in place, every other byte stays as the server sent it.
         out: list[bytes] = []
         pos = 0
         for a, new in sorted(replace, key=lambda r: r[0].start):
-            if a.quoted:
-                out += [data[pos : a.vstart], b"{%d}\r\n" % len(new), new]
-            else:
-                out += [data[pos : a.cstart], new]
+            out += [data[pos : a.vstart], *value(a, new)]
             pos = a.vend
         out.append(data[pos:])
         return b"".join(out)

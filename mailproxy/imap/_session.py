@@ -42,6 +42,10 @@ says otherwise. The rules, and the state each one needs, all live in this file.
    alone to come out of the rewriter unchanged is passed on without calling the rewriter or
    handing out a job: most mail without HTML costs a scan instead of a MIME parse and a thread
    trip.
+11. With ``header_may_change`` (the engine's adapter provides one too), a header section fetched
+   without its message (a listing) that names a field the engine renames goes through the
+   rewriter on its own (``_fetch._served_header``). A response can then need several rewrites;
+   they are handed out one after the other, each result kept with the held response.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailproxy.imap._cache import CacheKey, RewriteCache
 from mailproxy.imap._errors import LocalProtocolError
@@ -85,7 +89,8 @@ _MAX_CAPTURE = 1024  # the longest login name the proxy reads from a literal
 
 @dataclass(frozen=True, slots=True)
 class RewriteJob:
-    """A whole message to rewrite for ``user``; the result goes to ``Session.rewrite_done``."""
+    """A whole message (or a header block, rule 11) to rewrite for ``user``; the result goes to
+    ``Session.rewrite_done``."""
 
     whole: bytes
     user: str | None
@@ -111,11 +116,13 @@ class Output:
 
 @dataclass(slots=True, eq=False)
 class _Held:
-    """A FETCH response waiting for its job's result (rule 8)."""
+    """A FETCH response waiting for its job's result (rule 8), with the results it already has (a
+    response can need more than one rewrite: header sections without their whole message)."""
 
     event: Response
     job: RewriteJob
     result: bytes | None = None
+    done: dict[bytes, bytes] = field(default_factory=dict)
 
 
 # Bytes held behind a pending rewrite before reading from the server stops: bounds what a stream of
@@ -158,6 +165,7 @@ class Session:
         defer_rewrites: bool = False,
         max_jobs: int = 1,
         may_change: Callable[[bytes], bool] | None = None,
+        header_may_change: Callable[[bytes], bool] | None = None,
     ) -> None:
         self._rewriter = rewriter
         # Rule 10: the rewriter's own cheap verdict on a message it would leave as it is.
@@ -173,7 +181,7 @@ class Session:
         self._open_jobs = 0
         self._new_jobs: list[RewriteJob] = []
         self._replaying = False
-        self._done: tuple[bytes, bytes] | None = None
+        self._done: dict[bytes, bytes] = {}  # the results of the held response being replayed
         self._cache = cache if cache is not None else RewriteCache()
         self._policy_key = policy_key
         self._offer_starttls = offer_starttls
@@ -213,7 +221,12 @@ class Session:
         self._pinned: dict[bytes, tuple[int, bytes]] = {}
         self._neutralizer: StreamNeutralizer | None = None
         self._streamed_size = 0
-        self._fetch_ctx = FetchContext(rewrite=self._rewrite, lookup=self._lookup, store=self._store)
+        self._fetch_ctx = FetchContext(
+            rewrite=self._rewrite,
+            lookup=self._lookup,
+            store=self._store,
+            header_may_change=header_may_change,
+        )
 
     # -- feeding -----------------------------------------------------------------------------------
     def receive_client(self, data: bytes) -> Output:
@@ -283,16 +296,17 @@ class Session:
         while queue:
             head = queue[0]
             if isinstance(head, _Held):
-                if head.result is None:
+                result = head.result
+                if result is None:
                     return
                 queue.popleft()
                 self._queued_bytes -= len(head.event.data)
-                self._done = (head.job.whole, head.result)
+                self._done = {**head.done, head.job.whole: result}
                 self._replaying = True
                 try:
                     self._server_event(head.event)
                 finally:
-                    self._done = None
+                    self._done = {}
                     self._replaying = False
             elif isinstance(head, bytes):
                 queue.popleft()
@@ -326,8 +340,8 @@ class Session:
         except _Deferred as d:
             job = RewriteJob(d.whole, self.user)
             if self._replaying:
-                # The held response at the head of the queue: it goes back there.
-                self._queue.appendleft(_Held(ev, job))
+                # The held response at the head of the queue: it goes back there, with what it has.
+                self._queue.appendleft(_Held(ev, job, done=self._done))
             else:
                 self._queue.append(_Held(ev, job))
             self._queued_bytes += len(ev.data)
@@ -590,9 +604,9 @@ class Session:
         return CacheKey(self.user or "", self.mailbox, self.uidvalidity, uid, self._policy_key)
 
     def _rewrite(self, whole: bytes) -> bytes:
-        done = self._done
-        if done is not None and done[0] == whole:
-            out = done[1]
+        done = self._done.get(whole)
+        if done is not None:
+            out = done
         elif self._may_change is not None and not self._may_change(whole):
             return whole
         elif self._defer:

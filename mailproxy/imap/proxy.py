@@ -25,7 +25,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailproxy.config import MAX_AUTO_WORKERS
-from mailproxy.engine import may_change, neutralize_message
+from mailproxy.engine import header_may_change, may_change, neutralize_message
 from mailproxy.errors import ConfigError
 from mailproxy.imap._cache import DEFAULT_MAX_BYTES, RewriteCache
 from mailproxy.imap._errors import ImapProtocolError, UpstreamError
@@ -173,6 +173,7 @@ class EngineRewriter:
     """
 
     may_change = staticmethod(may_change)
+    header_may_change = staticmethod(header_may_change)
 
     def __init__(
         self,
@@ -235,6 +236,7 @@ class ImapProxy:
         self.rewriter = rewriter
         # The engine's adapter knows which messages the engine would leave alone (session rule 10).
         self.may_change = rewriter.may_change if isinstance(rewriter, EngineRewriter) else None
+        self.header_may_change = rewriter.header_may_change if isinstance(rewriter, EngineRewriter) else None
         self.policy_key = policy_key
         self.cache = RewriteCache(settings.cache_bytes)
         self.connections: set[_ClientSide] = set()
@@ -374,6 +376,7 @@ class _ClientSide(asyncio.Protocol):
             defer_rewrites=True,
             max_jobs=proxy.max_jobs,
             may_change=proxy.may_change,
+            header_may_change=proxy.header_may_change,
         )
         self.transport: asyncio.Transport | None = None
         self.upstream: _UpstreamSide | None = None

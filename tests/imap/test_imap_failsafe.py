@@ -256,3 +256,119 @@ def test_length_changing_rewriter_gets_the_message_neutralized() -> None:
     resp = b"* 1 FETCH (BODY[] " + lit(whole) + b")\r\n"
     out = s.receive_server(resp).to_client
     assert len(out) == len(resp) and not LIVE.search(out) and s.stats.unrewritten == 1
+
+
+# -- 2. header sections: the same bytes as in the rewritten message --------------------------------
+
+EXTERNAL = b'message/external-body; access-type=URL;\r\n URL="' + TRACKER_URL + b'"'
+RECEIPTS = (
+    header("receipts and external bodies", "multipart/mixed; boundary=B1")
+    .replace(b"MIME-Version", b"Disposition-Notification-To: news@shop.example.org\r\nMIME-Version")
+    .replace(b"Subject", b"Return-Receipt-To: news@shop.example.org\r\nSubject")
+    + b"\r\n--B1\r\nContent-Type: text/plain\r\n\r\nHello.\r\n"
+    + b"--B1\r\nContent-Type: "
+    + EXTERNAL
+    + b"\r\n\r\nContent-Type: image/gif\r\n\r\n"
+    + b"--B1\r\nContent-Type: message/rfc822\r\n\r\n"
+    + b"Subject: attached\r\nDisposition-Notification-To: x@shop.example.org\r\n"
+    + b"Content-Type: "
+    + EXTERNAL
+    + b"\r\n\r\nContent-Type: text/html\r\n\r\n"
+    + b"\r\n--B1--\r\n"
+)
+HEADER_ITEMS = [
+    "BODY.PEEK[HEADER]",
+    "RFC822.HEADER",
+    "BODY.PEEK[HEADER]<30.120>",
+    "BODY.PEEK[HEADER.FIELDS (Subject Disposition-Notification-To Return-Receipt-To)]",
+    "BODY.PEEK[HEADER.FIELDS.NOT (From To)]",
+    "BODY.PEEK[2.MIME]",
+    "BODY.PEEK[3.MIME]",
+    "BODY.PEEK[3.HEADER]",
+    "BODY.PEEK[3.HEADER.FIELDS (CONTENT-TYPE)]",
+]
+
+
+def sections(c: imaplib.IMAP4, items: str) -> dict[bytes, bytes]:
+    typ, data = c.fetch("1", f"({items})")
+    assert typ == "OK", data
+    out = {}
+    for part in data:
+        if isinstance(part, tuple):
+            name = re.search(rb"([A-Z0-9.]+(?:\[[^\]]*\])?(?:<[0-9]+>)?) \{[0-9]+\}\Z", part[0])
+            assert name is not None, part[0]
+            out[name.group(1)] = part[1]
+    return out
+
+
+def test_header_sections_equal_those_of_the_rewritten_message(
+    make_proxy: MakeProxy, dovecot: Dovecot
+) -> None:
+    put(dovecot, "FsHeaders", RECEIPTS)
+    via = imaplib.IMAP4("127.0.0.1", make_proxy().port)
+    via.login(USER, PASSWORD)
+    via.select("FsHeaders", readonly=True)
+    rewritten = sections(via, "BODY.PEEK[]")[b"BODY[]"]
+    via.logout()
+    assert len(rewritten) == len(RECEIPTS) and rewritten.count(b"X-Mailproxy-") == 4
+    # What a client sees of each section is what the server would send if it held the rewritten
+    # message: Dovecot itself says so.
+    put(dovecot, "FsHeadersRewritten", rewritten)
+    direct = imaplib.IMAP4("127.0.0.1", dovecot.port)
+    direct.login(USER, PASSWORD)
+    direct.select("FsHeadersRewritten", readonly=True)
+    expect = sections(direct, " ".join(HEADER_ITEMS))
+    direct.logout()
+    assert len(expect) == len(HEADER_ITEMS)
+    # Each section alone (a header listing, a part's MIME header), then all of them with the whole
+    # message, each time through a new proxy (nothing cached).
+    for items in [*HEADER_ITEMS, " ".join(HEADER_ITEMS) + " BODY.PEEK[]"]:
+        c = imaplib.IMAP4("127.0.0.1", make_proxy().port)
+        c.login(USER, PASSWORD)
+        c.select("FsHeaders", readonly=True)
+        got = sections(c, items)
+        c.logout()
+        got.pop(b"BODY[]", None)
+        assert got == {name: expect[name] for name in got}, items
+
+
+def test_header_sections_without_their_message_go_through_the_rewriter_one_at_a_time() -> None:
+    from mailproxy.engine import Engine, header_may_change
+
+    engine = Engine()
+    s = Session(
+        lambda raw, user: engine.rewrite(raw, user=user).data,
+        defer_rewrites=True,
+        header_may_change=header_may_change,
+    )
+    s.receive_server(b"* OK ready\r\n")
+    line = (
+        b"f FETCH 1 (BODY.PEEK[HEADER.FIELDS (Disposition-Notification-To)] "
+        b"BODY.PEEK[HEADER.FIELDS (Subject Return-Receipt-To)] BODY.PEEK[HEADER.FIELDS (From)])\r\n"
+    )
+    assert s.receive_client(line).to_server == line  # a listing: not extended
+    first = b"Disposition-Notification-To: a@shop.example\r\n\r\n"
+    second = b"Return-Receipt-To: a@shop.example\r\nSubject: hi\r\n\r\n"
+    third = b"From: a@shop.example\r\n\r\n"
+    resp = (
+        b"* 1 FETCH (BODY[HEADER.FIELDS (DISPOSITION-NOTIFICATION-TO)] "
+        + lit(first)
+        + b" BODY[HEADER.FIELDS (SUBJECT RETURN-RECEIPT-TO)] "
+        + lit(second)
+        + b" BODY[HEADER.FIELDS (FROM)] "
+        + lit(third)
+        + b")\r\nf OK done\r\n"
+    )
+    out = s.receive_server(resp)
+    jobs = []
+    while out.rewrites:  # each section that names a receipt field is one job, handed out in turn
+        (job,) = out.rewrites
+        jobs.append(job.whole)
+        out = s.rewrite_done(engine.rewrite(job.whole).data, job)
+    assert jobs == [first, second]
+    # The renamed fields are no longer among those asked for: gone, as from the rewritten message.
+    assert out.to_client == (
+        b"* 1 FETCH (BODY[HEADER.FIELDS (DISPOSITION-NOTIFICATION-TO)] {2}\r\n\r\n"
+        b" BODY[HEADER.FIELDS (SUBJECT RETURN-RECEIPT-TO)] {15}\r\nSubject: hi\r\n\r\n"
+        b" BODY[HEADER.FIELDS (FROM)] " + lit(third) + b")\r\nf OK done\r\n"
+    )

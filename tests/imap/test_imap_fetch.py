@@ -85,7 +85,11 @@ def test_parse_item() -> None:
     [
         (b"a UID FETCH 5 (UID BODY.PEEK[])\r\n", False),
         (b"a FETCH 1:* (FLAGS RFC822.SIZE)\r\n", False),
-        (b"a FETCH 1 (BODY.PEEK[HEADER.FIELDS (FROM)])\r\n", False),
+        (b"a FETCH 1 (BODY.PEEK[HEADER.FIELDS (FROM)])\r\n", False),  # a listing: never
+        (b"a FETCH 1:* (RFC822.HEADER)\r\n", False),
+        (b"a FETCH 1 (BODY.PEEK[2.MIME])\r\n", True),  # the engine may rename a field in it
+        (b"a FETCH 1 (BODY.PEEK[2.HEADER.FIELDS (TO)])\r\n", True),
+        (b"a FETCH 1 (BODY.PEEK[HEADER]<0.100>)\r\n", True),
         (b"a FETCH 1 RFC822\r\n", False),
         (b"a FETCH 1 ALL\r\n", False),
         (b"a UID FETCH 5 (UID BODY.PEEK[]<0.65536>)\r\n", True),
