@@ -19,7 +19,7 @@ import hashlib
 import logging
 import re
 import string
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from typing import Final, NamedTuple
@@ -273,12 +273,29 @@ def _render_trie(node: _Trie) -> str:
 _B64_ANCHOR_LEN: Final = 6
 
 
+class _LazyRegex:
+    """A regex built and compiled on first use. Behind the gates most recipients' regexes are never
+    run, and rendering and compiling the three of them costs more than scanning a message's URLs."""
+
+    __slots__ = ("_build", "_compiled")
+
+    def __init__(self, build: Callable[[], re.Pattern[str]]) -> None:
+        self._build = build
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def re(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = self._build()
+        return self._compiled
+
+
 @dataclass(frozen=True, slots=True)
 class _Needles:
-    raw_re: re.Pattern[str]  # the address, case-insensitive
+    raw_re: _LazyRegex  # the address, case-insensitive
     # hex digests (no boundaries) and URL-encoded forms (with boundaries), case-insensitive
-    ci_re: re.Pattern[str]
-    b64_re: re.Pattern[str]  # base64 / base64url, case-sensitive
+    ci_re: _LazyRegex
+    b64_re: _LazyRegex  # base64 / base64url, case-sensitive
     raw_keys: tuple[str, ...] | None  # the lower-cased addresses; None when one is not ASCII
     hex_keys: tuple[str, ...]  # the digests (lower-case hex)
     pct_keys: tuple[str, ...]  # the lower-cased URL-encoded forms (ASCII, each with "%40")
@@ -302,28 +319,28 @@ class _Needles:
 
     def raw_matches(self, text: str) -> Iterator[re.Match[str]]:
         if self.may_raw(text, _ascii_lower(text)):
-            return self.raw_re.finditer(text)
+            return self.raw_re.re.finditer(text)
         return iter(())
 
     def ci_matches(self, text: str) -> Iterator[re.Match[str]]:
         if self.may_ci(_ascii_lower(text)):
-            return self.ci_re.finditer(text)
+            return self.ci_re.re.finditer(text)
         return iter(())
 
     def b64_matches(self, text: str) -> Iterator[re.Match[str]]:
         if _holds_any(text, self.b64_anchors):
-            return self.b64_re.finditer(text)
+            return self.b64_re.re.finditer(text)
         return iter(())
 
     def any_match(self, text: str) -> bool:
         low = _ascii_lower(text)
         if low is not None and _holds_any(low, self.hex_keys):
             return True  # digests have no boundary rule: the substring is a match
-        if self.may_raw(text, low) and self.raw_re.search(text):
+        if self.may_raw(text, low) and self.raw_re.re.search(text):
             return True
-        if (low is None or ("%40" in low and _holds_any(low, self.pct_keys))) and self.ci_re.search(text):
+        if (low is None or ("%40" in low and _holds_any(low, self.pct_keys))) and self.ci_re.re.search(text):
             return True
-        return _holds_any(text, self.b64_anchors) and self.b64_re.search(text) is not None
+        return _holds_any(text, self.b64_anchors) and self.b64_re.re.search(text) is not None
 
 
 def _holds_any(text: str, keys: tuple[str, ...]) -> bool:
@@ -343,7 +360,7 @@ def _compile(addresses: tuple[str, ...]) -> _Needles:
     """Build every needle for these (validated, stripped) addresses.
 
     Cached: a mailbox's messages mostly have the same recipients, and building costs ~30 digests and
-    three regex compilations, far more than scanning the URLs of one message."""
+    three regexes, compiled only when first needed (_LazyRegex)."""
     raw_keys: dict[str, None] = {}
     hexes: set[tuple[str, ...]] = set()
     urlenc: set[tuple[str, ...]] = set()
@@ -369,15 +386,19 @@ def _compile(addresses: tuple[str, ...]) -> _Needles:
                         b64.add(tuple(atoms))
                         anchors.add(fixed[:_B64_ANCHOR_LEN])
     return _Needles(
-        raw_re=re.compile(
-            _BEFORE + "(?:" + _trie_pattern(tuple(map(re.escape, k)) for k in raw_keys) + ")" + _AFTER,
-            re.IGNORECASE,
+        raw_re=_LazyRegex(
+            lambda: re.compile(
+                _BEFORE + "(?:" + _trie_pattern(tuple(map(re.escape, k)) for k in raw_keys) + ")" + _AFTER,
+                re.IGNORECASE,
+            )
         ),
-        ci_re=re.compile(
-            _trie_pattern(hexes) + "|" + _BEFORE + "(?:" + _trie_pattern(urlenc) + ")" + _AFTER,
-            re.IGNORECASE,
+        ci_re=_LazyRegex(
+            lambda: re.compile(
+                _trie_pattern(hexes) + "|" + _BEFORE + "(?:" + _trie_pattern(urlenc) + ")" + _AFTER,
+                re.IGNORECASE,
+            )
         ),
-        b64_re=re.compile(_trie_pattern(b64)),
+        b64_re=_LazyRegex(lambda: re.compile(_trie_pattern(b64))),
         raw_keys=tuple(raw_keys) if all(k.isascii() for k in raw_keys) else None,
         hex_keys=tuple(k for k, label in labels.items() if label != "urlencoded"),
         pct_keys=tuple(k for k, label in labels.items() if label == "urlencoded"),

@@ -256,12 +256,12 @@ def test_substring_gates_only_skip_regexes_that_cannot_match(
 
     assert isinstance(needles, _Needles)
     for text in (before + token + after, before + token[1:] + after, before + token.swapcase() + after):
-        regexes = (needles.raw_re, needles.ci_re, needles.b64_re)
+        regexes = (needles.raw_re.re, needles.ci_re.re, needles.b64_re.re)
         assert needles.any_match(text) == any(rx.search(text) for rx in regexes)
         for gated, regex in (
-            (needles.raw_matches, needles.raw_re),
-            (needles.ci_matches, needles.ci_re),
-            (needles.b64_matches, needles.b64_re),
+            (needles.raw_matches, needles.raw_re.re),
+            (needles.ci_matches, needles.ci_re.re),
+            (needles.b64_matches, needles.b64_re.re),
         ):
             assert [m.span() for m in gated(text)] == [m.span() for m in regex.finditer(text)]
 
