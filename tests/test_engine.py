@@ -288,6 +288,40 @@ def test_hidden_third_party_image_is_a_tracker() -> None:
     assert finding.verdict is Verdict.TRACKER and any(r.startswith("hidden:") for r in finding.reasons)
 
 
+PIXEL = "https://pixel.example.net/i.png"
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        '<div style="visibility:collapse">',
+        '<div style="height:-0">',
+        '<div style="width:1px;height:1px">',
+        '<div style="width&colon;0">',
+    ],
+)
+def test_image_under_a_hidden_ancestor_stops_loading(wrapper: str) -> None:
+    raw = message(f"<p>Hello</p>{wrapper}<p><img src={PIXEL}></p></div><p>Bye</p>", qp_line=40)
+    result = ENGINE.rewrite(raw)
+    [finding] = result.findings
+    assert finding.verdict is Verdict.TRACKER and any(r.startswith("hidden:") for r in finding.reasons)
+    [decoded] = html_parts(rewrite(raw))
+    assert remote(loads(decoded)) == [] and "Hello" in decoded and "Bye" in decoded
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        '<div style="visibility:visible;width:600px;height:20px">',
+        '<div class="collapse" style="width:100%">',
+    ],
+)
+def test_image_under_a_visible_ancestor_keeps_loading(wrapper: str) -> None:
+    raw = message(f"<p>Hello</p>{wrapper}<p><img src={PIXEL}></p></div><p>Bye</p>", qp_line=40)
+    result = ENGINE.rewrite(raw)
+    assert result.data == raw and [f.verdict for f in result.findings] == [Verdict.CLEAN]
+
+
 # -- transfer encodings and charsets -----------------------------------------------------------------------
 def test_latin1_and_windows1252_bytes_are_preserved() -> None:
     html = f'<p>Grüße « café »</p><img src="{T_ESC}" width=1 height=1><p>Ünïcödé</p>'

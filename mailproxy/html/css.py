@@ -52,6 +52,7 @@ __all__ = [
     "conditional_reason",
     "hiding_rules",
     "is_hiding",
+    "may_hide",
     "parse_declarations",
     "scan_declarations",
     "scan_stylesheet",
@@ -169,12 +170,16 @@ _HIDING_PROPS = frozenset(
         "height",
     }
 )
-# A rule can only hide if its block holds one of these words, or "width"/"height" followed by a
-# number <= 2 (a necessary condition for is_hiding, found with str.find on the whole stylesheet so
-# that rules which cannot hide are skipped without parsing). Escapes and comments could disguise
-# anything, so they count as hints too.
+# Declarations can only hide if their text holds one of these words, or "width"/"height" followed by a
+# number <= 2 or with an exponent (a necessary condition for is_hiding, found without parsing so that text
+# which cannot hide is not parsed). Escapes and comments could disguise anything, so they count as hints too.
 _HIDE_WORDS = ("none", "hidden", "collapse", "clip", "opacity", "mso-hide", "\\", "/*")
-_SMALL_AFTER = re.compile(r"[ \t\n\r\f:]*[+-]?(?:0*[0-2](?:\.[0-9]*)?|0*\.[0-9]+)(?![0-9.])")
+_SMALL_NUMBER = (
+    r"[ \t\n\r\f:]*[+-]?(?:(?:0*[0-2](?:\.[0-9]*)?|0*\.[0-9]+)(?![0-9.])"
+    r"|(?:[0-9]*\.)?[0-9]++e[+-]?[0-9])"  # (a number with an exponent, whatever its value)
+)
+# (two regexes that start with a literal, which the regex engine finds fast)
+_SMALL_SIZES = tuple(re.compile(side + _SMALL_NUMBER) for side in ("width", "height"))
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _MAX_DEPTH = 64
 _CACHE_LIMIT = 64 * 1024
@@ -432,14 +437,19 @@ def _hide_hints(css: str) -> list[int]:
         while k >= 0:
             hits.append(k)
             k = low.find(word, k + 1)
-    for word in ("width", "height"):
-        k = low.find(word)
-        while k >= 0:
-            if _SMALL_AFTER.match(low, k + len(word)):
-                hits.append(k)
-            k = low.find(word, k + 1)
+    for size in _SMALL_SIZES:
+        hits.extend(m.start() for m in size.finditer(low))
     hits.sort()
     return hits
+
+
+def may_hide(low: str) -> bool:
+    """False when lower-cased text certainly holds no declarations ``is_hiding`` would report: the hints
+    ``hiding_rules`` skips rules without. A cheap filter for text not parsed yet (a tag's attributes)."""
+    for word in _HIDE_WORDS:
+        if word in low:
+            return True
+    return _SMALL_SIZES[0].search(low) is not None or _SMALL_SIZES[1].search(low) is not None
 
 
 @lru_cache(maxsize=1024)

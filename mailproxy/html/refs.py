@@ -253,20 +253,14 @@ def _may_load_anywhere(low: str) -> bool:
 
 
 _BACKGROUND_ATTR = re.compile(r"background\s*=")
-# "(?:width|height)..." as two regexes that start with a literal, which the regex engine finds fast.
-_ZERO_WIDTH, _ZERO_HEIGHT = (
-    re.compile(side + r"\s*[:=]\s*[\"']?\s*0(?![.\d]*[1-9])") for side in ("width", "height")
-)
 
 
 def _may_hide(low: str) -> bool:
     """Whether a tag might hide its content, checked on its lower-cased text before parsing an ancestor's
-    attributes. Errs on the side of parsing: any "none", "hidden", a zero size, an escape."""
-    if "none" in low or "hidden" in low or "opacity" in low or "max-height" in low or "max-width" in low:
-        return True
-    if "mso-hide" in low or "\\" in low:
-        return True
-    return "0" in low and (_ZERO_WIDTH.search(low) is not None or _ZERO_HEIGHT.search(low) is not None)
+    attributes: the hidden attribute, or a style ``css.may_hide`` cannot rule out (an ancestor's width and
+    height attributes do not count). A character reference other than "&amp;" may spell any of a style's
+    characters ("width&colon;0", "n&#111;ne"), so it counts too."""
+    return css.may_hide(low) or ("&" in low and low.count("&") != low.count("&amp;"))
 
 
 _CLASS_OR_ID = _AttrTest({"class", "id"})

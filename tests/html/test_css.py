@@ -508,6 +508,33 @@ def test_hiding_rules_with_escapes_and_comments() -> None:
     ]
 
 
+# Pieces of declarations that hide or almost hide (numbers around the sizes that count, escapes, comments).
+_HIDING_PIECES = ["display", "visibility", "opacity", "mso-hide", "max-width", "width", "HEIGHT"]
+_HIDING_PIECES += ["overflow-x", ":", ";", " ", "none", "hidden", "collapse", "clip", "all", "visible"]
+_HIDING_PIECES += ["0", ".0", "-0", "1", "2.5", "3e-1", "15E-1", "1e1", "px", "em", "%", "x"]
+_HIDING_PIECES += ["!important", "/**/", "\\6e one", "\\30"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_HIDING_PIECES), max_size=14).map("".join))
+@example("width:3e-1px;height:15e-1px")
+@example("WIDTH:1E-1;Height:0E1")
+def test_hiding_hints_never_miss_a_hiding_rule(decls: str) -> None:
+    # Rules without a hint are skipped unparsed, and may_hide turns away text before it is parsed: neither
+    # may miss a declaration list is_hiding reports.
+    reasons = is_hiding(parse_declarations(decls))
+    assert hiding_rules(f".x{{{decls}}}") == ([(".x", reasons)] if reasons else [])
+    if reasons:
+        assert C.may_hide(decls.lower())
+
+
+@pytest.mark.parametrize(
+    "text", ["color:red;width:600px;height:20px", "max-width:100%;border:0", "width:3em"]
+)
+def test_may_hide_turns_away_plain_styles(text: str) -> None:
+    assert not C.may_hide(text)
+
+
 # -- fast path, caching, robustness ------------------------------------------------------------------
 
 

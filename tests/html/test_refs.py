@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from mailproxy.html.refs import extract
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from mailproxy.html import css
+from mailproxy.html.refs import extract, unescape_attr
 from mailproxy.model import Vector
 
 
@@ -13,3 +18,68 @@ def test_nested_conditional_comments_neither_recurse_nor_rescan() -> None:
     [ref] = extract(text).refs
     assert ref.vector is Vector.IMG and ref.url == "http://t.example/o.gif" and ref.in_comment
     assert ref.kill_span == (len(text) - len('<img src="http://t.example/o.gif">'), len(text))
+
+
+# -- hidden ancestors --------------------------------------------------------------------------------------
+PIXEL = '<img src="https://t.example/p.gif">'
+
+
+def hidden_by(ancestor: str) -> tuple[str, ...]:
+    """The hiding reasons of an image without attributes of its own, under ``ancestor`` and a plain <p>."""
+    refs = extract(f"{ancestor}<p>{PIXEL}</p>").refs
+    assert refs[-1].url == "https://t.example/p.gif"
+    return refs[-1].hidden
+
+
+@pytest.mark.parametrize(
+    ("style", "reason"),
+    [
+        ("visibility:collapse", "visibility:hidden"),
+        ("VISIBILITY: Collapse", "visibility:hidden"),
+        ("width:.0px", "width:0"),
+        ("height:-0", "height:0"),
+        ("width:+0em", "width:0"),
+        ("height:/* x */0", "height:0"),
+        ("width:1px;height:1px", "tiny:1x1"),
+        ("width:3e-1px;height:.5px", "tiny:0.3x0.5"),
+        ("width&colon;0", "width:0"),  # a named character reference spells the colon
+        ("width:&period;0", "width:0"),
+    ],
+)
+def test_every_hiding_style_is_inherited(style: str, reason: str) -> None:
+    # The cheap test that decides whether an ancestor's attributes are parsed at all must let through every
+    # style that hides, as the element's own style does.
+    assert hidden_by(f'<div style="{style}">') == (reason,)
+    assert reason in extract(f'<img style="{style}" src="https://t.example/p.gif">').refs[0].hidden
+
+
+@pytest.mark.parametrize(
+    "ancestor",
+    [
+        '<div style="visibility:visible;width:600px;height:20px">',
+        '<td style="width:100%;height:200px;border:0">',
+        '<a href="https://shop.example/?a=1&b=2" style="width:10px">',
+        '<div class="collapse-me">',  # hint words in other attributes alone do not hide
+    ],
+)
+def test_visible_ancestors_do_not_hide(ancestor: str) -> None:
+    assert hidden_by(ancestor) == ()
+
+
+# Pieces of style attributes that hide or almost hide (numbers around the sizes that count, escapes, comments,
+# character references).
+_HIDING_PIECES = ["display", "visibility", "opacity", "mso-hide", "max-height", "width", "HEIGHT"]
+_HIDING_PIECES += ["overflow", ":", ";", " ", "none", "hidden", "collapse", "clip", "all", "visible"]
+_HIDING_PIECES += ["0", ".0", "-0", "1", "2.5", "3e-1", "15E-1", "px", "em", "%", "x"]
+_HIDING_PIECES += ["!important", "/**/", "\\6e one", "&colon;", "&#48;", "&period;", "&amp;"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_HIDING_PIECES), max_size=14).map("".join))
+@example("visibility:collapse")
+@example("width:1px;height:1px")
+@example("width:&#48;")
+def test_an_ancestor_hides_exactly_when_its_own_style_would(style: str) -> None:
+    own = css.style_hiding(unescape_attr(style))[0]
+    assert hidden_by(f'<div style="{style}">') == own
+    assert hidden_by(f'<section><div style="{style}"><span>') == own
