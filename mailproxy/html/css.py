@@ -172,8 +172,9 @@ _HIDING_PROPS = frozenset(
 )
 # Declarations can only hide if their text holds one of these words, or "width"/"height" followed by a
 # number <= 2 or with an exponent (a necessary condition for is_hiding, found without parsing so that text
-# which cannot hide is not parsed). Escapes and comments could disguise anything, so they count as hints too.
-_HIDE_WORDS = ("none", "hidden", "collapse", "clip", "opacity", "mso-hide", "\\", "/*")
+# which cannot hide is not parsed; overflow:clip counts only with a zero max-width or max-height). Escapes
+# and comments ("*": "/*" is slower to find in tags full of URLs) could disguise anything, so they count too.
+_HIDE_WORDS = ("none", "hidden", "collapse", "opacity", "mso-hide", "\\", "*")
 _SMALL_NUMBER = (
     r"[ \t\n\r\f:]*[+-]?(?:(?:0*[0-2](?:\.[0-9]*)?|0*\.[0-9]+)(?![0-9.])"
     r"|(?:[0-9]*\.)?[0-9]++e[+-]?[0-9])"  # (a number with an exponent, whatever its value)
