@@ -69,7 +69,8 @@ class Reference:
     quoted: bool  # the attribute value has quotes (unquoted values need '""' when blanked)
     url_span: tuple[int, int] | None  # the raw URL text, when it can be cleaned in place
     group: int  # references of one element (or one <picture>) share a verdict
-    hidden: tuple[str, ...] = ()  # why the element is invisible (own or inherited CSS, tiny size)
+    # Why the element is invisible: its outermost hidden ancestor's reasons (CSS), then its own (CSS, size).
+    hidden: tuple[str, ...] = ()
     conditional: str | None = None  # "print" | "prefers-color-scheme" | "forward": serves no reader
     in_comment: bool = False  # found inside an Outlook conditional comment
 
@@ -447,7 +448,8 @@ class _Extractor:
             self.picture_group = None
 
     def inherited(self, depth: int) -> tuple[str, ...]:
-        """Hiding reasons inherited from the first ``depth`` open elements, computed on demand."""
+        """Hiding reasons inherited from the first ``depth`` open elements (the outermost hidden one's),
+        computed on demand."""
         stack = self.stack
         known = depth
         while known and stack[known - 1][2] is None:
@@ -455,6 +457,11 @@ class _Extractor:
         reasons = (stack[known - 1][2] or ()) if known else ()
         for i in range(known, depth):
             name, body, _ = stack[i]
+            if reasons:
+                # Below a hidden element everything is hidden: the reasons of the outermost one say why, and
+                # adding each level's would make hostile nesting quadratic.
+                stack[i] = (name, body, reasons)
+                continue
             own = self.ancestors.get((name, body))
             if own is None:
                 low = body.lower()
@@ -462,7 +469,7 @@ class _Extractor:
                 if _may_hide(low) or (self.hiding and _CLASS_OR_ID.found(body, low)):
                     own = self.own_hiding(name, attribute_matches(body, 0, len(body)))
                 self.ancestors[name, body] = own
-            reasons = reasons + own
+            reasons = own
             stack[i] = (name, body, reasons)
         return reasons
 
@@ -475,9 +482,11 @@ class _Extractor:
         if attrs.keys().isdisjoint(_LOADING_ATTRS):
             return
         depth = len(self.stack) - 1 if opened else len(self.stack)
-        hidden = self.inherited(depth) + self.own_hiding(name, attrs)
-        if opened:
-            self.stack[-1] = (*self.stack[-1][:2], hidden)
+        inherited = self.inherited(depth)
+        own = self.own_hiding(name, attrs)
+        hidden = inherited + own
+        if opened:  # (what its descendants inherit: see ``inherited``)
+            self.stack[-1] = (*self.stack[-1][:2], inherited or own)
         self.group += 1
         group = self.picture_group if name in ("source", "img") and self.picture_group else self.group
         add = self.doc.refs.append
@@ -736,7 +745,9 @@ class _Extractor:
             for key in _selector_keys(name, attrs):
                 extra = self.hiding.get(key)
                 if extra:
+                    # One matching rule says why; more would only grow with a hostile list of classes.
                     reasons += tuple(f"{r} ({key})" for r in extra)
+                    break
         if name in ("img", "image", "input") and not (reasons and any(r.startswith("tiny") for r in reasons)):
             w = attrs.get("width")
             h = attrs.get("height")

@@ -83,3 +83,16 @@ def test_an_ancestor_hides_exactly_when_its_own_style_would(style: str) -> None:
     own = css.style_hiding(unescape_attr(style))[0]
     assert hidden_by(f'<div style="{style}">') == own
     assert hidden_by(f'<section><div style="{style}"><span>') == own
+
+
+def test_hiding_reasons_stay_bounded_on_hostile_input() -> None:
+    # Every level of a hidden subtree, and every class of a hostile list, would add reasons of its own: the
+    # reasons of the outermost hidden element (and of one matching rule) say why, and keep the walk linear.
+    deep = '<div style="display:none">' * 30000 + PIXEL
+    assert extract(deep).refs[0].hidden == ("display:none",)
+    loading = '<div style="display:none;background:url(https://t.example/b.png)">' * 20000
+    assert {r.hidden for r in extract(loading).refs} == {("display:none",), ("display:none", "display:none")}
+    classes = " ".join(f"c{i}" for i in range(20000))
+    sheet = "<style>" + "".join(f".c{i}{{display:none}}" for i in range(20000)) + "</style>"
+    refs = extract(f'{sheet}<div class="{classes}">' + PIXEL * 20000).refs
+    assert {r.hidden for r in refs} == {("display:none (.c0)",)}
