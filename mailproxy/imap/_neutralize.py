@@ -20,27 +20,38 @@ The bytes are read the way a client would decode them, without knowing their tra
 
 - quoted-printable soft line breaks and ``=XX`` escapes are looked through, so a scheme split by a
   soft break (``ht=\\r\\ntps:``) or spelled with escapes is found;
-- a base64 line is never edited as text: ``//`` at the start of a line counts only on a line with a
-  character outside the base64 alphabet;
-- bytes that do not look like text (more than 2% control characters: an image in a BINARY fetch, a
-  binary attachment) are left alone: no client renders them as markup, and breaking them would
-  damage the attachment.
+- runs of base64 lines are decoded, searched as text, and each byte to break is changed through
+  the encoding (the groups around it re-encoded in place, ``transfer.apply_edits``), so an HTML
+  part in base64 is neutralized like any other without knowing its headers; as text, a base64
+  line is never edited (``//`` at the start of a line counts only on a line with a character
+  outside the base64 alphabet);
+- bytes that do not look like text (more than 2% control characters: an image in a BINARY fetch,
+  the decoded bytes of a binary attachment) are left alone: no client renders them as markup, and
+  breaking them would damage the attachment.
 
-Limit: base64-encoded text is not decoded, so an HTML part in base64 passes as it is.
+Memory stays bounded while streaming: only a tail is held back between chunks (80 bytes of text,
+or the base64 lines that hold the look-ahead of the last decoded bytes, from a group boundary).
+
+Limit: in a partial fetch of base64 text, a reference cut by the chunk's ends is not seen.
 """
 
 from __future__ import annotations
 
+import binascii
 import re
 from bisect import bisect_right
+
+from mailproxy.rewrite.transfer import Edit, TransferError, apply_edits
 
 # The vocabulary of rewrite.safety.break_everything, on bytes. A "//" after a line break counts only
 # on a line that cannot be base64 (that function would break base64 lines that start with "//"):
 # one with another character within a base64 line's length (76).
 _REMOTE = re.compile(
-    rb"(?i)\bh(?=ttps?:)|\bf(?=tp:)|\bw(?=ss?:)|&(?=#)|\\(?=[0-9a-f])"
-    rb"|(?<=[\"'=(, \t\r\f\v])/(?=/[^\s/])"
-    rb"|(?<=\n)/(?=/[^\s/][^\n]{0,72}?[^A-Za-z0-9+/=\s])"
+    # Each alternative is a look-around of the one byte matched, so the search skips to the next
+    # candidate byte at C speed (a leading look-behind would be tried at every offset).
+    rb"(?i)[hfw&\\/](?:(?<=\bh)(?=ttps?:)|(?<=\bf)(?=tp:)|(?<=\bw)(?=ss?:)|(?<=&)(?=#)|(?<=\\)(?=[0-9a-f])"
+    rb"|(?<=[\"'=(, \t\r\f\v]/)(?=/[^\s/])"
+    rb"|(?<=\n/)(?=/[^\s/][^\n]{0,72}?[^A-Za-z0-9+/=\s]))"
 )
 _HOLD = 80  # bytes held back between chunks: longer than any match, its look-ahead included
 # A quoted-printable escape, or a soft line break (transport padding allowed before its line end).
@@ -92,6 +103,11 @@ class _View:
         i = bisect_right(self._view_at, pos) - 1
         return pos if i < 0 else self._raw_at[i] + pos - self._view_at[i]
 
+    def view_offset(self, pos: int) -> int:
+        """The view offset of the byte at raw offset ``pos`` (not inside an escape or soft break)."""
+        i = bisect_right(self._raw_at, pos) - 1
+        return pos if i < 0 else self._view_at[i] + pos - self._raw_at[i]
+
 
 class StreamNeutralizer:
     """Feed the chunks of one body (or one streamed response) in order; get the same number of
@@ -102,6 +118,9 @@ class StreamNeutralizer:
         self._buf = b""  # received, not emitted yet: the held tail
         # The last byte emitted, as it is and as the view shows it, for the look-behind.
         self._prev_raw = self._prev_view = b"\n"
+        # The held tail starts inside a base64 run (at a line start, on a group boundary), whose
+        # last decoded byte emitted is this.
+        self._b64_prev: bytes | None = None
         self.edits = 0
 
     def feed(self, data: bytes, *, last: bool = False) -> bytes:
@@ -109,32 +128,127 @@ class StreamNeutralizer:
         raw = self._buf + data if self._buf else data
         view = _View(raw, self._qp)
         text = view.text
-        limit = len(text) if last else len(text) - _HOLD
-        if limit <= 0:
-            self._buf = raw
-            return b""
-        cut = view.raw_offset(limit)
+        cut = len(raw) if last else view.raw_offset(max(0, len(text) - _HOLD))
+        runs = self._base64_runs(raw, cut, last)
+        cut = min([cut, *(r.held for r in runs)])
+        limit = view.view_offset(cut)
         out = bytearray(raw[:cut])
+        found: set[int] = set()
         if _textual(text[:limit]):
             # Through the view (quoted-printable) and as the bytes are (7bit: "src=\r\n//host" is
             # not a soft break there).
-            found = {view.raw_offset(p) for p in _matches(self._prev_view + text, limit)}
+            found.update(view.raw_offset(p) for p in _matches(self._prev_view + text, limit))
             if text is not raw:
                 found.update(_matches(self._prev_raw + raw, cut))
-            for p in found:
-                escape = out[p] == 0x3D  # a quoted-printable escape: replaced by another one
-                new = 0x5F if (int(raw[p + 1 : p + 3], 16) if escape else out[p]) in b"/&\\" else 0x78
-                if escape:
-                    out[p : p + 3] = b"=%02X" % new
-                else:
-                    out[p] = new  # 'x' for a letter, '_' for a sign
-            self.edits += len(found)
-        self._prev_view = text[limit - 1 : limit]
-        self._prev_raw = raw[cut - 1 : cut] if cut else self._prev_raw
+        for p in found:
+            escape = out[p] == 0x3D  # a quoted-printable escape: replaced by another one
+            new = 0x5F if (int(raw[p + 1 : p + 3], 16) if escape else out[p]) in b"/&\\" else 0x78
+            if escape:
+                out[p : p + 3] = b"=%02X" % new
+            else:
+                out[p] = new  # 'x' for a letter, '_' for a sign
+        self.edits += len(found)
+        for run in runs:
+            self.edits += run.apply(raw, out, cut)
+        self._b64_prev = next((r.prev for r in runs if r.start <= cut < r.end), None)
+        if cut:
+            self._prev_view = text[limit - 1 : limit]
+            self._prev_raw = raw[cut - 1 : cut]
         self._buf = raw[cut:]
         if last:
-            self._buf, self._prev_raw, self._prev_view = b"", b"\n", b"\n"
+            self._buf, self._prev_raw, self._prev_view, self._b64_prev = b"", b"\n", b"\n", None
         return bytes(out)
+
+    def _base64_runs(self, raw: bytes, cut: int, last: bool) -> list[_Run]:
+        """The base64 runs that start before ``cut``, each knowing where the output may end for it."""
+        runs = []
+        tail = raw.rfind(b"\n") + 1  # the line not complete yet
+        for m in _B64_RUN.finditer(raw, 0, tail):
+            if m.start() >= cut:
+                break
+            # A run that reaches the incomplete last line may go on in the next chunk, unless that
+            # line cannot be base64.
+            open_end = not last and m.end() == tail and _B64_TAIL.fullmatch(raw, tail) is not None
+            prev = self._b64_prev if m.start() == 0 and self._b64_prev is not None else b"\n"
+            runs.append(_Run(raw, m.start(), m.end(), prev, open_end, cut))
+        return runs
+
+
+# Lines of base64 characters (at least one group each) up to one with padding, which ends a stream:
+# two streams back to back are two runs.
+_B64_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/]{4,}[ \t]*\r?\n)*[A-Za-z0-9+/]{2,}={0,2}[ \t]*\r?\n")
+_B64_TAIL = re.compile(rb"[A-Za-z0-9+/=]{0,998}")  # an incomplete line that may still be base64
+_STREAM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_NOT_STREAM = bytes(c for c in range(256) if c not in _STREAM)
+
+
+class _Run:
+    """One run of base64 lines: its decoded text is searched as text, and each byte to break is
+    changed through the encoding (``transfer.apply_edits``: the same groups re-encoded in place).
+
+    Only the part of the run before the output's end is final. That end must fall on a line start
+    where a group starts, and, when the run may continue in the next chunk, early enough to leave
+    the decoded look-ahead behind it: ``held`` is the latest such end (``cut`` itself when the run
+    ends before it and is final as a whole).
+    """
+
+    def __init__(self, raw: bytes, start: int, end: int, prev: bytes, open_end: bool, cut: int) -> None:
+        self.start, self.end = start, end
+        stream = raw[start:end].translate(None, _NOT_STREAM)
+        whole = len(stream) - len(stream) % 4
+        try:
+            decoded = binascii.a2b_base64(stream[:whole], strict_mode=False)
+        except binascii.Error:
+            decoded = b""
+        if len(decoded) != whole // 4 * 3 - stream[:whole][-2:].count(b"="):
+            decoded = b""  # not what the runs are made of: no byte offsets to edit by
+        self.held = cut  # final as a whole: the run does not hold the output back
+        final = len(decoded)  # decoded bytes that may be emitted
+        if open_end or cut < end:
+            # The latest line start (before the cut) on a group boundary with the look-ahead after it.
+            line = min(cut, end)
+            while line > start:
+                line = raw.rfind(b"\n", start, line) + 1 or start
+                chars = len(raw[start:line].translate(None, _NOT_STREAM))
+                if chars % 4 == 0 and (not open_end or chars // 4 * 3 <= len(decoded) - _HOLD):
+                    break
+                line -= 1
+            self.held = max(line, start)
+            final = len(raw[start : self.held].translate(None, _NOT_STREAM)) // 4 * 3
+        self.prev = decoded[final - 1 : final] if final else prev
+        self._edits: list[Edit] = []
+        self._span_end = start
+        if final and _textual(decoded[:final]):
+            self._edits = [
+                Edit(p, p + 1, b"_" if decoded[p] in b"/&\\" else b"x")
+                for p in _matches(prev + decoded, final)
+            ]
+            # The encoded bytes of the ``final`` decoded ones: up to the end of their last group.
+            self._span_end = self.held if self.held < end else _after_chars(raw, start, end, whole)
+
+    def apply(self, raw: bytes, out: bytearray, cut: int) -> int:
+        """Write the run's edits into ``out`` (the output up to ``cut``); the number made."""
+        if not self._edits or self._span_end > cut:
+            return 0
+        try:
+            new = apply_edits(raw[self.start : self._span_end], "base64", self._edits)
+        except TransferError:
+            return 0
+        out[self.start : self._span_end] = new
+        return len(self._edits)
+
+
+def _after_chars(raw: bytes, start: int, end: int, n: int) -> int:
+    """The offset in ``raw`` just after the ``n``-th base64 character from ``start``."""
+    pos = start
+    for line in raw[start:end].split(b"\n"):
+        count = len(line.translate(None, _NOT_STREAM))
+        if n <= count:
+            # Characters come first on a base64 line; what follows them is white space.
+            return pos + n
+        n -= count
+        pos += len(line) + 1
+    return end
 
 
 def _matches(text: bytes, limit: int) -> list[int]:
@@ -152,18 +266,33 @@ def neutralize_section(data: bytes, *, decoded: bool = False, origin: int | None
     """``data`` (one body section, or a chunk of one from ``origin``) neutralized, and the number of
     edits. ``decoded`` for BINARY content."""
     n = StreamNeutralizer(qp=not decoded)
-    out = n.feed(data, last=True)
-    edits = n.edits
+    out, edits = n.feed(data, last=True), n.edits
+    if origin and _B64_RUN.match(data):
+        # A chunk that starts inside base64 text: its groups may start at any of the first four
+        # characters. Only the right one decodes to text.
+        for skip in (1, 2, 3):
+            n = StreamNeutralizer(qp=not decoded)
+            other = data[:skip] + n.feed(data[skip:], last=True)
+            if n.edits > edits:
+                out, edits = other, n.edits
     if origin is not None and _textual(out):
         # A chunk: a reference may be cut at either end (the other half is in a neighbouring chunk).
+        # Never on a base64 line, where any of these characters is just data.
         buf = bytearray(out)
         tail = _CUT_TAIL.search(out)
-        if tail is not None:
+        if tail is not None and not _on_base64_line(out, tail.start()):
             buf[tail.start()] = 0x78 if out[tail.start()] not in b"/&\\" else 0x5F
             edits += 1
         head = _CUT_HEAD.match(out) if origin else None
-        if head is not None and head.end() - 1 != (tail.start() if tail else -1):
+        if head is not None and buf[head.end() - 1] in b"/#" and not _on_base64_line(out, head.end() - 1):
             buf[head.end() - 1] = 0x5F
             edits += 1
         out = bytes(buf)
     return out, edits
+
+
+def _on_base64_line(data: bytes, pos: int) -> bool:
+    start = data.rfind(b"\n", 0, pos) + 1
+    end = data.find(b"\n", pos)
+    line = data[start : end if end >= 0 else len(data)].rstrip(b"\r")
+    return not line.translate(None, _STREAM)

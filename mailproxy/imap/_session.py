@@ -36,8 +36,8 @@ says otherwise. The rules, and the state each one needs, all live in this file.
    out, so no state the held responses depend on (user, mailbox, pinned cache entries) changes
    under them. Client bytes are only buffered while anything is held.
 9. A FETCH response with a literal above ``max_literal`` cannot be buffered for the rewriter; it
-   streams through ``_neutralize.StreamNeutralizer`` instead, which breaks every URL scheme in it
-   without changing a length (base64 parts inside it stay as they are; see that module).
+   streams through ``_neutralize.StreamNeutralizer`` instead, which breaks every remote reference
+   in it (base64 parts decoded on the way) without changing a length; see that module.
 10. With ``may_change`` (the engine's adapter provides one), a message it judges from its bytes
    alone to come out of the rewriter unchanged is passed on without calling the rewriter or
    handing out a job: most mail without HTML costs a scan instead of a MIME parse and a thread
@@ -516,7 +516,7 @@ class Session:
             self.stats.neutralized_edits += n.edits
             log.warning(
                 "FETCH response of %d bytes above the buffering limit streamed through the URL "
-                "neutralizer (%d scheme(s) broken); base64 parts in it were not inspected",
+                "neutralizer (%d reference(s) broken)",
                 self._streamed_size,
                 n.edits,
             )

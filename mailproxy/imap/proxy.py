@@ -441,7 +441,7 @@ class _ClientSide(asyncio.Protocol):
         if st.neutralized:
             log.info(
                 "client %s: %d oversized FETCH response(s) neutralized instead of rewritten "
-                "(%d URL scheme(s) broken)",
+                "(%d remote reference(s) broken)",
                 self.peer,
                 st.neutralized,
                 st.neutralized_edits,

@@ -4,9 +4,12 @@ where Dovecot can produce it, and with the server's bytes scripted where it cann
 
 from __future__ import annotations
 
+import base64
+import email
 import imaplib
 import logging
 import quopri
+import random
 import re
 import socket
 from collections.abc import Iterator
@@ -372,3 +375,37 @@ def test_header_sections_without_their_message_go_through_the_rewriter_one_at_a_
         b" BODY[HEADER.FIELDS (SUBJECT RETURN-RECEIPT-TO)] {15}\r\nSubject: hi\r\n\r\n"
         b" BODY[HEADER.FIELDS (FROM)] " + lit(third) + b")\r\nf OK done\r\n"
     )
+
+
+# -- 3. messages above max_literal: base64 parts neutralized while streaming ------------------------
+
+
+def test_oversized_message_with_base64_html_is_neutralized_while_streaming(
+    make_proxy: MakeProxy, dovecot: Dovecot, caplog: pytest.LogCaptureFixture
+) -> None:
+    attachment = random.Random(3).randbytes(3 << 20)
+    big = (
+        header("huge base64", "multipart/mixed; boundary=B1")
+        + b"\r\n--B1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(HTML).replace(b"\n", b"\r\n")
+        + b"--B1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(attachment).replace(b"\n", b"\r\n")
+        + b"--B1--\r\n"
+    )
+    put(dovecot, "FsHuge", big)
+    caplog.set_level(logging.WARNING, "mailproxy.imap")
+    c = imaplib.IMAP4("127.0.0.1", make_proxy(max_literal=1 << 20).port)
+    c.login(USER, PASSWORD)
+    c.select("FsHuge", readonly=True)
+    got = sections(c, "RFC822.SIZE BODY.PEEK[]")[b"BODY[]"]
+    assert c.noop()[0] == "OK"
+    c.logout()
+    assert "above the buffering limit streamed through the URL neutralizer" in caplog.text
+    assert len(got) == len(big) and got.count(b"\r\n") == big.count(b"\r\n")
+    html, data = (
+        p.get_payload(decode=True) for p in email.message_from_bytes(got).walk() if not p.is_multipart()
+    )
+    assert data == attachment  # the binary attachment: not a byte changed
+    assert len(html) == len(HTML) and not LIVE.search(html), html
+    # Two references, one byte each, changed through the encoding: the rest of the text is intact.
+    assert sum(a != b for a, b in zip(html, HTML, strict=True)) == 2

@@ -4,8 +4,11 @@ passed through unfiltered (invariant 3)."""
 from __future__ import annotations
 
 import base64
+import email
 import imaplib
 import logging
+import random
+import re
 
 import pytest
 from imap_support import PASSWORD, USER, Dovecot, MakeProxy
@@ -61,8 +64,10 @@ def test_empty_and_tiny_feeds() -> None:
         # quoted-printable: a scheme split by a soft line break, escaped letters and slashes
         (b'<img src=3D"ht=\r\ntps://t.example/p.gif">', b'<img src=3D"xt=\r\ntps://t.example/p.gif">'),
         (b"<img src=3D//t.example/p.gif>", b"<img src=3D_/t.example/p.gif>"),
-        (b'<img src=3D"=68ttps://t/p" style=3D"background:url(=2F=2Ft/b)">',
-         b'<img src=3D"=78ttps://t/p" style=3D"background:url(=5F=2Ft/b)">'),
+        (
+            b'<img src=3D"=68ttps://t/p" style=3D"background:url(=2F=2Ft/b)">',
+            b'<img src=3D"=78ttps://t/p" style=3D"background:url(=5F=2Ft/b)">',
+        ),
         # the same bytes as 7bit: "=" then a line break before a protocol-relative reference
         (b"<img src=\r\n//t.example/p.gif>", b"<img src=\r\n_/t.example/p.gif>"),
         # character references and CSS escapes that could spell a scheme
@@ -95,7 +100,7 @@ def test_decoded_sections_take_equals_signs_literally() -> None:
     [
         (b"see h", b"see x"),  # "h|ttps://" cut after its first letter
         (b"ttps://t/p.gif", b"ttps:_/t/p.gif"),  # ...and the rest of it
-        (b"<img src=\"htt", b"<img src=\"xtt"),
+        (b'<img src="htt', b'<img src="xtt'),
         (b"//t/p.gif>", b"_/t/p.gif>"),
         (b"<img src=/", b"<img src=_"),
         (b"#104;ttps://t &", b"_104;ttps://t _"),
@@ -104,6 +109,79 @@ def test_decoded_sections_take_equals_signs_literally() -> None:
 )
 def test_partial_chunks_break_references_cut_at_their_ends(chunk: bytes, expect: bytes) -> None:
     assert neutralize_section(chunk, origin=100)[0] == expect
+
+
+def b64_lines(data: bytes, width: int, eol: bytes) -> bytes:
+    s = base64.b64encode(data)
+    return eol.join(s[i : i + width] for i in range(0, len(s), width)) + eol
+
+
+@pytest.mark.parametrize("width", [76, 64, 58, 4, 77])
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_base64_text_is_neutralized_through_its_encoding(width: int, eol: bytes) -> None:
+    html = (
+        b"<html><body>"
+        + b"<p>Lorem ipsum dolor sit amet.</p>\r\n" * 30
+        + b'<img src="https://pixel.example.net/o.gif?u=1">'
+        + b"<div style='background:url(//t.example/b.png)'>&#104;ttps://a</div>" * 3
+        + b"</body></html>\r\n"
+    )
+    image = bytes(random.Random(width).randrange(256) for _ in range(20_000))
+    msg = (
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/html\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + b64_lines(html, width, eol)
+        + b"--B\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + b64_lines(image, width, eol)
+        + b"--B--\r\n"
+    )
+    whole, edits = neutralize_section(msg)
+    assert len(whole) == len(msg) and edits == 7
+    text, picture = (
+        p.get_payload(decode=True) for p in email.message_from_bytes(whole).walk() if not p.is_multipart()
+    )
+    assert len(text) == len(html) and sum(a != b for a, b in zip(text, html, strict=True)) == 7
+    assert not re.search(rb"(?i)https?:|[\"'=(]//|&#", text)
+    assert picture == image  # binary: not a byte changed
+    rng = random.Random(width * 7)
+    for _ in range(10):  # any chunking gives the same bytes, holding back only a few lines
+        n = StreamNeutralizer()
+        out, i = [], 0
+        while i < len(msg):
+            k = rng.choice([1, 3, 7, 64, 100, 1000, 5000])
+            out.append(n.feed(msg[i : i + k]))
+            assert len(n._buf) < 600
+            i += k
+        assert b"".join(out) + n.feed(b"", last=True) == whole
+
+
+def test_partial_chunks_of_base64_text_whatever_their_alignment() -> None:
+    html = b"<p>" + b"Lorem ipsum dolor sit amet. " * 8 + b'<img src="https://t.example/p.gif"></p>\r\n'
+    full = b64_lines(html * 4, 76, b"\r\n")
+    expect, edits = neutralize_section(full)
+    assert edits == 4
+    for origin in range(1, 300, 7):
+        chunk = full[origin : origin + 400]
+        out, _ = neutralize_section(chunk, origin=origin)
+        changed = {i for i, (a, b) in enumerate(zip(out, chunk, strict=True)) if a != b}
+        wanted = {i for i, b in enumerate(chunk) if expect[origin + i] != b}
+        # Nothing the whole section keeps is changed; every reference away from the ends is broken.
+        assert changed <= wanted and {i for i in wanted if 12 <= i < len(chunk) - 12} <= changed
+        assert changed, origin
+
+
+def test_base64_streams_back_to_back() -> None:
+    one = b64_lines(b"<img src='https://a.example/p'>", 76, b"\r\n")
+    assert one.endswith(b"=\r\n")
+    out, edits = neutralize_section(one * 2)  # padding ends a stream; the next one starts afresh
+    assert edits == 2 and len(out) == 2 * len(one)
+    assert (
+        base64.b64decode(out[: len(one)])
+        == base64.b64decode(out[len(one) :])
+        == (b"<img src='xttps://a.example/p'>")
+    )
+    bad = one.rstrip() + one  # padding inside a line: not base64 to a decoder, left as it is
+    assert neutralize_section(bad) == (bad, 0)
 
 
 def session(max_literal: int) -> Session:
@@ -125,7 +203,7 @@ def test_session_neutralizes_an_oversized_fetch(caplog: pytest.LogCaptureFixture
     assert b"https:" not in out.lower() and b"=//" not in out
     assert s.stats.streamed == 1 and s.stats.neutralized == 1
     assert s.stats.neutralized_edits == 6 * 50
-    assert "neutralizer (300 scheme(s) broken)" in caplog.text
+    assert "neutralizer (300 reference(s) broken)" in caplog.text
 
 
 def test_session_keeps_small_fetches_for_the_rewriter_and_other_streams_verbatim() -> None:
