@@ -298,6 +298,9 @@ PIXEL = "https://pixel.example.net/i.png"
         '<div style="height:-0">',
         '<div style="width:1px;height:1px">',
         '<div style="width&colon;0">',
+        "<style>div{display:none}</style><div>",
+        "<style>table.preheader{max-height:0;overflow:hidden}</style><table class=preheader><tr><td>",
+        '<style>.hidden{display:none}</style><div class="hidden">',
     ],
 )
 def test_image_under_a_hidden_ancestor_stops_loading(wrapper: str) -> None:
@@ -314,6 +317,8 @@ def test_image_under_a_hidden_ancestor_stops_loading(wrapper: str) -> None:
     [
         '<div style="visibility:visible;width:600px;height:20px">',
         '<div class="collapse" style="width:100%">',
+        "<style>span{display:none} div.other{display:none}</style><div>",
+        "<style>@media print{div{display:none}}</style><div>",
     ],
 )
 def test_image_under_a_visible_ancestor_keeps_loading(wrapper: str) -> None:

@@ -466,7 +466,9 @@ class _Extractor:
             if own is None:
                 low = body.lower()
                 own = ()
-                if _may_hide(low) or (self.hiding and _CLASS_OR_ID.found(body, low)):
+                # (hiding rules select by element name, class and id: see _selector_keys)
+                hiding = self.hiding
+                if _may_hide(low) or (hiding and (name in hiding or _CLASS_OR_ID.found(body, low))):
                     own = self.own_hiding(name, attribute_matches(body, 0, len(body)))
                 self.ancestors[name, body] = own
             reasons = own

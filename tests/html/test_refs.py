@@ -96,3 +96,52 @@ def test_hiding_reasons_stay_bounded_on_hostile_input() -> None:
     sheet = "<style>" + "".join(f".c{i}{{display:none}}" for i in range(20000)) + "</style>"
     refs = extract(f'{sheet}<div class="{classes}">' + PIXEL * 20000).refs
     assert {r.hidden for r in refs} == {("display:none (.c0)",)}
+
+
+# -- stylesheet rules on ancestors -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sheet", "ancestors", "reason"),
+    [
+        ("div{display:none}", "<div{bg}>", "display:none (div)"),
+        ("TD { visibility: hidden }", "<table><tr><TD{bg}>", "visibility:hidden (td)"),
+        ("span{mso-hide:all}", '<span title="x"{bg}>', "mso-hide:all (span)"),
+        (".hidden{display:none}", '<div class="hidden"{bg}>', "display:none (.hidden)"),
+        (".x{opacity:0}", '<div class="a x"{bg}>', "opacity:0 (.x)"),
+        ("#x{display:none}", '<div id="x"{bg}>', "display:none (#x)"),
+        (
+            "table.pre{max-height:0;overflow:hidden}",
+            '<table class="pre"{bg}><tr><td>',
+            "max-height:0+overflow:hidden (table.pre)",
+        ),
+        ("@layer base{section{display:none}}", "<section{bg}>", "display:none (section)"),
+    ],
+)
+def test_hiding_rules_apply_to_ancestors(sheet: str, ancestors: str, reason: str) -> None:
+    # Elements inside the one a rule matches are hidden by it, as the element itself is ({bg} marks it).
+    assert hidden_by(f"<style>{sheet}</style>" + ancestors.format(bg="")) == (reason,)
+    [ref] = extract(
+        f"<style>{sheet}</style>" + ancestors.format(bg=' background="https://t.example/b.png"')
+    ).refs
+    assert ref.hidden == (reason,)
+
+
+@pytest.mark.parametrize(
+    ("sheet", "ancestor"),
+    [
+        ("span{display:none}", "<div>"),  # another element
+        (".other{display:none}", '<div class="hidden">'),
+        ("div.x{display:none}", '<section class="x">'),
+        ("#y{display:none}", '<div id="x" class="y">'),
+        ("div span{display:none}", "<div>"),  # a descendant selector is not matched
+        ("div{display:block;visibility:visible}", "<div>"),
+        ("@media print{div{display:none}}", "<div>"),  # conditional rules do not hide
+        ("@media screen and (max-width:600px){.x{display:none}}", '<div class="x">'),
+    ],
+)
+def test_rules_that_do_not_hide_an_ancestor(sheet: str, ancestor: str) -> None:
+    assert hidden_by(f"<style>{sheet}</style>{ancestor}") == ()
+
+
+def test_hiding_rules_on_deep_nesting_stay_linear() -> None:
+    deep = "<style>div{display:none}</style>" + "<div>" * 40000 + PIXEL
+    assert extract(deep).refs[0].hidden == ("display:none (div)",)
