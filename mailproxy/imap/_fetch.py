@@ -19,6 +19,12 @@ the rewritten whole like a part. The message's own header is the exception: clie
 every message, so it is never worth a whole-message fetch; when the rewritten whole is not at
 hand and the rewriter could change the header (``FetchContext.header_may_change``), the header
 section goes through the rewriter alone, which decides those renames from the header.
+BODYSTRUCTURE is left as the server sent it, although it still names the URL of an external body
+the engine stopped: clients take a part's header from ``BODY[n.MIME]`` (Thunderbird's IMAP body
+shell uses BODYSTRUCTURE only to choose what to fetch) and make of an external body at most a link
+to click (Thunderbird's libmime, mimeebod.cpp), so nothing is fetched when a message is opened; and
+whether the engine stops it depends on the policy and the whole message, which a listing of
+BODYSTRUCTUREs does not fetch.
 
 When that rule cannot be followed (a command the planner could not extend because it carries
 literals, items the server split over several responses, a part the server numbers differently
