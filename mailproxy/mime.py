@@ -5,6 +5,13 @@ the rewriter must edit those bytes in place. This module finds the parts (RFC 20
 multiparts, message/rfc822 attachments) and leaves header parsing to ``email.parser``, one header block at a
 time, which is lenient in the ways real mail needs.
 
+What matters is to find the parts the reader's client finds: a part we take for text/plain that a client
+renders as HTML would reach the reader unfiltered. So boundaries are matched as Dovecot (which IMAP clients
+see through BODYSTRUCTURE and BODY[n]) and Thunderbird match them, as prefixes of a line, and header lines
+those clients skip (no colon, white space before the colon) are skipped instead of ending the header block
+as they do for the stdlib. A part whose type or encoding clients may read differently is marked
+``ambiguous``, for the engine to neutralize.
+
 Part numbers follow IMAP (RFC 3501 section 6.4.5): the children of a multipart are 1, 2, ...; a
 message/rfc822 part N holds its message's parts as N.1, N.2 (or N.1 alone when that message is not
 multipart); a single-part message's body is part 1.
@@ -17,11 +24,11 @@ opaque body. Depth and part count are bounded so hostile nesting cannot exhaust 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from email.utils import collapse_rfc2231_value
 
 MAX_DEPTH = 40
 MAX_PARTS = 2000
@@ -43,6 +50,9 @@ class Part:
     cte: str  # lower-cased Content-Transfer-Encoding, "7bit" when absent
     headers: Message  # the part's headers (compat32: lenient)
     children: tuple[Part, ...] = ()
+    # Clients may read this part's type, encoding or structure otherwise, or it was not analysed (the
+    # depth and part limits): everything remote in it is to be neutralized.
+    ambiguous: bool = False
 
     @property
     def is_multipart(self) -> bool:
@@ -72,97 +82,191 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     return m.start(), m.end()
 
 
+# A field name the stdlib parser accepts (it ends the header block at any other line); a client
+# ignores a line without a colon, or with another name, and reads the fields after it.
+_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+_LF = re.compile(rb"\r?\n")
+_ANY_BREAK = re.compile(rb"\r\n|\r|\n")
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _fields(lines: list[bytes]) -> bytes:
+    """The header lines as "name:value" fields only, as a client reads them: a name may have white space
+    before its colon; a field without a colon or a usable name is dropped, continuation lines and all."""
+    out: list[bytes] = []
+    keep = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                out.append(line)
+            continue
+        name, colon, value = line.partition(b":")
+        name = name.rstrip(b" \t")
+        keep = bool(colon) and _NAME.fullmatch(name) is not None
+        if keep:
+            out.append(name + b":" + value)
+    return b"\n".join(out) + b"\n"
+
+
+def _key(headers: Message) -> tuple[object, ...]:
+    return (
+        headers.get_content_type(),
+        headers.get_param("boundary"),
+        str(headers.get("content-transfer-encoding", "")).strip().lower(),
+    )
+
+
+def _parse_headers(block: bytes) -> tuple[Message, bool]:
+    """The fields of a header block as Dovecot reads them (lines end at LF), and whether a client could
+    read its type or encoding otherwise: Thunderbird also ends a line at a lone CR, and a second
+    Content-Type or Content-Transfer-Encoding field with another value is not read alike by all."""
+    lone_cr = b"\r" in block and _LONE_CR.search(block) is not None
+    lines = _LF.split(block)
+    headers = _parser.parsebytes(_fields([_LONE_CR.sub(b" ", x) for x in lines] if lone_cr else lines))
+    ambiguous = any(
+        len({str(v).split(";")[0].strip().lower() for v in headers.get_all(name, [])}) > 1
+        for name in ("content-type", "content-transfer-encoding")
+    )
+    if lone_cr and not ambiguous:
+        other = _parser.parsebytes(_fields(_ANY_BREAK.split(block)))
+        ambiguous = _key(other) != _key(headers)
+    return headers, ambiguous
+
+
+@dataclass(frozen=True, slots=True)
+class _Delimiter:
+    line: int  # first byte of the "--boundary" line
+    line_end: int  # after its line break: the rest of the line is skipped, as clients do
+    level: int  # index of the boundary in the stack of open multiparts
+    close: bool  # "--boundary--"
+
+
 class _Walker:
+    """One pass over the message the way Dovecot's parser (lib-mail/message-parser.c) and Thunderbird's
+    libmime read it: every open multipart's boundary ends a part, and a line is a delimiter when it
+    starts with "--" and a boundary; what follows on the line is ignored ("--B1x" is a delimiter of B1,
+    "--B1--x" its close delimiter). When several open boundaries match, the longest wins (nested "B"
+    and "BB"); a delimiter of an enclosing multipart ends every part inside it."""
+
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.count = 0
 
-    def entity(self, start: int, end: int, number: str, depth: int, default_type: str = "text/plain") -> Part:
+    def delimiter(self, pos: int, stack: tuple[bytes, ...], limit: int | None = None) -> _Delimiter | None:
+        """The first delimiter line of an open boundary starting at or after ``pos`` (a line start
+        counts only after a line break), before ``limit``."""
+        raw = self.raw
+        if not stack:
+            return None
+        end = len(raw) if limit is None else limit
+        line = pos if pos > 0 and raw[pos - 1] == 0x0A else raw.find(b"\n--", pos, end) + 1
+        while 0 < line < end:
+            if raw.startswith(b"--", line):
+                best = -1
+                for level, boundary in enumerate(stack):
+                    if raw.startswith(boundary, line + 2) and (best < 0 or len(boundary) >= len(stack[best])):
+                        best = level
+                if best >= 0:
+                    after = line + 2 + len(stack[best])
+                    line_end = raw.find(b"\n", line) + 1 or len(raw)
+                    return _Delimiter(line, line_end, best, raw.startswith(b"--", after))
+            line = raw.find(b"\n--", line, end) + 1
+        return None
+
+    def before(self, d: _Delimiter | None, floor: int) -> int:
+        """Where the content before delimiter ``d`` ends: the line break before a delimiter belongs to
+        it (RFC 2046 section 5.1.1)."""
+        if d is None:
+            return len(self.raw)
+        end = d.line
+        if end > floor and self.raw[end - 1] == 0x0A:
+            end -= 2 if end - 1 > floor and self.raw[end - 2] == 0x0D else 1
+        return end
+
+    def entity(
+        self, start: int, number: str, depth: int, stack: tuple[bytes, ...], default_type: str
+    ) -> Part:
         raw = self.raw
         self.count += 1
-        hdr_end, body_start = _header_end(raw, start, end)
-        headers = _parser.parsebytes(raw[start:hdr_end])
+        hdr_end, body_start = _header_end(raw, start, len(raw))
+        # A delimiter line ends a header block that has no blank line before it (the part has no body).
+        cut = self.delimiter(start, stack, hdr_end + 1) if stack else None
+        if cut is not None:
+            hdr_end = body_start = self.before(cut, start)
+        headers, ambiguous = _parse_headers(raw[start:hdr_end])
         if headers.get("content-type") is None:
             headers.set_default_type(default_type)
         ctype = headers.get_content_type()
-        charset = headers.get_content_charset()
         cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower() or "7bit"
         children: tuple[Part, ...] = ()
-        if depth < MAX_DEPTH and self.count < MAX_PARTS:
+        end: int | None = None
+        if cut is not None:
+            end = body_start
+        elif depth >= MAX_DEPTH or self.count >= MAX_PARTS:
+            ambiguous = ambiguous or ctype.startswith("multipart/") or ctype == "message/rfc822"
+        else:
             if ctype.startswith("multipart/"):
-                boundary = headers.get_param("boundary")
-                if isinstance(boundary, str) and boundary:
-                    sub = ctype == "multipart/digest"
-                    children = self.multipart(
-                        body_start, end, boundary, number, depth, "message/rfc822" if sub else "text/plain"
-                    )
-            elif ctype == "message/rfc822" and cte in ("7bit", "8bit", "binary"):
-                inner = self.entity(body_start, end, number, depth + 1)
-                children = (inner,)
+                param = headers.get_param("boundary")
+                boundary = collapse_rfc2231_value(param) if param is not None else None
+                # Without a boundary, or with an empty one (Dovecot then takes any line starting with
+                # "--" for a delimiter), clients do not agree on the parts.
+                ambiguous = ambiguous or not boundary
+                if boundary is not None:
+                    sub = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+                    own = boundary.encode("latin-1", "replace")
+                    children, end, complete = self.multipart(body_start, own, number, depth, stack, sub)
+                    ambiguous = ambiguous or not complete
+            elif ctype == "message/rfc822":
+                if cte in ("7bit", "8bit", "binary"):
+                    inner = self.entity(body_start, number, depth + 1, stack, "text/plain")
+                    children, end = (inner,), inner.end
+                else:  # a client may decode it and show the message; Dovecot parses the encoded bytes
+                    ambiguous = True
+        if end is None:
+            end = self.before(self.delimiter(body_start, stack), body_start)
         return Part(
             number=number,
             start=start,
             body_start=body_start,
             end=end,
             content_type=ctype,
-            charset=charset,
+            charset=headers.get_content_charset(),
             cte=cte,
             headers=headers,
             children=children,
+            ambiguous=ambiguous,
         )
 
     def multipart(
-        self, start: int, end: int, boundary: str, number: str, depth: int, default_type: str
-    ) -> tuple[Part, ...]:
-        raw = self.raw
-        marker = b"--" + boundary.encode("latin-1", "replace")
+        self,
+        body_start: int,
+        own: bytes,
+        number: str,
+        depth: int,
+        outer: tuple[bytes, ...],
+        default_type: str,
+    ) -> tuple[tuple[Part, ...], int, bool]:
+        """The children of a multipart whose body starts at ``body_start``, where it ends, and whether
+        they are all there (not cut by the part limit)."""
+        stack = (*outer, own)
         parts: list[Part] = []
-        part_start: int | None = None
-        for delim_start, delim_end, is_close in _delimiters(raw, start, end, marker):
-            # The line break before a delimiter belongs to the delimiter (RFC 2046 section 5.1.1).
-            line_start = delim_start
-            if line_start > start and raw[line_start - 1 : line_start] == b"\n":
-                line_start -= 2 if raw[line_start - 2 : line_start] == b"\r\n" else 1
-            if part_start is not None:
-                parts.append(
-                    self.child(
-                        part_start, max(part_start, line_start), number, len(parts), depth, default_type
-                    )
-                )
-            if is_close:
-                part_start = None
-                break
-            part_start = delim_end
-            if self.count >= MAX_PARTS:
-                break
-        if part_start is not None:  # missing close delimiter: the last part runs to the end
-            parts.append(self.child(part_start, end, number, len(parts), depth, default_type))
-        return tuple(parts)
-
-    def child(self, start: int, end: int, number: str, index: int, depth: int, default_type: str) -> Part:
-        sub = f"{number}.{index + 1}" if number else str(index + 1)
-        return self.entity(start, end, sub, depth + 1, default_type)
-
-
-_DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|$)")
-
-
-def _delimiters(raw: bytes, start: int, end: int, marker: bytes) -> Iterator[tuple[int, int, bool]]:
-    """(start, end, is_close) of each delimiter line: "--boundary" at the start of a line, "--" after it
-    for the close delimiter, then transport padding. A plain find() for the marker is much faster than a
-    multi-line regex over a large body."""
-    pos = raw.find(marker, start, end)
-    while pos >= 0:
-        if pos == start or raw[pos - 1] == 0x0A:
-            m = _DELIMITER_TAIL.match(raw, pos + len(marker), end)
-            if m is not None:
-                yield pos, m.end(), m.group(1) is not None
-        pos = raw.find(marker, pos + 1, end)
+        d = self.delimiter(body_start, stack)  # after the preamble
+        while d is not None and d.level == len(outer) and not d.close and self.count < MAX_PARTS:
+            sub = f"{number}.{len(parts) + 1}" if number else str(len(parts) + 1)
+            child = self.entity(d.line_end, sub, depth + 1, stack, default_type)
+            parts.append(child)
+            d = self.delimiter(child.end, stack)
+        if d is not None and d.level == len(outer):
+            # The close delimiter, or the part limit: the rest (the epilogue) runs to a delimiter of an
+            # enclosing multipart.
+            return tuple(parts), self.before(self.delimiter(d.line_end, outer), d.line_end), d.close
+        # No close delimiter: an enclosing multipart's delimiter (or the message's end) ends this one.
+        return tuple(parts), self.before(d, body_start), True
 
 
 def parse(raw: bytes) -> Part:
     """The part tree of a whole message. The root's number is ""; a single-part root's body is part 1."""
-    return _Walker(raw).entity(0, len(raw), "", 0)
+    return _Walker(raw).entity(0, "", 0, (), "text/plain")
 
 
 def body_number(part: Part) -> str:

@@ -103,3 +103,59 @@ def test_stdlib_built_messages_roundtrip(types: list[str], depth: int) -> None:
     texts = [body(raw, p) for p in leaves if p.content_type == "text/html"]
     assert len(texts) == len([t for t in types if t == "text/html"])
     assert all(b"<p>part" in t for t in texts)
+
+
+def types(raw: bytes) -> list[tuple[str, str]]:
+    return [(mime.body_number(p), p.content_type) for p in mime.parse(raw).leaves()]
+
+
+def test_a_boundary_followed_by_other_characters_is_a_delimiter() -> None:
+    # Dovecot, Thunderbird and OpenSSL match the boundary as a prefix of the line; the rest is ignored.
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=B1\r\n\r\n--B1\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b"--B1x\r\nContent-Type: text/html\r\n\r\n<img src=x>\r\n--B1-- trailing\r\n"
+        b"--B1\r\nContent-Type: text/html\r\n\r\nafter the close: epilogue\r\n"
+    )
+    assert types(raw) == [("1", "text/plain"), ("2", "text/html")]
+    html = mime.parse(raw).leaves()[1]
+    assert body(raw, html) == b"<img src=x>"
+
+
+def test_nested_boundaries_that_are_prefixes_of_each_other() -> None:
+    # The longest matching boundary wins; an enclosing multipart's delimiter ends the inner one.
+    for outer, inner in ((b"B", b"BB"), (b"BB", b"B")):
+        raw = (
+            b"Content-Type: multipart/mixed; boundary=" + outer + b"\r\n\r\n--" + outer + b"\r\n"
+            b"Content-Type: multipart/alternative; boundary=" + inner + b"\r\n\r\n"
+            b"--" + inner + b"\r\n\r\nplain\r\n--" + inner + b"\r\nContent-Type: text/html\r\n\r\n<b>\r\n"
+            b"--" + outer + b"\r\nContent-Type: image/png\r\n\r\npng\r\n--" + outer + b"--\r\n"
+        )
+        assert types(raw) == [("1.1", "text/plain"), ("1.2", "text/html"), ("2", "image/png")], (outer, inner)
+        assert body(raw, mime.parse(raw).leaves()[1]) == b"<b>"
+
+
+def test_header_lines_clients_skip_do_not_end_the_header() -> None:
+    for odd in (b"a stray line\r\n", b"X-Thing : 1\r\n", b"Content-Type : text/html\r\n", b"\x80bad: 1\r\n"):
+        raw = b"From: a@example.com\r\n" + odd + b"Content-Type: text/html\r\n\r\n<img src=x>\r\n"
+        assert types(raw) == [("1", "text/html")], odd
+    raw = b"Subject: x\r\nContent-Type\t: text/html; charset=utf-8\r\n\r\n<img>"
+    root = mime.parse(raw)
+    assert (root.content_type, root.charset, root.ambiguous) == ("text/html", "utf-8", False)
+
+
+def test_headers_clients_may_read_differently_are_ambiguous() -> None:
+    lone_cr = b"X-A: 1\rContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\n<img>"
+    twice = b"Content-Type: text/plain\r\nContent-Type: text/html\r\n\r\n<img>"
+    empty_boundary = (
+        b'Content-Type: multipart/mixed; boundary=""\r\n\r\n--\r\nContent-Type: text/html\r\n\r\n<img>'
+    )
+    encoded_message = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nPGltZz4="
+    for raw in (lone_cr, twice, empty_boundary, encoded_message):
+        assert mime.parse(raw).ambiguous
+    assert not mime.parse(b"Content-Type: text/html\r\nContent-Type: TEXT/HTML\r\n\r\n<img>").ambiguous
+
+
+def test_parts_beyond_the_limits_are_ambiguous() -> None:
+    raw = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+    raw += b"--B\r\nContent-Type: text/plain\r\n\r\nx\r\n" * (mime.MAX_PARTS + 5) + b"--B--\r\n"
+    assert mime.parse(raw).ambiguous

@@ -163,13 +163,14 @@ def test_fetch_with_a_literal_in_the_command_is_neutralized(
 
 
 MULTIPART = (
-    header("prefix boundary", "multipart/mixed; boundary=B1")
+    header("encoded message", "multipart/mixed; boundary=B1")
     + b"\r\n--B1\r\nContent-Type: text/plain\r\n\r\nHello.\r\n"
-    # Dovecot takes any line that starts with the boundary for one; the filter's MIME parser does
-    # not, so the two number the parts differently.
-    + b"--B1x\r\nContent-Type: text/html\r\n\r\n"
+    # Dovecot parses the encoded bytes of an attached message as a message; the filter's MIME parser
+    # does not (a client may decode them first), so the two number the parts differently.
+    + b"--B1\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    + b"Content-Type: text/html\r\n\r\n"
     + HTML
-    + b"--B1\r\nContent-Type: text/html\r\n\r\n<p>second</p>\r\n--B1--\r\n"
+    + b"--B1--\r\n"
 )
 
 
@@ -182,14 +183,14 @@ def test_part_numbered_differently_by_the_server_is_neutralized(
         c = imaplib.IMAP4("127.0.0.1", port)
         c.login(USER, PASSWORD)
         c.select("FsNumbering", readonly=True)
-        typ, data = c.fetch("1", "(BODY.PEEK[2] BODY.PEEK[2]<40.100>)")
+        typ, data = c.fetch("1", "(BODY.PEEK[2.1] BODY.PEEK[2.1]<40.100>)")
         assert typ == "OK"
         got.append({part[0].split()[-2].lstrip(b"("): part[1] for part in data if isinstance(part, tuple)})
         c.logout()
     direct, via = got
-    # Dovecot's part 2 is the one the filter sees inside part 1.
-    assert direct[b"BODY[2]"] == HTML.removesuffix(b"\r\n")
-    for item in (b"BODY[2]", b"BODY[2]<40>"):
+    # Dovecot's part 2.1 is one the filter does not see.
+    assert direct[b"BODY[2.1]"] == HTML.removesuffix(b"\r\n")
+    for item in (b"BODY[2.1]", b"BODY[2.1]<40>"):
         assert len(via[item]) == len(direct[item])
         assert not LIVE.search(via[item]), via[item]
 
