@@ -34,6 +34,7 @@ from mailproxy.model import IMAGE_VECTORS, Action, Finding, Tier, Vector, Verdic
 from mailproxy.policy import EffectivePolicy, Policy
 from mailproxy.rewrite import edits as planner
 from mailproxy.rewrite import safety
+from mailproxy.rewrite.neutralize import neutralize_section
 from mailproxy.rewrite.transfer import Edit, TransferError, apply_edits, decode
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,14 @@ class Engine:
         if effective.neutralize_receipts and out is not None:
             self._receipts(raw, root, out, result)
         self._external_bodies(raw, root, effective, classifier, out, result)
-        for part in root.walk():
-            if part.children:
-                continue
+        leaves: list[mime.Part] = []
+        for part in _outermost_ambiguous(root, leaves):
+            # A client may find other parts, types or encodings here than we do: nothing in it loads.
+            log.warning("part %s may be read otherwise by clients: neutralizing it", mime.body_number(part))
+            result.failsafe_parts.append(mime.body_number(part))
+            if out is not None:
+                out[part.body_start : part.end] = _neutralized_body(raw, part)
+        for part in leaves:
             if part.content_type in _MARKUP or part.content_type == _STYLESHEET:
                 try:
                     self._part(raw, part, effective, classifier, out, result)
@@ -427,14 +433,18 @@ _EXTERNAL_BODY = b"external-body"
 _TYPE_VALUE = re.compile(rb"(?:[^;\n]|\n[ \t])*")
 
 
+# The name may have white space before its colon (``mime`` reads such fields, as clients do).
+_CONTENT_TYPE_NAME = re.compile(rb"content-type[ \t]*:")
+
+
 def _content_types(low: bytes) -> Iterator[bytes]:
     """The type/subtype span of every ``content-type:`` in ``low`` (lower-cased bytes)."""
-    pos = low.find(b"content-type:")
-    while pos >= 0:
-        m = _TYPE_VALUE.match(low, pos + 13)
+    found = _CONTENT_TYPE_NAME.search(low)
+    while found is not None:
+        m = _TYPE_VALUE.match(low, found.end())
         assert m is not None  # the pattern matches the empty string
         yield m.group()
-        pos = low.find(b"content-type:", m.end())
+        found = _CONTENT_TYPE_NAME.search(low, m.end())
 
 
 def may_change(raw: bytes) -> bool:
@@ -466,8 +476,10 @@ def may_change(raw: bytes) -> bool:
     if not nested:
         return False
     low = raw.lower()
+    # An attached message may hide its types behind a transfer encoding a client decodes (the engine
+    # neutralizes such a part: ``mime.Part.ambiguous``).
     return _EXTERNAL_BODY in low or any(
-        any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(low)
+        b"rfc822" in value or any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(low)
     )
 
 
@@ -483,12 +495,39 @@ def _renames(low: bytes) -> bool:
 
 
 def neutralize_message(raw: bytes) -> bytes:
-    """The last resort of a caller whose ``Engine.rewrite`` raised (a bug): every remote URL scheme in
-    the raw message broken, same length and lines. Attachments may be damaged; nothing loads."""
-    out = bytearray(raw)
-    for e in safety.break_everything(raw.decode("latin-1")):
-        out[e.start : e.end] = e.content
-    return bytes(out)
+    """The last resort of a caller whose ``Engine.rewrite`` raised (a bug): every remote reference in
+    the raw message broken, same length and lines, base64 and binary attachments left intact."""
+    try:
+        root = mime.parse(raw)
+    except Exception:  # the bug may be in the parser: the message as one body
+        log.exception("message cannot be parsed: neutralizing it whole")
+        return neutralize_section(raw)[0]
+    return neutralize_section(raw[: root.body_start])[0] + _neutralized_body(raw, root)
+
+
+def _neutralized_body(raw: bytes, part: mime.Part) -> bytes:
+    """The body of ``part`` with every remote reference broken (``rewrite.neutralize``, which reads
+    quoted-printable and base64 text, and leaves base64 lines and binary content alone). Each leaf's
+    body is judged on its own, so that a binary attachment does not make the text beside it pass for
+    binary, and the bytes between them (headers, delimiters) as text."""
+    pieces: list[bytes] = []
+    pos = part.body_start
+    for leaf in part.leaves():
+        start = max(pos, leaf.body_start)
+        pieces.append(neutralize_section(raw[pos:start])[0])
+        pieces.append(neutralize_section(raw[start : leaf.end])[0])
+        pos = max(start, leaf.end)
+    pieces.append(neutralize_section(raw[pos : part.end])[0])
+    return b"".join(pieces)
+
+
+def _outermost_ambiguous(part: mime.Part, leaves: list[mime.Part]) -> list[mime.Part]:
+    """The ambiguous parts not inside another one; the leaves outside them are added to ``leaves``."""
+    if part.ambiguous:
+        return [part]
+    if not part.children:
+        leaves.append(part)
+    return [a for child in part.children for a in _outermost_ambiguous(child, leaves)]
 
 
 def _encode_like(old: bytes, text: str, charset: str) -> bytes:

@@ -750,3 +750,80 @@ def test_quoted_printable_rewrite_keeps_the_decoded_length_too() -> None:
         [after] = html_parts(out)
         assert len(after.encode()) == len(before.encode())
         assert TRACKER_HOST not in after and "utm_" not in after
+
+
+# -- parts clients find where a strict parser does not --------------------------------------------
+
+BEACON_HTML = f'<p>Hi</p><img src="{TRACKER}" width=1 height=1>'.encode()
+ODD_STRUCTURES = {
+    # Dovecot and Thunderbird match a boundary as a prefix of the line.
+    "boundary followed by other characters": b"Content-Type: multipart/mixed; boundary=B1\r\n\r\n"
+    b"--B1\r\nContent-Type: text/plain\r\n\r\nhi\r\n--B1x\r\nContent-Type: text/html\r\n\r\n"
+    + BEACON_HTML
+    + b"\r\n--B1--\r\n",
+    # Clients skip such header lines and read the Content-Type after them.
+    "header line without a colon": b"a stray line\r\nContent-Type: text/html\r\n\r\n" + BEACON_HTML,
+    "space before the colon": b"Content-Type : text/html\r\n\r\n" + BEACON_HTML,
+    # Ambiguous: neutralized whole.
+    "lone CR in the header": b"X-A: 1\rContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\n"
+    + BEACON_HTML,
+    "empty boundary": b'Content-Type: multipart/mixed; boundary=""\r\n\r\n'
+    b"--\r\nContent-Type: text/html\r\n\r\n" + BEACON_HTML,
+}
+
+
+@pytest.mark.parametrize("body", ODD_STRUCTURES.values(), ids=ODD_STRUCTURES.keys())
+def test_parts_clients_find_are_rewritten(body: bytes) -> None:
+    from mailproxy.engine import may_change
+
+    raw = b"From: Shop <news@shop.example>\r\nMIME-Version: 1.0\r\n" + body
+    assert may_change(raw)
+    out = ENGINE.rewrite(raw).data
+    assert len(out) == len(raw) and out.count(b"\n") == raw.count(b"\n")
+    assert (
+        TRACKER.encode() in raw
+        and TRACKER_HOST.encode() not in out.replace(b"xttps", b"https")
+        or (b"https://news" not in out)
+    )
+
+
+def test_an_encoded_attached_message_is_neutralized() -> None:
+    from mailproxy.engine import may_change
+
+    inner = b"Content-Type: text/html\r\n\r\n" + BEACON_HTML
+    raw = (
+        b"From: Shop <news@shop.example>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(inner).replace(b"\n", b"\r\n")
+        + b"--B--\r\n"
+    )
+    assert may_change(raw)
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == ["1"] and len(result.data) == len(raw)
+    start = result.data.index(b"base64\r\n\r\n") + 10
+    decoded = base64.b64decode(result.data[start : result.data.index(b"--B--")])
+    assert len(decoded) == len(inner) and b"https:" not in decoded and b"xttps:" in decoded
+
+
+def test_neutralize_message_keeps_attachments_and_breaks_urls() -> None:
+    from mailproxy.engine import neutralize_message
+
+    # Base64 lines that start with "//M" (57 bytes a line, each starting 0xff 0xf3), which a search of
+    # the text takes for protocol-relative URLs.
+    image = (b"\xff\xf3\x00" + bytes(range(54))) * 100
+    b64 = base64.encodebytes(image).replace(b"\n", b"\r\n")
+    assert b"\n//" in b64
+    raw = (
+        message(f'<img src="{TRACKER}"><img src="//cdn.example/x.png">', cte="quoted-printable").removesuffix(
+            b"\r\n--b1--\r\n"
+        )
+        + b"\r\n--b1\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + b64
+        + b"--b1--\r\n"
+    )
+    out = neutralize_message(raw)
+    assert len(out) == len(raw) and out.count(b"\n") == raw.count(b"\n")
+    assert b64 in out  # the attachment byte for byte
+    [decoded] = html_parts(out)
+    assert not remote(loads(decoded))

@@ -14,7 +14,7 @@ import pytest
 from imap_support import PASSWORD, USER, Dovecot, MakeProxy
 
 from mailproxy.imap import Session
-from mailproxy.imap._neutralize import StreamNeutralizer, neutralize_section
+from mailproxy.rewrite.neutralize import StreamNeutralizer, neutralize_section
 
 HTML = (
     b'<p>Hi</p><img src="https://pixel.example.net/o.gif?u=1" width=1>'
