@@ -27,9 +27,9 @@ The bytes are read the way a client would decode them, without knowing their tra
   part in base64 is neutralized like any other without knowing its headers; as text, a base64
   line is never edited (``//`` at the start of a line counts only on a line with a character
   outside the base64 alphabet);
-- bytes that do not look like text (more than 2% control characters: an image in a BINARY fetch,
-  the decoded bytes of a binary attachment) are left alone: no client renders them as markup, and
-  breaking them would damage the attachment.
+- bytes that do not look like text (more than 2% control characters and no markup that loads
+  anything: an image in a BINARY fetch, the decoded bytes of a binary attachment) are left alone: no
+  client renders them as markup, and breaking them would damage the attachment.
 
 Memory stays bounded while streaming: only a tail is held back between chunks (80 bytes of text,
 or the base64 lines that hold the look-ahead of the last decoded bytes, from a group boundary).
@@ -67,8 +67,24 @@ _CUT_TAIL = re.compile(rb"(?i)(?:\b(?:h(?:t(?:t(?:ps?)?)?)?|f(?:tp?)?|w(?:ss?)?)
 _CUT_HEAD = re.compile(rb"(?i)\A\r?\n?(?:[a-z]{0,5}:)?[/#]")
 
 
-def _textual(view: bytes) -> bool:
-    return (len(view) - len(view.translate(None, _CONTROL))) * 50 <= len(view)
+# Markup that loads something. Control bytes do not stop a browser from rendering HTML, so HTML
+# salted with them to look binary is still text when it holds one of these; random binary data
+# holds one of these spellings about once in 10^9 bytes.
+_MARKUP_HINT = re.compile(
+    rb"(?i)<(?:img|image|svg|link|style|meta|base|i?frame|object|embed|video|audio|source|input|table|body)\b"
+    rb"|\b(?:src|href|background|poster|srcset|lowsrc|data|content)[ \t\r\n]*=|url\(|@import|image-set\("
+)
+
+
+_NEAR = 512  # bytes either side of a match that decide whether it sits in text
+
+
+def _textual(data: bytes, pos: int) -> bool:
+    """Whether the bytes around ``pos`` read as text. Judged locally: one chance spelling in a big
+    attachment must not make all of it text, nor binary next to an HTML part hide that part."""
+    view = data[max(0, pos - _NEAR) : pos + _NEAR]
+    controls = len(view) - len(view.translate(None, _CONTROL))
+    return controls * 50 <= len(view) or _MARKUP_HINT.search(view) is not None
 
 
 class _View:
@@ -136,12 +152,13 @@ class StreamNeutralizer:
         limit = view.view_offset(cut)
         out = bytearray(raw[:cut])
         found: set[int] = set()
-        if _textual(text[:limit]):
-            # Through the view (quoted-printable) and as the bytes are (7bit: "src=\r\n//host" is
-            # not a soft break there).
-            found.update(view.raw_offset(p) for p in _matches(self._prev_view + text, limit))
-            if text is not raw:
-                found.update(_matches(self._prev_raw + raw, cut))
+        # Through the view (quoted-printable) and as the bytes are (7bit: "src=\r\n//host" is not a
+        # soft break there).
+        found.update(
+            view.raw_offset(p) for p in _matches(self._prev_view + text, limit) if _textual(text, p)
+        )
+        if text is not raw:
+            found.update(p for p in _matches(self._prev_raw + raw, cut) if _textual(raw, p))
         for p in found:
             escape = out[p] == 0x3D  # a quoted-printable escape: replaced by another one
             new = 0x5F if (int(raw[p + 1 : p + 3], 16) if escape else out[p]) in b"/&\\" else 0x78
@@ -218,13 +235,13 @@ class _Run:
             self.held = max(line, start)
             final = len(raw[start : self.held].translate(None, _NOT_STREAM)) // 4 * 3
         self.prev = decoded[final - 1 : final] if final else prev
-        self._edits: list[Edit] = []
         self._span_end = start
-        if final and _textual(decoded[:final]):
-            self._edits = [
-                Edit(p, p + 1, b"_" if decoded[p] in b"/&\\" else b"x")
-                for p in _matches(prev + decoded, final)
-            ]
+        self._edits: list[Edit] = [
+            Edit(p, p + 1, b"_" if decoded[p] in b"/&\\" else b"x")
+            for p in _matches(prev + decoded, final)
+            if _textual(decoded, p)
+        ]
+        if self._edits:
             # The encoded bytes of the ``final`` decoded ones: up to the end of their last group.
             self._span_end = self.held if self.held < end else _after_chars(raw, start, end, whole)
 
@@ -277,16 +294,21 @@ def neutralize_section(data: bytes, *, decoded: bool = False, origin: int | None
             other = data[:skip] + n.feed(data[skip:], last=True)
             if n.edits > edits:
                 out, edits = other, n.edits
-    if origin is not None and _textual(out):
+    if origin is not None:
         # A chunk: a reference may be cut at either end (the other half is in a neighbouring chunk).
         # Never on a base64 line, where any of these characters is just data.
         buf = bytearray(out)
         tail = _CUT_TAIL.search(out)
-        if tail is not None and not _on_base64_line(out, tail.start()):
+        if tail is not None and _textual(out, tail.start()) and not _on_base64_line(out, tail.start()):
             buf[tail.start()] = 0x78 if out[tail.start()] not in b"/&\\" else 0x5F
             edits += 1
         head = _CUT_HEAD.match(out) if origin else None
-        if head is not None and buf[head.end() - 1] in b"/#" and not _on_base64_line(out, head.end() - 1):
+        if (
+            head is not None
+            and buf[head.end() - 1] in b"/#"
+            and _textual(out, head.end() - 1)
+            and not _on_base64_line(out, head.end() - 1)
+        ):
             buf[head.end() - 1] = 0x5F
             edits += 1
         out = bytes(buf)

@@ -80,6 +80,11 @@ def test_empty_and_tiny_feeds() -> None:
         (b"PGh0bWw+\r\n//8AAAAAAAAA\r\n", b"PGh0bWw+\r\n//8AAAAAAAAA\r\n"),
         # binary content (an image fetched with BINARY) is left alone
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01 https://t/ &#",) * 2,
+        # ... but HTML salted with control bytes to look binary is still read as the markup it is
+        (
+            b"\x01\x02\x03\x04<img\x01src='https://t/p.gif'>\x01\x02\x03\x04\x05",
+            b"\x01\x02\x03\x04<img\x01src='xttps://t/p.gif'>\x01\x02\x03\x04\x05",
+        ),
     ],
 )
 def test_section_neutralizer_reads_bodies_as_clients_decode_them(body: bytes, expect: bytes) -> None:
@@ -239,3 +244,20 @@ def test_oversized_message_through_the_proxy(make_proxy: MakeProxy, dovecot: Dov
     assert got.count(b"xttps://pixel.example.net") == 40_000
     assert c.noop()[0] == "OK"
     c.logout()
+
+
+def test_random_binary_is_left_alone() -> None:
+    # The markup hints that make salted HTML text must not turn binary attachments into text.
+    blob = random.Random(11).randbytes(4 * 1024 * 1024)
+    out, edits = neutralize_section(blob, decoded=True)
+    assert edits == 0 and out == blob
+
+
+def test_binary_beside_text_does_not_hide_the_text() -> None:
+    # An 8bit section: an HTML part, then raw binary (a part sent with Content-Transfer-Encoding:
+    # binary). The binary is left alone and the HTML is still read as text.
+    html = b"<p>Hello</p>\r\n" * 20 + b"<img src='https://t.example/p.gif'>\r\n" + b"<p>Bye</p>\r\n" * 60
+    blob = random.Random(5).randbytes(64 * 1024)
+    out, _ = neutralize_section(html + blob, decoded=True)
+    assert out[: len(html)] == html.replace(b"https://t.example", b"xttps://t.example")
+    assert out[len(html) :] == blob
