@@ -254,6 +254,9 @@ class HttpConfig:
     listen: HostPort = HostPort(host="127.0.0.1", port=8080)
     allow_networks: tuple[Network, ...] = ()
     tls: HttpTls = HttpTls.AUTO
+    # Answer requests without proxy credentials with 407, so clients that only send them when
+    # challenged (Thunderbird) name their user; the name picks [users] settings, no password check.
+    require_user: bool = False
 
 
 class LogDetail(StrEnum):
@@ -584,7 +587,7 @@ def _is_non_public(net: Network) -> bool:
 
 
 def _parse_http(sec: _Section) -> HttpConfig:
-    sec.check_keys(("enabled", "listen", "allow_networks", "tls"))
+    sec.check_keys(("enabled", "listen", "allow_networks", "tls", "require_user"))
     d = HttpConfig()
     networks: list[Network] = []
     key = "allow_networks"
@@ -610,6 +613,7 @@ def _parse_http(sec: _Section) -> HttpConfig:
         listen=sec.host_port("listen", d.listen),
         allow_networks=tuple(networks),
         tls=sec.choice("tls", HttpTls, d.tls),
+        require_user=sec.boolean("require_user", d.require_user),
     )
     if http.enabled and not http.listen.is_loopback:
         logger.warning("%s: http.listen %s is not loopback: an open proxy", sec.file, http.listen)

@@ -93,7 +93,8 @@ def test_example_file_documents_every_key_once_with_a_comment() -> None:
             *("adblock", "disconnect", "enabled", "listen", "upstream", "upstream_tls"),
             *("upstream_ca", "tls_cert", "tls_key", "client_tls", "allow_plaintext_upstream"),
             "rewrite_workers",
-            *("enabled", "listen", "allow_networks", "tls", "detail", "store", "retention_days"),
+            *("enabled", "listen", "allow_networks", "tls", "require_user"),
+            *("detail", "store", "retention_days"),
         ]
     )
     for index, line in enumerate(lines):
@@ -627,6 +628,14 @@ def test_http_bad_types(tmp_path: Path) -> None:
     assert error(tmp_path, '[http]\nallow_networks = "10.0.0.0/8"\n').key == "http.allow_networks"
     assert error(tmp_path, '[http]\nenabled = "no"\n').key == "http.enabled"
     assert error(tmp_path, '[http]\nlisten = "8080"\n').key == "http.listen"
+
+
+def test_http_require_user(tmp_path: Path) -> None:
+    assert Config().http.require_user is False  # opt-in: clients that cannot authenticate keep working
+    cfg = load(tmp_path, "[http]\nrequire_user = true\n")
+    assert cfg.http == dataclasses.replace(Config().http, require_user=True)
+    err = error(tmp_path, '[http]\nrequire_user = "yes"\n')
+    assert err.key == "http.require_user"
 
 
 @pytest.mark.parametrize("value", ["auto", "intercept", "passthrough"])

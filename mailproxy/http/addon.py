@@ -20,7 +20,10 @@ concern, all sharing one `ProxyState` (configuration, policy, tracker database, 
 
 Per-user settings: when the client authenticates to the proxy (Basic), the user name selects the
 `[users."..."]` table; the password is not checked (the proxy listens on loopback; the name only
-picks settings). The header is consumed, never forwarded.
+picks settings). The header is consumed, never forwarded. Clients that send credentials only when
+challenged (Thunderbird) need `[http] require_user`: mitmproxy's own proxyauth addon, set to "any",
+then answers requests without them with 407 and leaves the name in flow.metadata["proxyauth"];
+`UserChallenge` only names mailproxy as the realm the client shows when it asks.
 
 Every blocked, cleaned or refused request is logged on the `mailproxy.tracking` logger (vendor,
 reason, host; never cookies or full URLs at INFO) and passed to `ProxyState.on_event`.
@@ -65,6 +68,7 @@ __all__ = [
     "TlsMode",
     "TlsPolicy",
     "TrackerBlock",
+    "UserChallenge",
     "all_addons",
 ]
 
@@ -96,6 +100,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 META_USER: Final = "mailproxy.user"
 META_POLICY: Final = "mailproxy.policy"
 META_ACTION: Final = "mailproxy.action"  # "blocked", "cleaned" or "refused"
+# Where mitmproxy's proxyauth addon leaves (user, password) once it accepted a request's credentials.
+META_PROXYAUTH: Final = "proxyauth"
+REALM: Final = "mailproxy"
 
 _BLOCK_ACTIONS: Final = frozenset({Action.STRIP, Action.BLOCK})
 _IMAGE_PATH: Final = re.compile(r"\.(?:gif|png|jpe?g|webp|avif|bmp|ico|svg|tiff?)\Z", re.IGNORECASE)
@@ -155,17 +162,21 @@ class ProxyState:
     def user_for(self, flow: http.HTTPFlow) -> str | None:
         """The proxy-authenticated user of a flow (lower-case), or None.
 
-        Reads and removes Proxy-Authorization (it is for us, never for the origin server); a user
-        seen on a CONNECT applies to the requests inside that tunnel.
+        The name mitmproxy's proxyauth addon accepted (with `require_user`), else the one the client
+        sent unasked. Proxy-Authorization is removed either way (it is for us, never for the origin
+        server); a user seen on a CONNECT applies to the requests inside that tunnel.
         """
         if META_USER in flow.metadata:
             return cast("str | None", flow.metadata[META_USER])
         user: str | None = None
         value = flow.request.headers.pop("Proxy-Authorization", None)
-        if value is not None:
+        accepted = flow.metadata.get(META_PROXYAUTH)
+        if accepted:
+            user = str(accepted[0]).strip().lower() or None
+        elif value is not None:
             user = _basic_user(value)
-            if user is not None and flow.request.method == "CONNECT":
-                self._users[flow.client_conn] = user
+        if user is not None and flow.request.method == "CONNECT":
+            self._users[flow.client_conn] = user
         if user is None:
             user = self._users.get(flow.client_conn)
         flow.metadata[META_USER] = user
@@ -535,6 +546,22 @@ class PrivacyHeaders:
             response.headers.pop("Set-Cookie2", None)
 
 
+class UserChallenge:
+    """Names mailproxy in the 407 challenge of mitmproxy's proxyauth addon (`require_user`).
+
+    The client shows the realm when it asks for a user name; mitmproxy's says "mitmproxy". Its
+    proxyauth addon runs before ours, and nothing else answers 407 before a request is sent on.
+    """
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        self.requestheaders(flow)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is not None and response.status_code == 407:
+            response.headers["Proxy-Authenticate"] = f'Basic realm="{REALM}"'
+
+
 class TlsPolicy:
     """Which tunnels are decrypted: all, none (host-level mode), or all until the client balks."""
 
@@ -596,5 +623,11 @@ class ConfigOption:
 
 
 def all_addons(state: ProxyState) -> list[object]:
-    """Every mailproxy addon, in the order they must run (guard, blocking, headers)."""
-    return [NetworkGuard(state), TrackerBlock(state), PrivacyHeaders(state), TlsPolicy(state)]
+    """Every mailproxy addon, in the order they must run (challenge, guard, blocking, headers)."""
+    return [
+        UserChallenge(),
+        NetworkGuard(state),
+        TrackerBlock(state),
+        PrivacyHeaders(state),
+        TlsPolicy(state),
+    ]

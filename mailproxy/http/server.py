@@ -98,6 +98,16 @@ class HttpProxy:
         ready = asyncio.Event()
         master.addons.add(*mitm_addons.default_addons())
         master.addons.add(_Ready(ready), *all_addons(self.state))
+        if self.config.http.require_user:
+            # mitmproxy's proxyauth addon issues the 407 challenge and strips the header; "any"
+            # accepts every password, since the name only picks settings (see addon.UserChallenge).
+            # Before mitm_options, so `--set proxyauth=@htpasswd` can still make it check them.
+            opts.update(proxyauth="any")
+            if not self.config.users:
+                logger.warning(
+                    "[http] require_user is on but there are no [users] tables: clients are asked "
+                    "for a user name that selects nothing (everyone gets the global settings)"
+                )
         if self.mitm_options:
             try:
                 opts.set(*self.mitm_options)

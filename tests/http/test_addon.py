@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from mitmproxy import exceptions, http, tls
+from mitmproxy.addons.proxyauth import ProxyAuth
 from mitmproxy.options import Options
 from mitmproxy.proxy import context, server_hooks
 from mitmproxy.test import taddons, tflow
@@ -99,10 +100,10 @@ def state(events: list[dict[str, object]]) -> ProxyState:
     return ProxyState(load_config(None), on_event=events.append)
 
 
-def run_chain(state: ProxyState, f: http.HTTPFlow) -> http.HTTPFlow:
+def run_chain(state: ProxyState, f: http.HTTPFlow, hook_name: str = "requestheaders") -> http.HTTPFlow:
     """The request-side hooks of every addon, in order, as mitmproxy calls them."""
     for addon in all_addons(state):
-        hook = getattr(addon, "requestheaders", None)
+        hook = getattr(addon, hook_name, None)
         if hook is not None:
             hook(f)
     return f
@@ -265,6 +266,55 @@ def test_user_of_a_connect_applies_inside_the_tunnel(tmp_path: Path, ctx: taddon
     other = flow("https://news.example.com/logo.png")  # another client connection
     PrivacyHeaders(s).requestheaders(other)
     assert other.request.headers["DNT"] == "1"
+
+
+@pytest.fixture
+def proxyauth() -> Iterator[ProxyAuth]:
+    """mitmproxy's proxyauth addon as `[http] require_user` sets it up (it runs before ours)."""
+    auth = ProxyAuth()
+    with taddons.context(auth) as tctx:
+        tctx.configure(auth, proxyauth="any")
+        yield auth
+
+
+def test_require_user_challenges_requests_without_credentials_as_mailproxy(
+    state: ProxyState, proxyauth: ProxyAuth
+) -> None:
+    plain = flow(CLEAN_URL)
+    proxyauth.requestheaders(plain)
+    connect = connect_flow("news.example.com")
+    proxyauth.http_connect(connect)
+    for f, hook in ((plain, "requestheaders"), (connect, "http_connect")):
+        run_chain(state, f, hook)
+        assert f.response is not None and f.response.status_code == 407
+        assert f.response.headers.get_all("Proxy-Authenticate") == ['Basic realm="mailproxy"']
+
+
+def test_require_user_takes_the_user_proxyauth_accepted(
+    tmp_path: Path, proxyauth: ProxyAuth, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    s = ProxyState(config(tmp_path, '[users."alice@example.org"]\ndnt = "0"\ngpc = false\n'))
+    credentials = {"Proxy-Authorization": basic("Alice@Example.org", "pw-Xq7!")}
+    plain = flow(CLEAN_URL, credentials)
+    proxyauth.requestheaders(plain)
+    run_chain(s, plain)
+    connect = connect_flow("news.example.com", headers=credentials)
+    proxyauth.http_connect(connect)
+    run_chain(s, connect, "http_connect")
+    assert connect.response is None
+    inner = flow("https://news.example.com/logo.png")  # inside the tunnel: no credentials again
+    inner.client_conn = connect.client_conn
+    proxyauth.requestheaders(inner)
+    run_chain(s, inner)
+    for f in (plain, connect, inner):
+        assert f.metadata[META_USER] == "alice@example.org"
+        assert "Proxy-Authorization" not in f.request.headers
+    for f in (plain, inner):
+        assert f.response is None
+        assert f.request.headers["DNT"] == "0"
+        assert "Sec-GPC" not in f.request.headers
+    assert "pw-Xq7" not in caplog.text and credentials["Proxy-Authorization"][6:] not in caplog.text
 
 
 @pytest.mark.parametrize(
