@@ -377,13 +377,7 @@ class Engine:
         if part.cte == "quoted-printable":
             raise TransferError("quoted-printable text in a wide charset")
         old = decode(encoded, part.cte)
-        new = _encode_like(old, _apply(text, edits), charset)
-        if len(new) != len(old):
-            raise TransferError("re-encoding changed the length")
-        diff = [Edit(i, i + 1, new[i : i + 1]) for i in range(len(old)) if old[i] != new[i]]
-        if any(e.content in (b"\r", b"\n") for e in diff):
-            raise TransferError("an edit would move a line break")
-        return apply_edits(encoded, part.cte, diff)
+        return apply_edits(encoded, part.cte, _wide_edits(old, text, edits, charset))
 
     def _failsafe(
         self,
@@ -394,29 +388,56 @@ class Engine:
         result: Result,
         decoded: bytes | None,
     ) -> None:
-        """Deliver the part with every remote reference neutralized, in the encoded bytes if need be."""
+        """Deliver the part with every remote reference neutralized (``_failsafe_body``)."""
         result.failsafe_parts.append(label)
-        if out is None:
-            return
-        if decoded is not None:
-            try:
-                new_body = apply_edits(encoded, part.cte, safety.break_everything(decoded.decode("latin-1")))
-                if len(new_body) == len(encoded):
-                    out[part.body_start : part.end] = new_body
-                    return
-            except TransferError:
-                pass
-        # Last resort: the encoded bytes themselves. An unencoded body is broken in place; any other
-        # (quoted-printable can hide a scheme behind a soft line break) is blanked to spaces, keeping its
-        # line breaks: the reader loses that part's text, never the message, and nothing loads.
-        if part.cte in ("7bit", "8bit", "binary"):
-            text = encoded.decode("latin-1")
-            new = bytearray(encoded)
-            for e in safety.break_everything(text):
-                new[e.start : e.end] = e.content
-            out[part.body_start : part.end] = bytes(new)
+        if out is not None:
+            out[part.body_start : part.end] = _failsafe_body(encoded, part, decoded)
+
+
+def _failsafe_body(encoded: bytes, part: mime.Part, decoded: bytes | None) -> bytes:
+    """``encoded`` (the body of a markup part) with every remote reference broken, its length and
+    line breaks kept, and as much of its text as can be kept.
+
+    As the rewriter would first: every reference the decoded text may spell broken
+    (``safety.break_everything``), through the transfer encoding. When the edits do not fit the
+    encoding (a malformed one, which clients may also decode otherwise than ``decode`` does), the
+    encoded bytes go through the neutralizer, which reads quoted-printable and base64 as clients
+    decode them, with the part taken as text whatever bytes it holds (it is markup).
+    """
+    wide = None if _ascii_compatible(part.charset) else part.charset or "utf-8"
+    try:
+        if decoded is None:
+            decoded = decode(encoded, part.cte)
+        if wide is None:
+            edits = safety.break_everything(decoded.decode("latin-1"))
         else:
-            out[part.body_start : part.end] = re.sub(rb"[^\r\n]", b" ", encoded)
+            text = decoded.decode(wide)
+            edits = _wide_edits(decoded, text, safety.break_everything(text), wide)
+        return apply_edits(encoded, part.cte, edits)
+    except (TransferError, UnicodeError, LookupError) as exc:
+        log.warning(
+            "fail-safe edits do not fit the part (%s): neutralizing its encoded bytes", type(exc).__name__
+        )
+    if wide is None:
+        return neutralize_section(encoded, text=True)[0]
+    # A charset that is not ASCII-compatible spells a URL in other bytes (two or four per letter in
+    # UTF-16 and UTF-32, other codes in EBCDIC), which the neutralizer, reading bytes as ASCII, does
+    # not see; with no decoded text to edit, nothing else is safe. The body is blanked to spaces,
+    # line breaks kept (base64 ignores them: the part decodes empty): the reader loses this part's
+    # text, never the message, and nothing loads.
+    return re.sub(rb"[^\r\n]", b" ", encoded)
+
+
+def _wide_edits(old: bytes, text: str, edits: list[Edit], charset: str) -> list[Edit]:
+    """Edits of ``text`` (``old`` decoded from ``charset``, not ASCII-compatible) as same-length edits of
+    the bytes: the edited text re-encoded, and each byte that differs replaced."""
+    new = _encode_like(old, _apply(text, edits), charset)
+    if len(new) != len(old):
+        raise TransferError("re-encoding changed the length")
+    diff = [Edit(i, i + 1, new[i : i + 1]) for i in range(len(old)) if old[i] != new[i]]
+    if any(e.content in (b"\r", b"\n") for e in diff):
+        raise TransferError("an edit would move a line break")
+    return diff
 
 
 # What the engine acts on (``Engine._run``): read-receipt fields of the top header, and parts whose

@@ -710,12 +710,79 @@ def test_invariant_for_random_messages(pieces: list[str], cte: str, qp_line: int
     assert not [u for u in remote(loads(decoded)) if TRACKER_HOST in u]
 
 
+# -- the fail-safe: a part that cannot be analysed keeps its text, and nothing in it loads -------------
+# Every way the decoded HTML may spell a remote reference: a scheme, "//" starting a value, a numeric
+# character reference, a CSS escape.
+_SPELLS_REMOTE = re.compile(r"""(?i)\b(?:https?|ftp|wss?):|["'=(,\s]//[^\s/]|&#|\\[0-9a-f]""")
+FAILSAFE_HTML = (
+    f'<p>Hello world</p><img src="{T_ESC}" width=1 height=1>'
+    '<div style="background:url(//cdn.example/a.png)">x</div><img src="&#104;ttps://t.example/p.gif">'
+    "<style>.a{background:u\\72l(https://t.example/c.png)}</style><p>Goodbye</p>"
+)
+
+
+def assert_failsafe(raw: bytes, result_data: bytes, *, keeps_text: bool = True) -> None:
+    """The fail-safe's promise for the HTML part of a ``message``: same length and lines, the other
+    parts byte for byte, nothing remote in it as a client decodes it, and its text kept."""
+    out = result_data
+    assert len(out) == len(raw) and out.count(b"\n") == raw.count(b"\n")
+    start = raw.index(b"Content-Transfer-Encoding")
+    start = raw.index(b"\r\n\r\n", start) + 4
+    end = raw.rindex(b"\r\n--b1--")
+    assert out[:start] == raw[:start] and out[end:] == raw[end:]
+    [decoded] = html_parts(out)
+    assert not remote(loads(decoded))
+    assert not _SPELLS_REMOTE.search(decoded)
+    if keeps_text:
+        assert "Hello world" in decoded and "Goodbye" in decoded
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "utf-16"])
+@pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
+@pytest.mark.parametrize("cause", ["extraction", "bug", "transfer", "length"])
+def test_a_part_that_cannot_be_rewritten_keeps_its_text(
+    monkeypatch: pytest.MonkeyPatch, cause: str, cte: str, charset: str
+) -> None:
+    # Failure injection, once per cause the engine has: its extraction raising (the decoded text is
+    # known), a bug anywhere in the part's rewrite (it is not), the transfer layer refusing the
+    # planned edits, or a rewrite that changed the length.
+    import mailproxy.engine as engine_module
+    from mailproxy.rewrite.transfer import TransferError, apply_edits
+
+    def once(real: object, fault: object) -> object:
+        calls = {"n": 0}
+
+        def wrapper(*args: object) -> object:
+            calls["n"] += 1
+            return fault(*args) if calls["n"] == 1 else real(*args)  # type: ignore[operator]
+
+        return wrapper
+
+    def raise_(*args: object) -> object:
+        raise TransferError("injected") if cause == "transfer" else RuntimeError("injected")
+
+    if cause == "extraction":
+        monkeypatch.setattr(engine_module, "extract", raise_)
+    elif cause == "bug":
+        monkeypatch.setattr(engine_module.planner, "plan", raise_)
+    elif cause == "transfer":
+        monkeypatch.setattr(engine_module, "apply_edits", once(apply_edits, raise_))
+    else:
+        monkeypatch.setattr(engine_module, "apply_edits", once(apply_edits, lambda e, c, d: e + b"x"))
+    if charset == "utf-16" and cte == "quoted-printable" and cause in ("transfer", "length"):
+        pytest.skip("no edits reach the transfer layer: such a part goes to the fail-safe directly")
+    raw = message(FAILSAFE_HTML, cte=cte, charset=charset, qp_line=30)
+    result = Engine().rewrite(raw)
+    assert result.failsafe_parts == ["2"]
+    assert_failsafe(raw, result.data)
+
+
 @pytest.mark.parametrize("failures", [1, 99])
 def test_a_transfer_failure_still_delivers_a_neutralized_part(
     monkeypatch: pytest.MonkeyPatch, failures: int
 ) -> None:
-    # Failure injection: the transfer layer refusing the planned edits (once: the decoded fail-safe
-    # path runs; always: the last resort blanks the quoted-printable body).
+    # Failure injection: the transfer layer refusing the planned edits (once: the fail-safe's edits go
+    # through; always: the neutralizer reads the quoted-printable body and breaks it in place).
     import mailproxy.engine as engine_module
     from mailproxy.rewrite.transfer import TransferError, apply_edits
 
@@ -728,13 +795,39 @@ def test_a_transfer_failure_still_delivers_a_neutralized_part(
         return apply_edits(encoded, cte, edits)  # type: ignore[arg-type]
 
     monkeypatch.setattr(engine_module, "apply_edits", flaky)
-    raw = message(f'<p>Hello</p><img src="{T_ESC}" width=1 height=1>', cte="quoted-printable", qp_line=30)
+    # Control characters make the part look binary to the neutralizer's judgement: it is markup here.
+    html = FAILSAFE_HTML.replace("<p>", "<p>\x01\x02\x03")
+    raw = message(html, cte="quoted-printable", qp_line=30)
     result = Engine().rewrite(raw)
-    assert len(result.data) == len(raw) and result.data.count(b"\n") == raw.count(b"\n")
     assert result.failsafe_parts == ["2"]
-    [decoded] = html_parts(result.data)
-    assert not remote(loads(decoded))
-    assert ("Hello" in decoded) is (failures == 1)
+    assert_failsafe(raw, result.data)
+
+
+def test_a_malformed_encoding_is_read_as_clients_read_it() -> None:
+    # A base64 stream that is not whole groups (two stray characters after the body, which clients
+    # decode as one more byte): edits cannot go through it, the neutralizer reads it as clients do.
+    raw = message(FAILSAFE_HTML, cte="base64").replace(b"\r\n--b1--", b"\r\nAA\r\n--b1--")
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == ["2"]
+    assert_failsafe(raw, result.data)
+
+
+@pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
+def test_undecodable_wide_text_is_blanked(cte: str) -> None:
+    # UTF-16 cut inside a surrogate pair: no text to edit, and a URL spelled in UTF-16 is invisible to
+    # a byte search. The part is blanked, the rest of the message kept.
+    body = FAILSAFE_HTML.encode("utf-16") + b"\x3d\xd8"
+    encoded = {
+        "quoted-printable": quopri.encodestring(body).replace(b"\n", b"\r\n"),
+        "base64": base64.encodebytes(body).replace(b"\n", b"\r\n"),
+        "8bit": body,
+    }[cte]
+    template = message("", cte=cte, charset="utf-16")
+    head = template[: template.index(b"\r\n\r\n", template.index(b"Content-Transfer-Encoding")) + 4]
+    raw = head + encoded.removesuffix(b"\r\n") + b"\r\n--b1--\r\n"
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == ["2"]
+    assert_failsafe(raw, result.data, keeps_text=False)
 
 
 def test_quoted_printable_rewrite_keeps_the_decoded_length_too() -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import binascii
 import re
 from bisect import bisect_right
+from collections.abc import Callable
 
 from mailproxy.rewrite.transfer import Edit, TransferError, apply_edits
 
@@ -87,6 +88,10 @@ def _textual(data: bytes, pos: int) -> bool:
     return controls * 50 <= len(view) or _MARKUP_HINT.search(view) is not None
 
 
+def _always_text(data: bytes, pos: int) -> bool:
+    return True
+
+
 class _View:
     """``raw`` as a quoted-printable decoder shows it (soft breaks dropped, escapes decoded), and
     where each of its bytes came from."""
@@ -129,10 +134,14 @@ class _View:
 
 class StreamNeutralizer:
     """Feed the chunks of one body (or one streamed response) in order; get the same number of
-    bytes back. ``qp=False`` for decoded content (BINARY), where ``=XX`` means itself."""
+    bytes back. ``qp=False`` for decoded content (BINARY), where ``=XX`` means itself. ``text`` for
+    a body known to be markup (the engine's fail-safe): every match is broken, however binary the
+    bytes around it look (control characters do not stop a browser, and markup can load without any
+    spelling the binary judgement looks for)."""
 
-    def __init__(self, *, qp: bool = True) -> None:
+    def __init__(self, *, qp: bool = True, text: bool = False) -> None:
         self._qp = qp
+        self._judge = _always_text if text else _textual
         self._buf = b""  # received, not emitted yet: the held tail
         # The last byte emitted, as it is and as the view shows it, for the look-behind.
         self._prev_raw = self._prev_view = b"\n"
@@ -155,10 +164,10 @@ class StreamNeutralizer:
         # Through the view (quoted-printable) and as the bytes are (7bit: "src=\r\n//host" is not a
         # soft break there).
         found.update(
-            view.raw_offset(p) for p in _matches(self._prev_view + text, limit) if _textual(text, p)
+            view.raw_offset(p) for p in _matches(self._prev_view + text, limit) if self._judge(text, p)
         )
         if text is not raw:
-            found.update(p for p in _matches(self._prev_raw + raw, cut) if _textual(raw, p))
+            found.update(p for p in _matches(self._prev_raw + raw, cut) if self._judge(raw, p))
         for p in found:
             escape = out[p] == 0x3D  # a quoted-printable escape: replaced by another one
             new = 0x5F if (int(raw[p + 1 : p + 3], 16) if escape else out[p]) in b"/&\\" else 0x78
@@ -189,7 +198,7 @@ class StreamNeutralizer:
             # line cannot be base64.
             open_end = not last and m.end() == tail and _B64_TAIL.fullmatch(raw, tail) is not None
             prev = self._b64_prev if m.start() == 0 and self._b64_prev is not None else b"\n"
-            runs.append(_Run(raw, m.start(), m.end(), prev, open_end, cut))
+            runs.append(_Run(raw, m.start(), m.end(), prev, open_end, cut, self._judge))
         return runs
 
 
@@ -211,7 +220,16 @@ class _Run:
     ends before it and is final as a whole).
     """
 
-    def __init__(self, raw: bytes, start: int, end: int, prev: bytes, open_end: bool, cut: int) -> None:
+    def __init__(
+        self,
+        raw: bytes,
+        start: int,
+        end: int,
+        prev: bytes,
+        open_end: bool,
+        cut: int,
+        judge: Callable[[bytes, int], bool],
+    ) -> None:
         self.start, self.end = start, end
         stream = raw[start:end].translate(None, _NOT_STREAM)
         whole = len(stream) - len(stream) % 4
@@ -239,7 +257,7 @@ class _Run:
         self._edits: list[Edit] = [
             Edit(p, p + 1, b"_" if decoded[p] in b"/&\\" else b"x")
             for p in _matches(prev + decoded, final)
-            if _textual(decoded, p)
+            if judge(decoded, p)
         ]
         if self._edits:
             # The encoded bytes of the ``final`` decoded ones: up to the end of their last group.
@@ -281,16 +299,18 @@ def _matches(text: bytes, limit: int) -> list[int]:
     return out
 
 
-def neutralize_section(data: bytes, *, decoded: bool = False, origin: int | None = None) -> tuple[bytes, int]:
+def neutralize_section(
+    data: bytes, *, decoded: bool = False, origin: int | None = None, text: bool = False
+) -> tuple[bytes, int]:
     """``data`` (one body section, or a chunk of one from ``origin``) neutralized, and the number of
-    edits. ``decoded`` for BINARY content."""
-    n = StreamNeutralizer(qp=not decoded)
+    edits. ``decoded`` for BINARY content; ``text`` for markup (``StreamNeutralizer``)."""
+    n = StreamNeutralizer(qp=not decoded, text=text)
     out, edits = n.feed(data, last=True), n.edits
     if origin and _B64_RUN.match(data):
         # A chunk that starts inside base64 text: its groups may start at any of the first four
         # characters. Only the right one decodes to text.
         for skip in (1, 2, 3):
-            n = StreamNeutralizer(qp=not decoded)
+            n = StreamNeutralizer(qp=not decoded, text=text)
             other = data[:skip] + n.feed(data[skip:], last=True)
             if n.edits > edits:
                 out, edits = other, n.edits
