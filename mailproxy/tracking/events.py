@@ -215,6 +215,19 @@ def _param_value(url: str, name: str) -> str:
 
 _STATIC_EXT: Final = re.compile(r"(?i)(\.(?:gif|png|jpe?g|webp|bmp|ico|svg|css|woff2?|html?))\Z")
 _ADDRESS_LIKE: Final = re.compile(r"[^\s/?#@]+@[^\s/?#@]+\.[A-Za-z]{2,}")
+# Pieces that _safe_word passes without a doubt, too short for a long digit or hex run, a mixed id
+# or an entropy judgement: most host labels, path words and parameter values, settled in one match.
+_PLAIN_WORD: Final = re.compile(r"[A-Za-z_.:=\-]{1,11}|[A-Za-z0-9_.:=\-]{1,5}")
+# scheme://host[/path][?query][#fragment] with a host of DNS characters only (no user info, port or
+# brackets): for these urlsplit's answer is plain to see, and taking it from one match costs a
+# fraction of urlsplit. Everything else (and anything with white space, controls or non-ASCII,
+# which urlsplit strips or checks) goes through urlsplit.
+_SIMPLE_URL: Final = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.\-]*)://([A-Za-z0-9.\-]+)(/[^?#]*)?(?:\?([^#]*))?(?:#(.*))?"
+)
+# What quote() below leaves as it is: a result made of these only needs no quoting pass.
+_QUOTE_SAFE: Final = "/?#[]@!$&'()*+,;=%<>-._~:"
+_NEEDS_QUOTE: Final = re.compile(r"[^A-Za-z0-9" + re.escape(_QUOTE_SAFE) + "]")
 
 
 def _marker_for_text(text: str, matcher: IdentityMatcher | None) -> str | None:
@@ -226,21 +239,45 @@ def _marker_for_text(text: str, matcher: IdentityMatcher | None) -> str | None:
         hits = matcher.find(text)
         if hits:
             return f"<{hits[0].encoding}:recipient>"
-    decoded = unquote(text, errors="replace")
+    if _PLAIN_WORD.fullmatch(text):
+        return None
+    decoded = unquote(text, errors="replace") if "%" in text else text
     if "@" in decoded and _ADDRESS_LIKE.search(decoded):
         return "<address>"
-    if _safe_word(decoded) and len(decoded) <= 32:
+    if len(decoded) <= 32 and _safe_word(decoded):
         return None
     return "<token>"
 
 
 def _redact_segment(segment: str, matcher: IdentityMatcher | None) -> str:
-    ext = _STATIC_EXT.search(segment)
+    ext = _STATIC_EXT.search(segment) if "." in segment else None
     stem = segment[: ext.start()] if ext else segment
     marker = _marker_for_text(stem, matcher)
     if marker is None:
         return segment
     return marker + (ext.group(1) if ext else "")
+
+
+def _split(url: str) -> tuple[str, str, str, int | None, str, str, str]:
+    """scheme, netloc, host name, port, path, query, fragment as urlsplit gives them (raising its
+    ValueError too)."""
+    if url.isascii() and url.isprintable() and " " not in url:
+        m = _SIMPLE_URL.fullmatch(url)
+        if m is not None:
+            netloc = m[2]
+            return m[1].lower(), netloc, netloc.lower(), None, m[3] or "", m[4] or "", m[5] or ""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port
+    return parts.scheme, parts.netloc, host, port, parts.path, parts.query, parts.fragment
+
+
+def _flagged_params(url: str, matcher: IdentityMatcher | None) -> set[str]:
+    try:
+        return {p.name for p in identifying_params(url, matcher)}
+    except Exception:  # redaction must never lose the event; a param rule bug only over-redacts
+        logger.debug("identifying_params failed during redaction", exc_info=True)
+        return set()
 
 
 def redact_url(
@@ -258,27 +295,21 @@ def redact_url(
     if not isinstance(url, str) or not url:
         return ""
     try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = parts.port
+        scheme, netloc, host, port, path, query, fragment = _split(url.strip())
     except ValueError:
         return "<unparsable>"
     reasons = tuple(reasons)
-    flagged: set[str] = set()
     hits = matcher.find(url) if matcher else []
     carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
     if not hits:
         # The matcher searches every decoding of the whole URL, so a URL without a hit has none in
         # any of its parts either: skip the per-part searches.
         matcher = None
-    try:
-        flagged = {p.name for p in identifying_params(url, matcher)}
-    except Exception:  # redaction must never lose the event; a param rule bug only over-redacts
-        logger.debug("identifying_params failed during redaction", exc_info=True)
+    named: set[str] = set()  # parameters the reasons call identifying
     for reason in reasons:
         kind, _, detail = reason.partition(":")
         if kind in ("known-param", "high-entropy", _IDENTITY) and detail:
-            flagged.add(detail)
+            named.add(detail)
 
     # The registrable domain is stored anyway; only the labels in front of it can be per-reader.
     domain = registrable_domain(host) if host else ""
@@ -286,35 +317,47 @@ def redact_url(
     labels = [_marker_for_text(label, matcher) or label for label in front.split(".") if label]
     if domain and host.endswith(domain):
         labels.append(domain)
-    out = (parts.scheme + ":" if parts.scheme else "") + ("//" if parts.netloc else "")
+    out = (scheme + ":" if scheme else "") + ("//" if netloc else "")
     out += ".".join(labels) + (f":{port}" if port is not None else "")
-    out += "/".join(_redact_segment(s, matcher) for s in parts.path.split("/"))
-    if parts.query:
+    out += "/".join([_redact_segment(s, matcher) for s in path.split("/")])
+    if query:
+        # The parameter rules only matter for a value that would be kept otherwise: they run
+        # (once) when the first such value turns up.
+        flagged: set[str] | None = None
         pieces: list[str] = []
-        for name, value, has_eq in _query_pairs(parts.query):
+        for name, value, has_eq in _query_pairs(query):
             name_marker = _marker_for_text(unquote(name, errors="replace"), matcher)
             shown = name if name_marker is None else name_marker
             if not has_eq:
                 pieces.append(shown)
                 continue
             if name in carriers:
-                marker: str | None = f"<{carriers[name]}:recipient>"
-            elif name in flagged:
-                marker = _marker_for_text(value, matcher) or "<token>"
-                if f"{_IDENTITY}:{name}" in reasons:
-                    marker = f"<{_guess_encoding(value)}:recipient>"
-                elif name.lower().startswith("utm_") and _safe_word(value):
-                    # Campaign attribution ("utm_source=newsletter") names the send, not the
-                    # reader; a utm value shaped like a token is still replaced.
-                    marker = None
-            else:
-                marker = _marker_for_text(value, matcher)
+                pieces.append(f"{shown}=<{carriers[name]}:recipient>")
+                continue
+            marker = _marker_for_text(value, matcher)
+            # Campaign attribution ("utm_source=newsletter") names the send, not the reader; a
+            # utm value shaped like a token is still replaced.
+            campaign = name[:4].lower() == "utm_" and _safe_word(value)
+            if name not in named and (marker is None or campaign):
+                if flagged is None:
+                    flagged = _flagged_params(url, matcher)
+                if name not in flagged:
+                    pieces.append(f"{shown}={value if marker is None else marker}")
+                    continue
+            if f"{_IDENTITY}:{name}" in reasons:
+                marker = f"<{_guess_encoding(value)}:recipient>"
+            elif campaign:
+                marker = None
+            elif marker is None:
+                marker = "<token>"
             pieces.append(f"{shown}={value if marker is None else marker}")
         out += "?" + "&".join(pieces)
-    if parts.fragment:
-        out += "#" + (_marker_for_text(parts.fragment, matcher) or parts.fragment)
+    if fragment:
+        out += "#" + (_marker_for_text(fragment, matcher) or fragment)
     # A marker-free result still must not smuggle characters a report would render as markup.
-    return quote(out, safe=":/?#[]@!$&'()*+,;=%<>-._~")
+    if _NEEDS_QUOTE.search(out) is None:
+        return out  # what quote() would give back unchanged
+    return quote(out, safe=_QUOTE_SAFE)
 
 
 # --- conversion ---
