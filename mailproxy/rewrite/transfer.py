@@ -376,6 +376,9 @@ def _fast_qp_ok(data: bytes) -> bool:
 
 # A space or tab that a decoder would drop as transport padding.
 _QP_TRAILING = re.compile(rb"(?<![ \t])[ \t]++(?:\r?\n|\Z)")  # never restarts inside a run: linear
+# What any match of _QP_TRAILING contains: looked for first, as a leading lookbehind keeps the regex
+# engine from skipping ahead at C speed and almost no layout has a trailing space.
+_QP_TRAILING_ENDS = (b" \n", b"\t\n", b" \r\n", b"\t\r\n")
 _QP_WS_LINE_END = re.compile(rb"[ \t]*(?:\r?\n)?")
 
 _HEX_BYTE = {f"{c:02X}".encode(): bytes((c,)) for c in range(256)}
@@ -390,6 +393,7 @@ _QP_ATOM = tuple(
 )
 _QP_ESCAPED = tuple(f"={c:02X}".encode() for c in range(256))
 _QP_NOT_LITERAL = bytes(c for c in range(256) if len(_QP_ATOM[c]) != 1)
+_QP_ATOM_AT = _QP_ATOM.__getitem__
 _WIDE_ATOM = re.compile(rb"[^\x01]")  # in the atom widths of a layout: an atom that is not a literal
 _QP_LINE = 76  # RFC 2045 maximum encoded line length, soft-break "=" included
 _QP_BLOCK = 1024  # index granularity: one block is tokenized in Python per lookup
@@ -600,6 +604,15 @@ def _longest_line(region: bytes) -> int:
     return max(len(line) - line.endswith(b"\r") for line in region.split(b"\n"))
 
 
+def _space_ends_line(pre: bytes, out: bytes, after: bytes) -> bool:
+    """True if a space or tab that a decoder would drop starts in ``pre + out`` (``after`` follows)."""
+    window = pre + out + after
+    if not window.endswith((b" ", b"\t")) and not any(end in window for end in _QP_TRAILING_ENDS):
+        return False
+    t = _QP_TRAILING.search(window)
+    return t is not None and t.start() < len(pre) + len(out)
+
+
 def _qp_layout(
     atoms: list[bytes],
     spaces: int,
@@ -778,9 +791,11 @@ def _qp_rewrite_range(
     range decodes to now, which the new layout keeps when it can (see below).
     """
     rng = _scan_range(data, a, b)
-    atoms = [_QP_ATOM[c] for c in content]
+    atoms = list(map(_QP_ATOM_AT, content))
+    literals = len(content.translate(None, _QP_NOT_LITERAL))
     size = b - a
-    free = size - sum(map(len, atoms)) - sum(map(len, rng.tail)) - sum(1 + len(t) for t in rng.soft)
+    width = 3 * len(content) - 2 * literals  # of the atoms: 1 for a literal, 3 for an escape
+    free = size - width - sum(map(len, rng.tail)) - sum(1 + len(t) for t in rng.soft)
     if free < 0:
         raise TransferError(f"replacement does not fit quoted-printable range [{a}, {b})")
 
@@ -799,7 +814,6 @@ def _qp_rewrite_range(
 
     # Ways to spend the free bytes, best first: all literal spaces; the last space as "=20" (a space
     # may not end a line: decoders drop it); no spaces but escaped content characters (+2 each).
-    literals = len(content.translate(None, _QP_NOT_LITERAL))
     configs: list[tuple[int, bool, int]] = [(free, False, 0)]
     if free >= 3:
         configs.append((free - 2, True, 0))
@@ -822,8 +836,7 @@ def _qp_rewrite_range(
         out, _, fits = _qp_layout(
             atoms, pad - escaped, False, rng, a - line_start, rest, lim, escaped, keep_decoded=True
         )
-        t = _QP_TRAILING.search(pre + out + after)
-        return out if fits and (t is None or t.start() >= len(pre) + len(out)) else None
+        return out if fits and not _space_ends_line(pre, out, after) else None
 
     if same_decoded and (kept := keep_decoded(strict=True)) is not None:
         return kept, content + b" " * pad + rng.tail_decoded
@@ -842,9 +855,7 @@ def _qp_rewrite_range(
             out, used, fits = _qp_layout(use, spaces, escape_last, rng, a - line_start, rest, lim)
             if strict and not fits:
                 continue
-            window = pre + out + after
-            t = _QP_TRAILING.search(window)
-            if t is not None and t.start() < len(pre) + len(out):
+            if _space_ends_line(pre, out, after):
                 continue
             if not fits:
                 logger.debug("quoted-printable range [%d, %d): a line over %d", a, b, limit)
