@@ -233,10 +233,17 @@ _COMMANDS = {
 }
 
 
+_HEADER_LOGGERS = ("hpack", "h2")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Libraries under mitmproxy log header values at DEBUG (hpack: every HTTP/2 header of a decrypted
+    # tunnel, Cookie and Authorization included); credentials never go to our logs, -vv or not.
+    for name in _HEADER_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
     try:
         config = load_config(args.config)
         return _COMMANDS[args.command](args, config)

@@ -143,3 +143,17 @@ def test_scan_feeds_the_tracking_log_and_report_reads_it(tmp_path: Path) -> None
     assert show.returncode == 0 and b"tracking.sqlite3" in show.stdout
     assert run("data", "purge", "--all").returncode == 0
     assert "Mailchimp" not in run("report", "--format", "json").stdout.decode()
+
+
+def test_most_verbose_logging_keeps_header_values_out() -> None:
+    # hpack logs every HTTP/2 header (Cookie, Authorization) at DEBUG inside decrypted tunnels.
+    import logging
+
+    from mailproxy.cli import main
+
+    for name in ("hpack", "h2"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    assert main(["-vv", "check-config", "-c", str(example)]) == 0
+    for name in ("hpack", "h2"):
+        assert not logging.getLogger(name).isEnabledFor(logging.DEBUG)
