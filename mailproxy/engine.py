@@ -35,7 +35,8 @@ from mailproxy.policy import EffectivePolicy, Policy
 from mailproxy.rewrite import edits as planner
 from mailproxy.rewrite import safety
 from mailproxy.rewrite.neutralize import neutralize_section
-from mailproxy.rewrite.transfer import Edit, TransferError, apply_edits, decode
+from mailproxy.rewrite.streams import apply_edits, decode
+from mailproxy.rewrite.transfer import Edit, TransferError
 
 log = logging.getLogger(__name__)
 

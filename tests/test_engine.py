@@ -920,3 +920,46 @@ def test_neutralize_message_keeps_attachments_and_breaks_urls() -> None:
     assert b64 in out  # the attachment byte for byte
     [decoded] = html_parts(out)
     assert not remote(loads(decoded))
+
+
+# --- base64 bodies of several padded streams -------------------------------------------------------
+
+
+def _streams_decoded(body: bytes) -> bytes:
+    """The body as a client that decodes stream after stream reads it."""
+    pieces = re.split(rb"(?<==)(?=[\s=]*[A-Za-z0-9+/])", body)
+    return b"".join(base64.b64decode(b"".join(p.split()).rstrip(b"=") + b"==", validate=False) for p in pieces)
+
+
+def _b64_html_message(body: bytes) -> bytes:
+    return (
+        b"From: News <news@shop.example>\r\nTo: reader@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body
+    )
+
+
+PIXEL_HTML = b'<img src="https://t.example/open.gif?u=1" width="1" height="1"><p>world</p>'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the second stream on its own line, and on the same line as the first one's padding
+        base64.b64encode(b"<b>Hi!</b>") + b"\r\n" + base64.b64encode(PIXEL_HTML) + b"\r\n",
+        base64.b64encode(b"<b>Hi!</b>") + base64.b64encode(PIXEL_HTML) + b"\r\n",
+        # one padded stream per line, as some mailers write: the pixel's URL is cut between streams
+        b"".join(base64.b64encode(PIXEL_HTML[i : i + 10]) + b"\r\n" for i in range(0, len(PIXEL_HTML), 10)),
+    ],
+    ids=["next-line", "same-line", "stream-per-line"],
+)
+def test_base64_after_padding_is_read_as_clients_that_decode_on_read_it(body: bytes) -> None:
+    raw = _b64_html_message(body)
+    assert b"t.example" not in base64.b64decode(body, validate=False)  # Python's decoder stops early
+    assert b"https://t.example" in _streams_decoded(body)
+    out = Engine().rewrite(raw).data
+    assert len(out) == len(raw) and out.count(b"\n") == raw.count(b"\n")
+    head = raw.index(b"\r\n\r\n") + 4
+    assert out[:head] == raw[:head]
+    seen = _streams_decoded(out[head:])
+    assert not re.search(rb"(?i)https?:|[\"'=(\s]//", seen), seen
+    assert b"world" in seen or out[head:].strip() == b""
