@@ -394,6 +394,7 @@ _QP_ATOM = tuple(
 _QP_ESCAPED = tuple(f"={c:02X}".encode() for c in range(256))
 _QP_NOT_LITERAL = bytes(c for c in range(256) if len(_QP_ATOM[c]) != 1)
 _QP_ATOM_AT = _QP_ATOM.__getitem__
+_QP_WIDTH = bytes(len(atom) for atom in _QP_ATOM)  # content.translate(_QP_WIDTH): its atoms' widths
 _WIDE_ATOM = re.compile(rb"[^\x01]")  # in the atom widths of a layout: an atom that is not a literal
 _QP_LINE = 76  # RFC 2045 maximum encoded line length, soft-break "=" included
 _QP_BLOCK = 1024  # index granularity: one block is tokenized in Python per lookup
@@ -615,6 +616,7 @@ def _space_ends_line(pre: bytes, out: bytes, after: bytes) -> bool:
 
 def _qp_layout(
     atoms: list[bytes],
+    widths: bytes,
     spaces: int,
     escape_last: bool,
     rng: _Range,
@@ -624,7 +626,8 @@ def _qp_layout(
     escapes: int = 0,
     keep_decoded: bool = False,
 ) -> tuple[bytes, int, bool]:
-    """Lay out content atoms, ``spaces`` padding spaces, the owed soft breaks and the tail items.
+    """Lay out content atoms (``widths`` their lengths), ``spaces`` padding spaces, the owed soft
+    breaks and the tail items.
 
     ``escapes`` more padding spaces are written "=20" (for the same decoded length, see
     ``_qp_rewrite_range``): wherever one fits on the current line, with plain spaces filling the
@@ -702,7 +705,6 @@ def _qp_layout(
     # Runs of 1-byte atoms are laid out a line at a time; place() handles each atom that meets a
     # line end (a soft break, maybe an escaping trick) or is an escape.
     i, n = 0, len(atoms)
-    widths = bytes(map(len, atoms))
     while i < n:
         m = _WIDE_ATOM.search(widths, i)
         j = m.start() if m else n
@@ -792,6 +794,7 @@ def _qp_rewrite_range(
     """
     rng = _scan_range(data, a, b)
     atoms = list(map(_QP_ATOM_AT, content))
+    widths = content.translate(_QP_WIDTH)
     literals = len(content.translate(None, _QP_NOT_LITERAL))
     size = b - a
     width = 3 * len(content) - 2 * literals  # of the atoms: 1 for a literal, 3 for an escape
@@ -834,7 +837,7 @@ def _qp_rewrite_range(
         escaped = surplus // 2
         lim = limit if strict else _NO_LIMIT
         out, _, fits = _qp_layout(
-            atoms, pad - escaped, False, rng, a - line_start, rest, lim, escaped, keep_decoded=True
+            atoms, widths, pad - escaped, False, rng, a - line_start, rest, lim, escaped, keep_decoded=True
         )
         return out if fits and not _space_ends_line(pre, out, after) else None
 
@@ -846,13 +849,14 @@ def _qp_rewrite_range(
             logger.debug("quoted-printable range [%d, %d): a line over %d", a, b, limit)
             return kept, content + b" " * pad + rng.tail_decoded
         for spaces, escape_last, extra in configs:
-            use = atoms
+            use, use_widths = atoms, widths
             if extra:
                 use = list(atoms)
                 literal = [i for i, atom in enumerate(atoms) if len(atom) == 1]
                 for i in literal[-extra:]:
                     use[i] = _QP_ESCAPED[content[i]]
-            out, used, fits = _qp_layout(use, spaces, escape_last, rng, a - line_start, rest, lim)
+                use_widths = bytes(map(len, use))
+            out, used, fits = _qp_layout(use, use_widths, spaces, escape_last, rng, a - line_start, rest, lim)
             if strict and not fits:
                 continue
             if _space_ends_line(pre, out, after):
