@@ -218,6 +218,16 @@ _ADDRESS_LIKE: Final = re.compile(r"[^\s/?#@]+@[^\s/?#@]+\.[A-Za-z]{2,}")
 # Pieces that _safe_word passes without a doubt, too short for a long digit or hex run, a mixed id
 # or an entropy judgement: most host labels, path words and parameter values, settled in one match.
 _PLAIN_WORD: Final = re.compile(r"[A-Za-z_.:=\-]{1,11}|[A-Za-z0-9_.:=\-]{1,5}")
+# A path segment that is such a word, with a static file extension or not, stays as it is.
+_PLAIN_SEGMENT: Final = re.compile(
+    r"(?:[A-Za-z_.:=\-]{1,11}|[A-Za-z0-9_.:=\-]{1,5})"
+    r"(?i:\.(?:gif|png|jpe?g|webp|bmp|ico|svg|css|woff2?|html?))?"
+)
+_NOTHING: Final = re.compile(r"(?!)")  # stands in for the two above when every piece must be searched
+# The path segments that are not plain, found in one pass: only those need a closer look.
+_NOT_PLAIN_SEGMENT: Final = re.compile(
+    r"(?:(?<=/)|\A)(?!" + _PLAIN_SEGMENT.pattern + r"(?:/|\Z))[^/]+"
+)
 # scheme://host[/path][?query][#fragment] with a host of DNS characters only (no user info, port or
 # brackets): for these urlsplit's answer is plain to see, and taking it from one match costs a
 # fraction of urlsplit. Everything else (and anything with white space, controls or non-ASCII,
@@ -258,6 +268,10 @@ def _redact_segment(segment: str, matcher: IdentityMatcher | None) -> str:
     return marker + (ext.group(1) if ext else "")
 
 
+def _redact_plain_match(m: re.Match[str]) -> str:
+    return _redact_segment(m[0], None)
+
+
 def _split(url: str) -> tuple[str, str, str, int | None, str, str, str]:
     """scheme, netloc, host name, port, path, query, fragment as urlsplit gives them (raising its
     ValueError too)."""
@@ -270,6 +284,17 @@ def _split(url: str) -> tuple[str, str, str, int | None, str, str, str]:
     host = parts.hostname or ""
     port = parts.port
     return parts.scheme, parts.netloc, host, port, parts.path, parts.query, parts.fragment
+
+
+@functools.lru_cache(maxsize=1024)
+def _named_params(reasons: tuple[str, ...]) -> frozenset[str]:
+    """The parameters the reasons call identifying (reason tuples repeat across findings)."""
+    named: set[str] = set()
+    for reason in reasons:
+        kind, _, detail = reason.partition(":")
+        if kind in ("known-param", "high-entropy", _IDENTITY) and detail:
+            named.add(detail)
+    return frozenset(named)
 
 
 def _flagged_params(url: str, matcher: IdentityMatcher | None) -> set[str]:
@@ -301,40 +326,50 @@ def redact_url(
     reasons = tuple(reasons)
     hits = matcher.find(url) if matcher else []
     carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
-    if not hits:
+    if hits:
+        # A plain word can still be an encoding of the identity: every piece goes to the matcher.
+        plain = _NOTHING.fullmatch
+    else:
         # The matcher searches every decoding of the whole URL, so a URL without a hit has none in
         # any of its parts either: skip the per-part searches.
         matcher = None
-    named: set[str] = set()  # parameters the reasons call identifying
-    for reason in reasons:
-        kind, _, detail = reason.partition(":")
-        if kind in ("known-param", "high-entropy", _IDENTITY) and detail:
-            named.add(detail)
+        plain = _PLAIN_WORD.fullmatch
+    named = _named_params(reasons)
 
     # The registrable domain is stored anyway; only the labels in front of it can be per-reader.
     domain = registrable_domain(host) if host else ""
     front = host[: -len(domain)].rstrip(".") if domain and host.endswith(domain) else host
-    labels = [_marker_for_text(label, matcher) or label for label in front.split(".") if label]
+    labels = [
+        label if plain(label) else _marker_for_text(label, matcher) or label
+        for label in front.split(".")
+        if label
+    ]
     if domain and host.endswith(domain):
         labels.append(domain)
     out = (scheme + ":" if scheme else "") + ("//" if netloc else "")
     out += ".".join(labels) + (f":{port}" if port is not None else "")
-    out += "/".join([_redact_segment(s, matcher) for s in path.split("/")])
+    if matcher is None:
+        out += _NOT_PLAIN_SEGMENT.sub(_redact_plain_match, path)
+    else:
+        out += "/".join([_redact_segment(s, matcher) for s in path.split("/")])
     if query:
         # The parameter rules only matter for a value that would be kept otherwise: they run
         # (once) when the first such value turns up.
         flagged: set[str] | None = None
         pieces: list[str] = []
         for name, value, has_eq in _query_pairs(query):
-            name_marker = _marker_for_text(unquote(name, errors="replace"), matcher)
-            shown = name if name_marker is None else name_marker
+            if plain(name):
+                shown = name
+            else:
+                name_marker = _marker_for_text(unquote(name, errors="replace"), matcher)
+                shown = name if name_marker is None else name_marker
             if not has_eq:
                 pieces.append(shown)
                 continue
             if name in carriers:
                 pieces.append(f"{shown}=<{carriers[name]}:recipient>")
                 continue
-            marker = _marker_for_text(value, matcher)
+            marker = None if plain(value) else _marker_for_text(value, matcher)
             # Campaign attribution ("utm_source=newsletter") names the send, not the reader; a
             # utm value shaped like a token is still replaced.
             campaign = name[:4].lower() == "utm_" and _safe_word(value)
