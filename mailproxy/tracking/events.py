@@ -197,8 +197,11 @@ _NEEDS_URL_RE: Final = re.compile(
 
 
 @functools.lru_cache(maxsize=4096)
-def _plain_reasons(raw: tuple[str, ...]) -> tuple[str, ...]:
-    # Reason tuples repeat across findings and messages; sanitizing them once is enough.
+def _plain_reasons(raw: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The sanitized reasons, or None when one needs the URL. Reason tuples repeat across findings
+    and messages; sanitizing them once is enough."""
+    if _NEEDS_URL_RE.search(",".join(raw)):
+        return None
     return _reasons(raw, "", {})
 
 
@@ -458,10 +461,8 @@ def _event(
         # the recipients at hand every location and encoding is recorded.
         found = tuple(f"{_IDENTITY}:{h.encoding}-in-{h.location}" for h in hits)
         reasons = _reasons(f.reasons, url_in, carriers, found)
-    elif _NEEDS_URL_RE.search(",".join(f.reasons)):
-        reasons = _reasons(f.reasons, url_in, {})
     else:
-        reasons = _plain_reasons(f.reasons)
+        reasons = _plain_reasons(f.reasons) or _reasons(f.reasons, url_in, {})
     url = ""
     if detail is LogDetail.RESEARCH:
         url = redact_url(f.url, matcher=matcher, reasons=f.reasons)
