@@ -17,7 +17,7 @@ from mailproxy import __version__
 from mailproxy.config import Config, HttpTls, load_config
 from mailproxy.detect.trackers import TrackerDB
 from mailproxy.engine import Engine
-from mailproxy.errors import InputError, MailproxyError
+from mailproxy.errors import ConfigError, InputError, MailproxyError
 from mailproxy.mailboxes import Message, read_messages
 from mailproxy.model import Finding, Verdict
 from mailproxy.tracking import cli as tracking_cli
@@ -151,7 +151,16 @@ def cmd_rewrite(args: argparse.Namespace, config: Config) -> int:
 
 # -- check-config / run -----------------------------------------------------------------------------------
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    from mailproxy.imap import settings_from_config
+
     TrackerDB.load(adblock=config.trackers.adblock, disconnect=config.trackers.disconnect)
+    if config.imap.enabled:
+        # Loads the certificates and CA bundle as `run` will, so a service's check before start
+        # catches an unreadable or mismatched file instead of the start itself.
+        try:
+            settings_from_config(config.imap)
+        except ConfigError as exc:
+            raise ConfigError(str(config.source or "defaults"), exc.key, exc.expected) from exc
     print(f"{args.config or 'defaults'}: OK")
     return EXIT_OK
 

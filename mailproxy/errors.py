@@ -22,7 +22,7 @@ class ConfigError(MailproxyError):
         self.file = file
         self.key = key
         self.expected = expected
-        where = f"{file}: {key}" if key else file
+        where = f"{file}: {key}" if file and key else key or file
         super().__init__(f"{where}: {expected}")
 
 

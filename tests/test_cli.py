@@ -115,6 +115,9 @@ def test_rewrite_unreadable_input_fails_clearly(tmp_path: Path) -> None:
         ("[polcy]\n", b"polcy"),
         ("[privacy]\ngpc = 1\n", b"privacy.gpc"),
         ("not toml = = =\n", b"line"),
+        # files that parse as paths but do not load: caught before `run`, not by it
+        ('[imap]\nupstream_tls = "none"\ntls_cert = "no.pem"\ntls_key = "no.key"\n', b"imap.tls_cert"),
+        ('[imap]\nupstream_ca = "missing-ca.pem"\n', b"imap.upstream_ca"),
     ],
 )
 def test_check_config_reports_file_key_and_expectation(tmp_path: Path, toml: str, expected: bytes) -> None:
