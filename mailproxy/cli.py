@@ -188,13 +188,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mailproxy {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # What every command takes, after its name too ("mailproxy run -v -c FILE").
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", metavar="FILE", help="configuration file (default: built-in defaults)"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (-vv for debug)"
+    )
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument(
-            "-c", "--config", metavar="FILE", help="configuration file (default: built-in defaults)"
-        )
-        return sp
+        return sub.add_parser(name, help=help, description=help, parents=[common])
 
     sp = add("run", "run the IMAP filter and the HTTP proxy (the halves enabled in the configuration)")
     sp.add_argument(
@@ -224,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
         "--recipient", action="append", metavar="ADDR", help="an extra recipient address to look for"
     )
     add("check-config", "validate a configuration file")
-    tracking_cli.add_commands(sub)
+    tracking_cli.add_commands(sub, common)
     sp = add("ca", "where the mitmproxy CA certificate is and how to install it for Thunderbird")
     sp.add_argument(
         "--confdir", metavar="DIR", help="mitmproxy's configuration folder (default ~/.mitmproxy)"

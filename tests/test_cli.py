@@ -160,3 +160,13 @@ def test_most_verbose_logging_keeps_header_values_out() -> None:
     assert main(["-vv", "check-config", "-c", str(example)]) == 0
     for name in ("hpack", "h2"):
         assert not logging.getLogger(name).isEnabledFor(logging.DEBUG)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["-vv", "check-config"], ["check-config", "-vv"], ["check-config", "-v", "-v"], ["data", "show", "-vv"]],
+)
+def test_verbosity_is_taken_before_or_after_the_command(argv: list[str]) -> None:
+    from mailproxy.cli import parser
+
+    assert parser().parse_args(argv).verbose == 2

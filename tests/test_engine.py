@@ -928,7 +928,8 @@ def test_neutralize_message_keeps_attachments_and_breaks_urls() -> None:
 def _streams_decoded(body: bytes) -> bytes:
     """The body as a client that decodes stream after stream reads it."""
     pieces = re.split(rb"(?<==)(?=[\s=]*[A-Za-z0-9+/])", body)
-    return b"".join(base64.b64decode(b"".join(p.split()).rstrip(b"=") + b"==", validate=False) for p in pieces)
+    streams = (b"".join(p.split()).rstrip(b"=") + b"==" for p in pieces)
+    return b"".join(base64.b64decode(s, validate=False) for s in streams)
 
 
 def _b64_html_message(body: bytes) -> bytes:

@@ -59,13 +59,13 @@ _USER_HELP = (
 )
 
 
-def add_commands(sub: Any) -> None:
-    """Add ``report`` and ``data`` to the subparsers of the main parser."""
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``report`` and ``data`` to the subparsers of the main parser; ``common`` holds the
+    options every command takes (``-c``, ``-v``)."""
 
     def add(parent: Any, name: str, help: str) -> argparse.ArgumentParser:
-        sp: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
-        sp.add_argument(
-            "-c", "--config", metavar="FILE", help="configuration file (default: built-in defaults)"
+        sp: argparse.ArgumentParser = parent.add_parser(
+            name, help=help, description=help, parents=[common]
         )
         return sp
 

@@ -3,12 +3,12 @@ tracking commands as the CLI parses them."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sqlite3
 from functools import cache
 from pathlib import Path
 
+from mailproxy.cli import parser
 from mailproxy.config import load_config
 from mailproxy.engine import Engine
 from mailproxy.model import Finding
@@ -56,8 +56,5 @@ def raw_bytes(db: Path) -> bytes:
 def run_cli(argv: list[str]) -> int:
     """`mailproxy report` / `mailproxy data` parsed and run as the CLI does; argparse errors raise
     SystemExit, MailproxyError goes up (the CLI turns it into exit status 2)."""
-    parser = argparse.ArgumentParser(prog="mailproxy")
-    sub = parser.add_subparsers(dest="command", required=True)
-    tracking_cli.add_commands(sub)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     return tracking_cli.COMMANDS[args.command](args, load_config(args.config))
