@@ -15,7 +15,8 @@ concern, all sharing one `ProxyState` (configuration, policy, tracker database, 
 - `PrivacyHeaders`: DNT as the user configured it (never added when "unset", as the W3C note
   requires of intermediaries), `Sec-GPC: 1` when enabled, no Cookie / Referer, no Set-Cookie back.
 - `TlsPolicy`: decides which tunnels are decrypted ("intercept", "passthrough", or "auto": intercept
-  until the client shows it does not trust the mitmproxy CA, then pass tunnels through).
+  until a client shows it does not trust the mitmproxy CA, then pass that client's tunnels through
+  for an hour; other clients are still intercepted).
 - `ConfigOption`: the `mailproxy_config` / `mailproxy_tls` options for `mitmdump -s addons/...`.
 
 Per-user settings: when the client authenticates to the proxy (Basic), the user name selects the
@@ -41,6 +42,7 @@ import re
 import socket
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Final, Literal, cast, get_args
 from urllib.parse import urljoin, urlsplit
@@ -112,6 +114,12 @@ _DISTRUST: Final = re.compile(
     r"unknown ca|bad certificate|certificate unknown|trust", re.IGNORECASE
 )
 _CACHE_SIZE: Final = 4096
+# "auto" mode passes a distrusting client's tunnels through this long (seconds), then tries again:
+# its user may have installed the CA meanwhile.
+DISTRUST_TTL: Final = 3600.0
+# At most this many distrusting client addresses are remembered (the oldest failure is forgotten
+# first), so a flood of addresses cannot grow memory; a forgotten client fails one handshake again.
+DISTRUST_MAX: Final = _CACHE_SIZE
 
 
 # --- Shared state ---------------------------------------------------------------------------------
@@ -130,11 +138,14 @@ class ProxyState:
         db: TrackerDB | None = None,
         tls: TlsMode = "auto",
         on_event: EventHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.on_event = on_event
         self.tls: TlsMode = tls
-        # Set in "auto" mode once a client rejects our CA: from then on tunnels pass through.
-        self.client_distrusts_ca = False
+        self._clock = clock
+        # "auto" mode: client address -> when it last rejected our CA, oldest first. Per address, so
+        # one client without the CA never turns interception off for the others.
+        self._distrusting: OrderedDict[str, float] = OrderedDict()
         self._users: weakref.WeakKeyDictionary[connection.Client, str] = weakref.WeakKeyDictionary()
         self.reconfigure(config or load_config(None), db=db)
 
@@ -193,12 +204,36 @@ class ProxyState:
 
     # --- TLS ---
 
-    @property
-    def intercepting(self) -> bool:
-        """Whether new tunnels will be decrypted (so per-URL decisions are possible inside)."""
-        if self.tls == "passthrough":
-            return False
-        return not (self.tls == "auto" and self.client_distrusts_ca)
+    def intercepts(self, client: connection.Client) -> bool:
+        """Whether this client's new tunnels will be decrypted (so per-URL decisions are possible)."""
+        if self.tls != "auto":
+            return self.tls == "intercept"
+        return not self.distrusts_ca(client)
+
+    def distrusts_ca(self, client: connection.Client) -> bool:
+        """Whether this client's address rejected our CA less than DISTRUST_TTL ago."""
+        self._forget_expired()
+        return _peer_host(client) in self._distrusting
+
+    def note_distrust(self, client: connection.Client) -> bool:
+        """Remember that this client's address rejected our CA; True if it was not already known."""
+        self._forget_expired()
+        host = _peer_host(client)
+        new = host not in self._distrusting
+        self._distrusting[host] = self._clock()
+        self._distrusting.move_to_end(host)
+        while len(self._distrusting) > DISTRUST_MAX:
+            self._distrusting.popitem(last=False)
+        return new
+
+    def _forget_expired(self) -> None:
+        # Entries are in the order of their last failure, so the expired ones are at the front.
+        cutoff = self._clock() - DISTRUST_TTL
+        while self._distrusting:
+            host, since = next(iter(self._distrusting.items()))
+            if since > cutoff:
+                break
+            del self._distrusting[host]
 
     # --- network guard ---
 
@@ -284,6 +319,11 @@ def _basic_user(value: str) -> str | None:
         return None
     user = decoded.partition(":")[0].strip().lower()
     return user or None
+
+
+def _peer_host(client: connection.Client) -> str:
+    """The client's address without its port: one machine's connections share it."""
+    return str(client.peername[0])
 
 
 def _ip_literal(host: str) -> IPAddress | None:
@@ -410,7 +450,7 @@ class TrackerBlock:
         self.state = state
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or self.state.intercepting:
+        if flow.response is not None or self.state.intercepts(flow.client_conn):
             return  # decrypted tunnels get per-URL decisions (a GIF instead of a broken image)
         host = flow.request.host
         match = self.state.db.match_host(host)
@@ -563,25 +603,25 @@ class UserChallenge:
 
 
 class TlsPolicy:
-    """Which tunnels are decrypted: all, none (host-level mode), or all until the client balks."""
+    """Which tunnels are decrypted: all, none (host-level mode), or per client until it balks."""
 
     def __init__(self, state: ProxyState) -> None:
         self.state = state
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        if not self.state.intercepting:
+        if not self.state.intercepts(data.context.client):
             data.ignore_connection = True
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
-        if self.state.tls != "auto" or self.state.client_distrusts_ca:
+        if self.state.tls != "auto" or not _DISTRUST.search(data.conn.error or ""):
             return
-        error = data.conn.error or ""
-        if _DISTRUST.search(error):
-            self.state.client_distrusts_ca = True
-            logger.warning(
-                "the mail client does not trust the mitmproxy CA (%s); passing HTTPS through "
-                "from now on, blocking known tracker hosts only. Run `mailproxy ca` to install it.",
-                error,
+        client = data.context.client
+        if self.state.note_distrust(client):
+            # The address only: mitmproxy's error text names the host the client was visiting.
+            logger.info(
+                "client %s does not trust the mitmproxy CA; passing its HTTPS through for an hour, "
+                "blocking known tracker hosts only. Run `mailproxy ca` to install it.",
+                _peer_host(client),
             )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from mitmproxy import exceptions, http, tls
+from mitmproxy import connection, exceptions, http, tls
 from mitmproxy.addons.proxyauth import ProxyAuth
 from mitmproxy.options import Options
 from mitmproxy.proxy import context, server_hooks
@@ -20,6 +20,8 @@ from mitmproxy.test import taddons, tflow
 
 from mailproxy.config import Config, load_config
 from mailproxy.http.addon import (
+    DISTRUST_MAX,
+    DISTRUST_TTL,
     META_USER,
     TRANSPARENT_GIF,
     ConfigOption,
@@ -466,7 +468,7 @@ def test_connect_to_tracker_host_allowed_when_intercepting(ctx: taddons.context)
     assert f.response is None
 
 
-def client_hello_data() -> tls.ClientHelloData:
+def client_hello_data(client: connection.Client | None = None) -> tls.ClientHelloData:
     """A real ClientHello, produced by the ssl module into a memory BIO."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ssl.create_default_context().wrap_bio(
@@ -475,15 +477,35 @@ def client_hello_data() -> tls.ClientHelloData:
     with pytest.raises(ssl.SSLWantReadError):
         obj.do_handshake()
     record = outgoing.read()
-    ctx = context.Context(tflow.tclient_conn(), Options())
+    ctx = context.Context(client or tflow.tclient_conn(), Options())
     # without the 5-byte record header and the 4-byte handshake header, as mitmproxy passes it
     return tls.ClientHelloData(ctx, tls.ClientHello(record[9:]))
 
 
-def tls_failure(error: str) -> tls.TlsData:
+_OPTIONS = Options()
+
+
+def client_at(host: str, port: int = 50000) -> connection.Client:
+    """A client connection from this peer address."""
     client = tflow.tclient_conn()
+    client.peername = (host, port)
+    return client
+
+
+def tls_failure(error: str, client: connection.Client | None = None) -> tls.TlsData:
+    client = client or tflow.tclient_conn()
     client.error = error
-    return tls.TlsData(conn=client, context=context.Context(client, Options()))
+    return tls.TlsData(conn=client, context=context.Context(client, _OPTIONS))
+
+
+def passes_through(policy: TlsPolicy, client: connection.Client) -> bool:
+    """Whether the policy leaves this client's next tunnel undecrypted."""
+    data = client_hello_data(client)
+    policy.tls_clienthello(data)
+    return data.ignore_connection
+
+
+DISTRUST_ERROR = "The client does not trust the proxy's certificate for news.example.com (unknown ca)"
 
 
 def test_tls_passthrough_ignores_every_tunnel(ctx: taddons.context) -> None:
@@ -496,29 +518,82 @@ def test_tls_passthrough_ignores_every_tunnel(ctx: taddons.context) -> None:
     assert intercepted.ignore_connection is False
 
 
-def test_tls_auto_switches_to_host_level_when_the_client_rejects_the_ca(
-    ctx: taddons.context,
+def test_tls_auto_switches_to_host_level_only_for_the_client_that_rejects_the_ca(
+    ctx: taddons.context, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="mailproxy.http.addon")
+    s = ProxyState(load_config(None), tls="auto")
+    policy, block = TlsPolicy(s), TrackerBlock(s)
+    first, second = client_at("192.0.2.10"), client_at("192.0.2.20")
+    policy.tls_failed_client(tls_failure("Connection reset by peer", first))
+    assert not passes_through(policy, first)  # a network error is not distrust
+    policy.tls_failed_client(tls_failure(DISTRUST_ERROR, first))
+    # The first client's tunnels pass through, tracker hosts refused at CONNECT; on a new connection
+    # from the same machine (another port) too.
+    assert passes_through(policy, first)
+    assert passes_through(policy, client_at("192.0.2.10", 50001))
+    connect = connect_flow("trk.klaviyomail.com")
+    connect.client_conn = first
+    block.http_connect(connect)
+    assert connect.response is not None and connect.response.status_code == 403
+    # The second client is still intercepted: per-URL answers inside its tunnels.
+    assert not passes_through(policy, second)
+    connect = connect_flow("trk.klaviyomail.com")
+    connect.client_conn = second
+    block.http_connect(connect)
+    assert connect.response is None
+    # One INFO line per address, naming it but not the host the client was visiting.
+    policy.tls_failed_client(tls_failure(DISTRUST_ERROR, client_at("192.0.2.10", 50002)))
+    lines = [r for r in caplog.records if "does not trust" in r.getMessage()]
+    assert [(r.levelno, r.getMessage().split()[1]) for r in lines] == [(logging.INFO, "192.0.2.10")]
+    assert "news.example.com" not in caplog.text
+
+
+def test_tls_auto_remembers_a_bounded_number_of_distrusting_clients(ctx: taddons.context) -> None:
     s = ProxyState(load_config(None), tls="auto")
     policy = TlsPolicy(s)
-    policy.tls_failed_client(tls_failure("Connection reset by peer"))
-    assert s.intercepting  # a network error is not distrust
-    policy.tls_failed_client(
-        tls_failure("The client does not trust the proxy's certificate (unknown ca)")
-    )
-    assert not s.intercepting
-    data = client_hello_data()
-    policy.tls_clienthello(data)
-    assert data.ignore_connection is True
-    connect = connect_flow("trk.klaviyomail.com")
-    TrackerBlock(s).http_connect(connect)
-    assert connect.response is not None and connect.response.status_code == 403
+    extra = 50
+    hosts = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(DISTRUST_MAX + extra)]
+    for host in hosts:
+        policy.tls_failed_client(tls_failure(DISTRUST_ERROR, client_at(host)))
+    # The oldest failures are forgotten (those clients are tried again), the newest remembered.
+    assert not passes_through(policy, client_at(hosts[0]))
+    assert not passes_through(policy, client_at(hosts[extra - 1]))
+    assert passes_through(policy, client_at(hosts[extra]))
+    assert passes_through(policy, client_at(hosts[-1]))
+    assert not passes_through(policy, client_at("192.0.2.99"))
+    assert len(s._distrusting) == DISTRUST_MAX
 
 
-def test_tls_intercept_mode_never_switches(ctx: taddons.context) -> None:
-    s = ProxyState(load_config(None), tls="intercept")
-    TlsPolicy(s).tls_failed_client(tls_failure("unknown ca"))
-    assert s.intercepting
+def test_tls_auto_tries_a_distrusting_client_again_after_a_while(
+    ctx: taddons.context, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailproxy.http.addon")
+    now = [1000.0]
+    s = ProxyState(load_config(None), tls="auto", clock=lambda: now[0])
+    policy = TlsPolicy(s)
+    early, late = client_at("192.0.2.10"), client_at("192.0.2.20")
+    policy.tls_failed_client(tls_failure(DISTRUST_ERROR, early))
+    now[0] += DISTRUST_TTL / 2
+    policy.tls_failed_client(tls_failure(DISTRUST_ERROR, late))
+    now[0] += DISTRUST_TTL / 2 - 1
+    assert passes_through(policy, early) and passes_through(policy, late)
+    now[0] += 2  # the user may have installed the CA by now
+    assert not passes_through(policy, early)
+    assert passes_through(policy, late)
+    # Rejecting it again switches that client again, and says so again.
+    policy.tls_failed_client(tls_failure(DISTRUST_ERROR, early))
+    assert passes_through(policy, early)
+    assert sum("192.0.2.10" in r.getMessage() for r in caplog.records) == 2
+
+
+@pytest.mark.parametrize("mode", ["intercept", "passthrough"])
+def test_tls_fixed_modes_never_switch(ctx: taddons.context, mode: str) -> None:
+    policy = TlsPolicy(ProxyState(load_config(None), tls=mode))  # type: ignore[arg-type]
+    client = client_at("192.0.2.10")
+    policy.tls_failed_client(tls_failure("unknown ca", client))
+    assert passes_through(policy, client) is (mode == "passthrough")
+    assert passes_through(policy, client_at("192.0.2.20")) is (mode == "passthrough")
 
 
 # --- network guard --------------------------------------------------------------------------------
