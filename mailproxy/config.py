@@ -241,7 +241,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class HttpTls(StrEnum):
     """Which HTTPS tunnels the HTTP proxy decrypts (`mailproxy run --tls` overrides it)."""
 
-    AUTO = "auto"  # intercept; pass everything through once the client rejects the mitmproxy CA
+    AUTO = "auto"  # intercept; pass a client's tunnels through for an hour once it rejects the CA
     INTERCEPT = "intercept"  # the client trusts the mitmproxy CA: per-URL decisions inside HTTPS
     PASSTHROUGH = "passthrough"  # never decrypt: known tracker hosts are blocked at CONNECT only
 
