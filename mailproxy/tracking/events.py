@@ -227,10 +227,6 @@ _PLAIN_SEGMENT: Final = re.compile(
     r"(?i:\.(?:gif|png|jpe?g|webp|bmp|ico|svg|css|woff2?|html?))?"
 )
 _NOTHING: Final = re.compile(r"(?!)")  # stands in for the two above when every piece must be searched
-# The path segments that are not plain, found in one pass: only those need a closer look.
-_NOT_PLAIN_SEGMENT: Final = re.compile(
-    r"(?:(?<=/)|\A)(?!" + _PLAIN_SEGMENT.pattern + r"(?:/|\Z))[^/]+"
-)
 # scheme://host[/path][?query][#fragment] with a host of DNS characters only (no user info, port or
 # brackets): for these urlsplit's answer is plain to see, and taking it from one match costs a
 # fraction of urlsplit. Everything else (and anything with white space, controls or non-ASCII,
@@ -269,10 +265,6 @@ def _redact_segment(segment: str, matcher: IdentityMatcher | None) -> str:
     if marker is None:
         return segment
     return marker + (ext.group(1) if ext else "")
-
-
-def _redact_plain_match(m: re.Match[str]) -> str:
-    return _redact_segment(m[0], None)
 
 
 def _split(url: str) -> tuple[str, str, str, int | None, str, str, str]:
@@ -331,12 +323,12 @@ def redact_url(
     carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
     if hits:
         # A plain word can still be an encoding of the identity: every piece goes to the matcher.
-        plain = _NOTHING.fullmatch
+        plain = plain_segment = _NOTHING.fullmatch
     else:
         # The matcher searches every decoding of the whole URL, so a URL without a hit has none in
         # any of its parts either: skip the per-part searches.
         matcher = None
-        plain = _PLAIN_WORD.fullmatch
+        plain, plain_segment = _PLAIN_WORD.fullmatch, _PLAIN_SEGMENT.fullmatch
     named = _named_params(reasons)
 
     # The registrable domain is stored anyway; only the labels in front of it can be per-reader.
@@ -351,10 +343,9 @@ def redact_url(
         labels.append(domain)
     out = (scheme + ":" if scheme else "") + ("//" if netloc else "")
     out += ".".join(labels) + (f":{port}" if port is not None else "")
-    if matcher is None:
-        out += _NOT_PLAIN_SEGMENT.sub(_redact_plain_match, path)
-    else:
-        out += "/".join([_redact_segment(s, matcher) for s in path.split("/")])
+    out += "/".join(
+        [s if not s or plain_segment(s) else _redact_segment(s, matcher) for s in path.split("/")]
+    )
     if query:
         # The parameter rules only matter for a value that would be kept otherwise: they run
         # (once) when the first such value turns up.
