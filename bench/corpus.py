@@ -73,9 +73,7 @@ class TrackerLabel:
     url: str
     vendor: str
     vector: Vector = Vector.IMG
-    identity: str | None = (
-        None  # how the recipient address is encoded in the URL ("md5", ...), if it is
-    )
+    identity: str | None = None  # how the recipient address is encoded in the URL ("md5", ...), if it is
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,9 +91,7 @@ class Labels:
     trackers: tuple[TrackerLabel, ...] = ()
     content_images: tuple[str, ...] = ()
     identifying_images: tuple[str, ...] = ()
-    spacers: tuple[
-        str, ...
-    ] = ()  # subset of content_images: 1-px layout gifs, a classic false positive
+    spacers: tuple[str, ...] = ()  # subset of content_images: 1-px layout gifs, a classic false positive
     other_remote: tuple[str, ...] = ()  # fonts and stylesheets: remote, not images, not trackers
     read_receipt: bool = False
     has_html: bool = True
@@ -347,8 +343,7 @@ def _px_hubspot(rng: random.Random, c: _Ctx) -> tuple[str, str | None]:
 def _px_klaviyo(rng: random.Random, c: _Ctx) -> tuple[str, str | None]:
     if rng.random() < 0.5:
         return (
-            f"https://trk.klclick{rng.choice(('', '1', '2', '3'))}.com/wf/open"
-            f"?upn={_tok(rng, 300)}",
+            f"https://trk.klclick{rng.choice(('', '1', '2', '3'))}.com/wf/open?upn={_tok(rng, 300)}",
             None,
         )
     return f"https://ctrk.klclick{rng.choice(('', '1', '3'))}.com/o/{_tok(rng, 64)}", None
@@ -407,8 +402,7 @@ def _px_mailgun(rng: random.Random, c: _Ctx) -> tuple[str, str | None]:
 
 def _px_mailjet(rng: random.Random, c: _Ctx) -> tuple[str, str | None]:
     return (
-        f"https://{_tok(rng, 5, _LOWER)}.mjt.lu/oo/{_tok(rng, 40, _ALNUM)}/"
-        f"{_tok(rng, 8, _ALNUM)}/e.gif",
+        f"https://{_tok(rng, 5, _LOWER)}.mjt.lu/oo/{_tok(rng, 40, _ALNUM)}/{_tok(rng, 8, _ALNUM)}/e.gif",
         None,
     )
 
@@ -511,8 +505,7 @@ def _click(rng: random.Random, c: _Ctx, target: str) -> str:
         return f"https://click.{c.mail_domain}/?qs={_hex(rng, 192)}"
     if esp == "Iterable":
         return (
-            f"https://links.{c.mail_domain}/a/click"
-            f"?_t={_hex(rng, 32)}&_m={_hex(rng, 32)}&_e={_tok(rng, 80)}"
+            f"https://links.{c.mail_domain}/a/click?_t={_hex(rng, 32)}&_m={_hex(rng, 32)}&_e={_tok(rng, 80)}"
         )
     if esp == "Customer.io":
         return f"https://e.customeriomail.com/e/c/{_tok(rng, 140, _ALNUM)}"
@@ -528,9 +521,7 @@ def _click(rng: random.Random, c: _Ctx, target: str) -> str:
     if esp == "Brevo":
         return f"https://r.{c.mail_domain}/mk/cl/f/{_tok(rng, 150)}"
     if esp == "beehiiv":
-        return (
-            f"https://link.mail.beehiiv.com/ss/c/{_tok(rng, 140)}/{_tok(rng, 3)}/{_tok(rng, 30)}/h1"
-        )
+        return f"https://link.mail.beehiiv.com/ss/c/{_tok(rng, 140)}/{_tok(rng, 3)}/{_tok(rng, 30)}/h1"
     return f"https://{c.slug}.cmail20.com/t/r-l-{_tok(rng, 12, _LOWER)}-{_tok(rng, 8, _LOWER)}-r/"
 
 
@@ -574,9 +565,7 @@ class _Html:
     # words ----------------------------------------------------------------------------------------
 
     def words(self, lo: int, hi: int) -> str:
-        vocab = (
-            _WORDS_DE if self.c.lang == "de" else _WORDS_FR if self.c.lang == "fr" else _WORDS_EN
-        )
+        vocab = _WORDS_DE if self.c.lang == "de" else _WORDS_FR if self.c.lang == "fr" else _WORDS_EN
         return " ".join(self.rng.choices(vocab, k=self.rng.randint(lo, hi)))
 
     def sentence(self) -> str:
@@ -593,11 +582,7 @@ class _Html:
     def headline(self) -> str:
         rng = self.rng
         table = (
-            _HEADLINES_DE
-            if self.c.lang == "de"
-            else _HEADLINES_FR
-            if self.c.lang == "fr"
-            else _HEADLINES_EN
+            _HEADLINES_DE if self.c.lang == "de" else _HEADLINES_FR if self.c.lang == "fr" else _HEADLINES_EN
         )
         return rng.choice(table).format(
             season=rng.choice(_SEASONS), adj=rng.choice(_ADJS), n=rng.randint(3, 12),
@@ -692,9 +677,7 @@ class _Html:
                 f'<img src="{a}" width="600" height="1" alt="" border="0"></div>\n'
             )
         elif style == 3:
-            self.add(
-                f'<img src="{a}" style="width:0;max-height:0;overflow:hidden;border:0" alt="">\n'
-            )
+            self.add(f'<img src="{a}" style="width:0;max-height:0;overflow:hidden;border:0" alt="">\n')
         elif style == 4:
             self.add(f'<img src="{a}" alt="" border="0">\n')  # no size at all (trackers.md 6.3)
         elif style == 5 and '"' not in url and " " not in url:
@@ -719,9 +702,7 @@ class _Html:
         def u(flag: str) -> str:
             url = f"{base}?{flag}&d={d}" if flag else f"{base}?d={d}"
             vector = Vector.CSS_URL if flag else Vector.IMG
-            self.trackers.append(
-                TrackerLabel(url=url, vendor="Litmus", vector=vector, identity="raw")
-            )
+            self.trackers.append(TrackerLabel(url=url, vendor="Litmus", vector=vector, identity="raw"))
             return url
 
         css = (
@@ -736,19 +717,14 @@ class _Html:
             "</style>\n"
         )
         self.litmus_body = (
-            f'<div id="_t"></div>\n<img src="{_attr(u(""))}" width="1" height="1" border="0" '
-            'alt="" />\n'
+            f'<div id="_t"></div>\n<img src="{_attr(u(""))}" width="1" height="1" border="0" alt="" />\n'
         )
         return css
 
 
 def _style_block(c: _Ctx, rng: random.Random, font_import: str | None, bg_url: str | None) -> str:
     imp = f"@import url('{font_import}');\n" if font_import else ""
-    bg = (
-        f".promo-bg {{ background-image: url({bg_url}); background-size: cover; }}\n"
-        if bg_url
-        else ""
-    )
+    bg = f".promo-bg {{ background-image: url({bg_url}); background-size: cover; }}\n" if bg_url else ""
     return (
         '<style type="text/css">\n'
         f"{imp}"
@@ -1099,9 +1075,7 @@ def _footer(b: _Html) -> None:
     unsub = _attr(f"https://{c.mail_domain}/unsubscribe?u={_hex(rng, 24)}&e={c.ident.urlenc}")
     b.add(
         '<tr><td align="center" style="padding:30px 20px 10px 20px;">\n<table role="presentation" '
-        'cellpadding="0" cellspacing="0" border="0"><tr>\n'
-        + "".join(icons)
-        + "</tr></table>\n</td></tr>\n"
+        'cellpadding="0" cellspacing="0" border="0"><tr>\n' + "".join(icons) + "</tr></table>\n</td></tr>\n"
         f'<tr><td align="center" style="padding:10px 20px 20px 20px;font-family:{c.font};'
         "font-size:12px;"
         'line-height:18px;color:#888888;">\n'
@@ -1178,9 +1152,7 @@ def _png(rng: random.Random, w: int, h: int) -> bytes:
     raw = b"".join(b"\x00" + (light if y in stripe else dark) for y in range(h))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return (
@@ -1240,9 +1212,7 @@ def _plan(rng: random.Random) -> _Plan:
     extras = tuple(rng.sample([v for v in (*_EXTRAS, *_ESPS) if v != esp], k)) if k else ()
     charset = rng.choices(("utf-8", "iso-8859-1", "windows-1252"), weights=(80, 10, 10))[0]
     lang = (
-        rng.choice(("en", "en", "en", "de", "fr"))
-        if charset == "utf-8"
-        else rng.choice(("en", "de", "fr"))
+        rng.choice(("en", "en", "en", "de", "fr")) if charset == "utf-8" else rng.choice(("en", "de", "fr"))
     )
     return _Plan(
         esp=esp,
@@ -1299,9 +1269,7 @@ def _validate(html_kb: tuple[int, int], recipient: str | None) -> None:
         or recipient.startswith("@")
         or recipient.endswith("@")
     ):
-        raise ValueError(
-            f"recipient must be a plain ASCII address like user@example.com, got {recipient!r}"
-        )
+        raise ValueError(f"recipient must be a plain ASCII address like user@example.com, got {recipient!r}")
 
 
 def _build(
@@ -1320,9 +1288,7 @@ def _build(
     if plan.layout == "plain-only":
         b = _Html(rng, c)
         for _ in range(rng.randint(6, 10)):
-            b.stories.append(
-                (b.headline(), b.paragraph(4, 8), _click(rng, c, _target(rng, c, "story")))
-            )
+            b.stories.append((b.headline(), b.paragraph(4, 8), _click(rng, c, _target(rng, c, "story"))))
         text = _text_part(b, c).encode(c.charset, "replace")
         body = _leaf(
             f'text/plain; charset="{c.charset}"',
@@ -1350,9 +1316,7 @@ def _build(
                     ("Content-Disposition", 'inline; filename="logo.png"'),
                 ),
             )
-            html_leaf = _multipart(
-                "related", _boundary(rng), (html_leaf, logo_leaf), '; type="text/html"'
-            )
+            html_leaf = _multipart("related", _boundary(rng), (html_leaf, logo_leaf), '; type="text/html"')
         if plan.layout == "html-only":
             body = html_leaf
         else:
@@ -1383,11 +1347,7 @@ def _build(
         )
         body = _multipart("mixed", _boundary(rng), (body, att))
 
-    from_name = (
-        c.brand
-        if c.lang == "en"
-        else f"{c.brand} {'Newsletter' if c.lang == 'de' else 'Actualités'}"
-    )
+    from_name = c.brand if c.lang == "en" else f"{c.brand} {'Newsletter' if c.lang == 'de' else 'Actualités'}"
     sender = rng.choice(("news", "hello", "newsletter", "info", "no-reply"))
     head = b"".join(
         (
@@ -1411,17 +1371,13 @@ def _build(
                 f"<https://{c.mail_domain}/u/{_tok(rng, 40)}>",
             ),
             _fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            _fold("List-Id", f"{c.brand} <{c.slug}.{c.mail_domain}>")
-            if rng.random() < 0.5
-            else b"",
+            _fold("List-Id", f"{c.brand} <{c.slug}.{c.mail_domain}>") if rng.random() < 0.5 else b"",
             _fold("Precedence", "bulk") if rng.random() < 0.5 else b"",
             _fold(
                 "Feedback-ID",
                 f"{rng.randint(1, 999)}:{c.campaign}:{c.slug}:{c.esp.replace(' ', '')}",
             ),
-            _fold("Disposition-Notification-To", f"{sender}@{c.mail_domain}")
-            if plan.read_receipt
-            else b"",
+            _fold("Disposition-Notification-To", f"{sender}@{c.mail_domain}") if plan.read_receipt else b"",
         )
     )
     labels = Labels(
@@ -1456,17 +1412,13 @@ def _inner_message(rng: random.Random, c: _Ctx) -> tuple[bytes, Labels]:
     page = (
         '<html><body style="font-family:Arial,sans-serif;">\n<p>'
         f"{html.escape(b.paragraph(1, 3))}</p>\n"
-        f'<img src="{_attr(img)}" width="300" height="80" alt="">\n'
-        + "".join(b.out)
-        + "</body></html>\n"
+        f'<img src="{_attr(img)}" width="300" height="80" alt="">\n' + "".join(b.out) + "</body></html>\n"
     ).replace("\n", "\r\n")
     alt = _multipart(
         "alternative",
         _boundary(rng),
         (
-            _leaf(
-                'text/plain; charset="utf-8"', text.encode("utf-8", "replace"), "quoted-printable"
-            ),
+            _leaf('text/plain; charset="utf-8"', text.encode("utf-8", "replace"), "quoted-printable"),
             _leaf(
                 'text/html; charset="utf-8"',
                 page.encode("utf-8", "xmlcharrefreplace"),
@@ -1483,9 +1435,7 @@ def _inner_message(rng: random.Random, c: _Ctx) -> tuple[bytes, Labels]:
         + _fold("Message-ID", f"<{_hex(rng, 20)}@{c.domain}>")
         + _fold("MIME-Version", "1.0")
     )
-    labels = Labels(
-        index=-1, recipient=c.ident.address, trackers=tuple(b.trackers), content_images=(img,)
-    )
+    labels = Labels(index=-1, recipient=c.ident.address, trackers=tuple(b.trackers), content_images=(img,))
     return head + alt, labels
 
 
@@ -1512,9 +1462,7 @@ def newsletter_labelled(
     return _build(rng, index=index, recipient=recipient, html_kb=html_kb, plan=_plan(rng))
 
 
-def newsletter(
-    rng: random.Random, *, index: int, recipient: str, html_kb: tuple[int, int]
-) -> bytes:
+def newsletter(rng: random.Random, *, index: int, recipient: str, html_kb: tuple[int, int]) -> bytes:
     """One raw RFC 5322 message (CRLF line endings) that looks like real marketing mail."""
     return newsletter_labelled(rng, index=index, recipient=recipient, html_kb=html_kb)[0]
 
@@ -1590,9 +1538,7 @@ def samples_labelled() -> list[tuple[str, bytes, Labels]]:
     out = []
     for i, (name, seed, plan) in enumerate(_SAMPLES):
         rng = _message_rng(seed, 0)
-        raw, labels = _build(
-            rng, index=i, recipient=SAMPLE_RECIPIENT, html_kb=SAMPLE_HTML_KB, plan=plan
-        )
+        raw, labels = _build(rng, index=i, recipient=SAMPLE_RECIPIENT, html_kb=SAMPLE_HTML_KB, plan=plan)
         out.append((name, raw, labels))
     return out
 
@@ -1631,15 +1577,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--html-kb", type=int, nargs=2, default=(50, 150), metavar=("LOW", "HIGH"),
                    help="size range of the decoded HTML part in KiB (default 50 150)")  # fmt: skip
-    p.add_argument(
-        "--recipient", default=None, help="one address for all messages (default: invented)"
-    )
-    p.add_argument(
-        "--maildir", action="store_true", help="write a Maildir (cur/new/tmp) instead of NNNN.eml"
-    )
-    p.add_argument(
-        "--labels", action="store_true", help="also write labels.json (the ground truth)"
-    )
+    p.add_argument("--recipient", default=None, help="one address for all messages (default: invented)")
+    p.add_argument("--maildir", action="store_true", help="write a Maildir (cur/new/tmp) instead of NNNN.eml")
+    p.add_argument("--labels", action="store_true", help="also write labels.json (the ground truth)")
     p.add_argument("--samples", action="store_true", help="write the bundled samples instead")
     args = p.parse_args(argv)
     try:
@@ -1653,9 +1593,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(args.out, [raw for raw, _ in pairs], maildir=args.maildir, seed=args.seed)
         if args.labels:
             data = [_labels_json(lab) for _, lab in pairs]
-            (args.out / "labels.json").write_text(
-                json.dumps(data, indent=1) + "\n", encoding="utf-8"
-            )
+            (args.out / "labels.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

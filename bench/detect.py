@@ -145,9 +145,7 @@ def _same_vendor(found: str | None, labelled: str) -> bool:
     return bool(a) and (a in b or b in a)
 
 
-def score(
-    pairs: Iterable[tuple[Labels, Sequence[Finding]]], *, examples: int = 5
-) -> DetectionScore:
+def score(pairs: Iterable[tuple[Labels, Sequence[Finding]]], *, examples: int = 5) -> DetectionScore:
     """Score findings against labels (see the module docstring for the rules)."""
     tp = fp = fn = seen = named = n_pos = n_content = flagged_content = n_ident = caught = 0
     per_vendor: dict[str, list[int]] = {}
@@ -296,8 +294,7 @@ class Report:
         ]
         for t in self.timings:
             lines.append(
-                f"{t.name:<18}{t.best:>9.3f}{t.median:>10.3f}{t.items_per_s:>10.1f}"
-                f"{t.mb_per_s:>9.1f}"
+                f"{t.name:<18}{t.best:>9.3f}{t.median:>10.3f}{t.items_per_s:>10.1f}{t.mb_per_s:>9.1f}"
             )
         base = self.timings[0]
         for t in self.timings[1:]:
@@ -313,8 +310,7 @@ class Report:
             f"content images {det.content_images}: called tracker {det.content_flagged}",
             f"identifying images {det.identifying}: not called clean {det.identifying_caught} "
             f"(leak recall {det.leak_recall:.3f})",
-            "recall per vendor: "
-            + ", ".join(f"{v} {f}/{t}" for v, (f, t) in det.per_vendor.items()),
+            "recall per vendor: " + ", ".join(f"{v} {f}/{t}" for v, (f, t) in det.per_vendor.items()),
         ]
         lines += [f"  missed: {u}" for u in det.missed]
         lines += [f"  false positive: {u}" for u in det.wrong]

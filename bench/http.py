@@ -101,9 +101,7 @@ def _origin_main(conn: multiprocessing.connection.Connection) -> None:
     """The origin server: every GET gets the PNG; keep-alive; sends its port through `conn`."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(
-            asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError
-        ):
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             while True:
                 await reader.readuntil(b"\r\n\r\n")  # GET only: no request bodies
                 writer.write(_RESPONSE)
@@ -119,9 +117,7 @@ def _origin_main(conn: multiprocessing.connection.Connection) -> None:
     asyncio.run(serve())
 
 
-def _proxy_main(
-    with_addons: bool, confdir: str, conn: multiprocessing.connection.Connection
-) -> None:
+def _proxy_main(with_addons: bool, confdir: str, conn: multiprocessing.connection.Connection) -> None:
     """mitmproxy on an ephemeral loopback port, with or without our addons; sends the port."""
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -130,9 +126,7 @@ def _proxy_main(
         conn.send(f"{type(exc).__name__}: {exc}")
 
 
-async def _serve_proxy(
-    with_addons: bool, confdir: str, conn: multiprocessing.connection.Connection
-) -> None:
+async def _serve_proxy(with_addons: bool, confdir: str, conn: multiprocessing.connection.Connection) -> None:
     from mitmproxy import addons as mitm_addons
     from mitmproxy import options
     from mitmproxy.master import Master
@@ -203,9 +197,7 @@ def _url(variant: str, origin: int) -> str:
     return _IMAGE_PATH if variant == DIRECT else f"http://127.0.0.1:{origin}{_IMAGE_PATH}"
 
 
-def _fetch_all(
-    port: int, url: str, count: int, start: threading.Barrier
-) -> tuple[list[float], int]:
+def _fetch_all(port: int, url: str, count: int, start: threading.Barrier) -> tuple[list[float], int]:
     """`count` GETs of `url` on one keep-alive connection to 127.0.0.1:`port`."""
     latencies: list[float] = []
     errors = 0
@@ -408,9 +400,7 @@ def run(*, requests: int = 2000, rounds: int = 3, concurrency: int = 8, warmup: 
                 requests=requests * rounds,
                 errors=sum(b.errors for b in done),
                 rps=tuple(len(b.latencies) / b.seconds if b.seconds > 0 else 0.0 for b in done),
-                latency_median_ms=statistics.median(latencies) * 1000
-                if latencies
-                else float("nan"),
+                latency_median_ms=statistics.median(latencies) * 1000 if latencies else float("nan"),
                 latency_p95_ms=percentile(latencies, 95) * 1000 if latencies else float("nan"),
                 addons_active=active[n],
             )
@@ -426,21 +416,15 @@ def run(*, requests: int = 2000, rounds: int = 3, concurrency: int = 8, warmup: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "-n", type=int, default=2000, help="requests per variant and round (default 2000)"
-    )
+    p.add_argument("-n", type=int, default=2000, help="requests per variant and round (default 2000)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     p.add_argument("--concurrency", type=int, default=8, help="client connections (default 8)")
-    p.add_argument(
-        "--warmup", type=int, default=50, help="untimed requests per variant (default 50)"
-    )
+    p.add_argument("--warmup", type=int, default=50, help="untimed requests per variant (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        report = run(
-            requests=args.n, rounds=args.rounds, concurrency=args.concurrency, warmup=args.warmup
-        )
+        report = run(requests=args.n, rounds=args.rounds, concurrency=args.concurrency, warmup=args.warmup)
     except (ValueError, RuntimeError) as exc:
         print(f"bench.http: {exc}", file=sys.stderr)
         return 2

@@ -53,9 +53,7 @@ def measure(n: int, seed: int, min_events: int, detail: str) -> Result:
     engine = Engine()
     per_pass = 0
     for m in messages:  # warm-up, and how many events one pass logs
-        per_pass += sum(
-            1 for f in engine.rewrite(m, user="reader@example.org").findings if acted_on(f)
-        )
+        per_pass += sum(1 for f in engine.rewrite(m, user="reader@example.org").findings if acted_on(f))
     if per_pass == 0:
         raise SystemExit("the corpus produced no tracking events")
     passes = max(1, -(-min_events // per_pass))
@@ -72,9 +70,7 @@ def measure(n: int, seed: int, min_events: int, detail: str) -> Result:
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.sqlite3"
-        sink = EventSink(
-            lambda: open_store(db), detail=level, key_path=key_path_for(db), max_queue=100_000
-        )
+        sink = EventSink(lambda: open_store(db), detail=level, key_path=key_path_for(db), max_queue=100_000)
         without = with_sink = 0.0
         # Alternate so that drift (thermal, other load) hits both sides alike.
         for _ in range(passes):
@@ -102,9 +98,7 @@ def measure(n: int, seed: int, min_events: int, detail: str) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=120, help="number of newsletters (default 120)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--events", type=int, default=100_000, help="events to log at least")

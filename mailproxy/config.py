@@ -271,9 +271,7 @@ class LogConfig:
 
     detail: LogDetail = LogDetail.AGGREGATE
     store_path: Path | None = None  # an SQLite file, absolute
-    store_url: str | None = field(
-        default=None, repr=False
-    )  # a postgresql:// URL; may hold a password
+    store_url: str | None = field(default=None, repr=False)  # a postgresql:// URL; may hold a password
     retention_days: int = 30
 
     def store_location(self) -> Path | str:
@@ -337,9 +335,7 @@ def load_config(path: Path | str | None) -> Config:
     except OSError as exc:
         raise ConfigError(file, "", f"cannot read the file ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            file, "", f"expected UTF-8 text (invalid byte at offset {exc.start})"
-        ) from exc
+        raise ConfigError(file, "", f"expected UTF-8 text (invalid byte at offset {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", f"invalid TOML: {exc}") from exc
     except RecursionError as exc:
@@ -380,9 +376,7 @@ def _build(root: _Section, *, base: Path, source: Path) -> Config:
     http = _parse_http(root.table("http"))
     log = _parse_log(root.table("log"), base)
     if imap.enabled and http.enabled and imap.listen == http.listen:
-        root.table("http").fail(
-            "listen", f"expected an address other than imap.listen ({imap.listen})"
-        )
+        root.table("http").fail("listen", f"expected an address other than imap.listen ({imap.listen})")
     return Config(
         policy=policy,
         privacy=privacy,
@@ -423,9 +417,7 @@ def _dnt(sec: _Section, default: DntValue) -> DntValue:
 
 
 def _policy_overrides(sec: _Section) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (key, sec.choice(key, _POLICY_ENUMS[key], None)) for key in POLICY_KEYS if key in sec.data
-    )
+    return tuple((key, sec.choice(key, _POLICY_ENUMS[key], None)) for key in POLICY_KEYS if key in sec.data)
 
 
 def _parse_senders(parent: _Section, name: str) -> tuple[SenderRule, ...]:
@@ -470,9 +462,7 @@ def _parse_users(sec: _Section) -> tuple[UserOverride, ...]:
         if not address or any(c.isspace() for c in address):
             sec.fail(name, "expected an address (or IMAP login name) as the table name")
         if address in users:
-            sec.fail(
-                name, f"expected each user once; this repeats {_describe(address)} (case ignored)"
-            )
+            sec.fail(name, f"expected each user once; this repeats {_describe(address)} (case ignored)")
         users[address] = _parse_user(sec.table(name), address)
     return tuple(users.values())
 
@@ -513,9 +503,7 @@ def _parse_user(sec: _Section, address: str) -> UserOverride:
 
 def _parse_trackers(sec: _Section, base: Path) -> TrackerLists:
     sec.check_keys(("adblock", "disconnect"))
-    return TrackerLists(
-        adblock=sec.paths("adblock", base), disconnect=sec.paths("disconnect", base)
-    )
+    return TrackerLists(adblock=sec.paths("adblock", base), disconnect=sec.paths("disconnect", base))
 
 
 def _parse_imap(sec: _Section, base: Path) -> ImapConfig:
@@ -530,9 +518,7 @@ def _parse_imap(sec: _Section, base: Path) -> ImapConfig:
         tls_cert=sec.optional_path("tls_cert", base),
         tls_key=sec.optional_path("tls_key", base),
         client_tls=sec.choice("client_tls", ClientTls, d.client_tls),
-        allow_plaintext_upstream=sec.boolean(
-            "allow_plaintext_upstream", d.allow_plaintext_upstream
-        ),
+        allow_plaintext_upstream=sec.boolean("allow_plaintext_upstream", d.allow_plaintext_upstream),
         rewrite_workers=sec.integer("rewrite_workers", d.rewrite_workers, 0, 256),
     )
     if (
@@ -633,9 +619,7 @@ def _parse_log(sec: _Section, base: Path) -> LogConfig:
         # Never echo the URL: it may carry a password.
         scheme = store.split("://", 1)[0].lower()
         if scheme not in ("postgresql", "postgres"):
-            sec.fail(
-                "store", f'expected "", a file path or a postgresql:// URL; got a "{scheme}://" URL'
-            )
+            sec.fail("store", f'expected "", a file path or a postgresql:// URL; got a "{scheme}://" URL')
         try:
             _ = urlsplit(store).port  # raises on a malformed host or port
         except ValueError:
@@ -750,9 +734,7 @@ class _Section:
         value = self.data.get(name, default)
         # bool is a subclass of int; `retention_days = true` must not mean 1.
         if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
-            self.fail(
-                name, f"expected an integer from {minimum} to {maximum}; got {_describe(value)}"
-            )
+            self.fail(name, f"expected an integer from {minimum} to {maximum}; got {_describe(value)}")
         return value
 
     def choice(self, name: str, enum: type[_E], default: _E | None) -> _E:
@@ -773,9 +755,7 @@ class _Section:
         try:
             path = Path(text).expanduser()
         except RuntimeError:  # "~nosuchuser/..."
-            self.fail(
-                name, f"expected a path with a known home folder; got {_describe(text)}", index
-            )
+            self.fail(name, f"expected a path with a known home folder; got {_describe(text)}", index)
         return path if path.is_absolute() else base / path
 
     def optional_path(self, name: str, base: Path) -> Path | None:

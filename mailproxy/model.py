@@ -33,8 +33,16 @@ class Vector(StrEnum):
 
 # Vectors whose target is rendered as an image. Everything else is "remote content that is not an image".
 IMAGE_VECTORS = frozenset(
-    {Vector.IMG, Vector.SRCSET, Vector.LOWSRC, Vector.BACKGROUND, Vector.CSS_URL, Vector.POSTER,
-     Vector.SVG, Vector.VML}
+    {
+        Vector.IMG,
+        Vector.SRCSET,
+        Vector.LOWSRC,
+        Vector.BACKGROUND,
+        Vector.CSS_URL,
+        Vector.POSTER,
+        Vector.SVG,
+        Vector.VML,
+    }
 )
 
 

@@ -230,9 +230,7 @@ class Policy:
     def __init__(self, config: Config) -> None:
         self.config = config
         rules = config.policy
-        self._base: tuple[tuple[str, str], ...] = tuple(
-            (key, getattr(rules, key)) for key in POLICY_KEYS
-        )
+        self._base: tuple[tuple[str, str], ...] = tuple((key, getattr(rules, key)) for key in POLICY_KEYS)
         self._global = _compile(config.senders)
         self._users = {
             u.address.lower(): _UserLayer(

@@ -110,9 +110,7 @@ def test_example_file_commented_examples_are_valid(tmp_path: Path) -> None:
         chunk = text[start:].split("\n\n")[0]
         text = text.replace(chunk, "\n".join(line[2:] for line in chunk.splitlines()))
     cfg = load(tmp_path, text)
-    assert cfg.senders == (
-        SenderRule(match="*@news.example.com", overrides=(("tracker", "allow"),)),
-    )
+    assert cfg.senders == (SenderRule(match="*@news.example.com", overrides=(("tracker", "allow"),)),)
     alice = cfg.user("Alice@Example.org")
     assert alice is not None
     assert alice.overrides == (("tracker", "block"),)
@@ -195,9 +193,7 @@ POLICY_VALUES = {
 }
 
 
-@pytest.mark.parametrize(
-    ("key", "value"), [(k, v) for k, values in POLICY_VALUES.items() for v in values]
-)
+@pytest.mark.parametrize(("key", "value"), [(k, v) for k, values in POLICY_VALUES.items() for v in values])
 def test_policy_accepts_every_documented_value(tmp_path: Path, key: str, value: str) -> None:
     cfg = load(tmp_path, f'[policy]\n{key} = "{value}"\n')
     assert getattr(cfg.policy, key) == value
@@ -310,8 +306,7 @@ def test_senders_good_patterns(tmp_path: Path, match: str) -> None:
 def test_senders_bad_patterns(tmp_path: Path, raw: str) -> None:
     err = error(
         tmp_path,
-        f'[[senders]]\nmatch = "x.org"\ntracker = "allow"\n'
-        f'[[senders]]\nmatch = {raw}\ntracker = "allow"\n',
+        f'[[senders]]\nmatch = "x.org"\ntracker = "allow"\n[[senders]]\nmatch = {raw}\ntracker = "allow"\n',
     )
     assert err.key == "senders[1].match"
     assert err.expected.startswith("expected an address or domain pattern")
@@ -390,9 +385,7 @@ def test_users_policy_subtable_is_accepted(tmp_path: Path) -> None:
     assert alice.dnt == "0"
     err = error(tmp_path, '[users."alice@example.org".policy]\ntracker = "strp"\n')
     assert err.key == 'users."alice@example.org".policy.tracker'
-    assert err.expected.startswith(
-        'expected one of "strip", "rewrite", "block", "allow"; got "strp"'
-    )
+    assert err.expected.startswith('expected one of "strip", "rewrite", "block", "allow"; got "strp"')
 
 
 def test_users_subtable_conflicts_with_flat_key(tmp_path: Path) -> None:
@@ -522,8 +515,7 @@ def test_plaintext_upstream_needs_loopback_or_explicit_permission(tmp_path: Path
     assert "allow_plaintext_upstream" in err.expected
     cfg = load(
         tmp_path,
-        '[imap]\nupstream = "mail.example.com:143"\nupstream_tls = "none"\n'
-        "allow_plaintext_upstream = true\n",
+        '[imap]\nupstream = "mail.example.com:143"\nupstream_tls = "none"\nallow_plaintext_upstream = true\n',
     )
     assert cfg.imap.upstream_tls is UpstreamTls.NONE
     for loopback in ("127.0.0.2:143", "[::1]:143", "localhost:143"):

@@ -60,12 +60,8 @@ def expected_action(p: EffectivePolicy, verdict: Verdict, is_image: bool) -> Act
 @pytest.mark.parametrize("policy", ALL_POLICIES, ids=lambda p: p.rewrite_key)
 @pytest.mark.parametrize("verdict", list(Verdict))
 @pytest.mark.parametrize("is_image", [True, False])
-def test_action_for_complete_table(
-    policy: EffectivePolicy, verdict: Verdict, is_image: bool
-) -> None:
-    assert policy.action_for(verdict, is_image=is_image) is expected_action(
-        policy, verdict, is_image
-    )
+def test_action_for_complete_table(policy: EffectivePolicy, verdict: Verdict, is_image: bool) -> None:
+    assert policy.action_for(verdict, is_image=is_image) is expected_action(policy, verdict, is_image)
 
 
 @pytest.mark.parametrize(
@@ -203,9 +199,7 @@ D = PolicyRules()
         ("a@example.com", "carol@example.org", {"tracker": "allow"}),
     ],
 )
-def test_resolution_precedence(
-    sender: str | None, user: str | None, expected: dict[str, str]
-) -> None:
+def test_resolution_precedence(sender: str | None, user: str | None, expected: dict[str, str]) -> None:
     policy = Policy.from_config(CONFIG)
     got = policy.resolve(sender=sender, user=user)
     for key in ("tracker", "identifiers", "images", "content", "receipts"):

@@ -77,9 +77,7 @@ _BARE_HASH_RE: Final = re.compile(r"&#(?:[0-9]+|[xX][0-9a-fA-F]+);|#")
 # Query separators: "&" as written, or entity-encoded as it appears in raw HTML. An "&" that starts
 # another numeric character reference ("utm&#95;source") is part of the name, not a separator. ";"
 # is not a separator.
-_QUERY_SEP_RE: Final = re.compile(
-    r"&(?:amp;|AMP;|#0*38;|#[xX]0*26;|(?!#[0-9]+;|#[xX][0-9a-fA-F]+;))"
-)
+_QUERY_SEP_RE: Final = re.compile(r"&(?:amp;|AMP;|#0*38;|#[xX]0*26;|(?!#[0-9]+;|#[xX][0-9a-fA-F]+;))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +226,7 @@ def _b64_atoms(data: bytes, offset: int, alphabet: str) -> tuple[list[str], str]
             fixed.append(alphabet[bits])
         else:
             mask = (1 << known) - 1
-            atoms.append(
-                _char_class(c for i, c in enumerate(alphabet) if (i >> low_unknown) & mask == bits)
-            )
+            atoms.append(_char_class(c for i, c in enumerate(alphabet) if (i >> low_unknown) & mask == bits))
     return atoms, "".join(fixed)
 
 
@@ -312,9 +308,7 @@ class _Needles:
 
     def may_ci(self, low: str | None) -> bool:
         return (
-            low is None
-            or _holds_any(low, self.hex_keys)
-            or ("%40" in low and _holds_any(low, self.pct_keys))
+            low is None or _holds_any(low, self.hex_keys) or ("%40" in low and _holds_any(low, self.pct_keys))
         )
 
     def raw_matches(self, text: str) -> Iterator[re.Match[str]]:

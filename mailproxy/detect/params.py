@@ -170,9 +170,7 @@ _PERSON: Final = frozenset(
         "customerid",
     }
 )
-_FLAG_VALUES: Final = frozenset(
-    {"0", "1", "true", "false", "yes", "no", "on", "off", "null", "none"}
-)
+_FLAG_VALUES: Final = frozenset({"0", "1", "true", "false", "yes", "no", "on", "off", "null", "none"})
 
 # Short generic names used by ESPs for recipient ids (Mailchimp e=, phpList/Mailchimp u=, LiveIntent
 # m=<md5>, session ids) but also for harmless things: "cid" is often a content id, "m" a mode, "u" a
@@ -266,9 +264,7 @@ _VERSION: Final = frozenset(
 
 # --- Value shapes ---
 
-_UUID_RE: Final = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
+_UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE: Final = re.compile(r"[0-9a-fA-F]{16,}")
 _DIGITS_RE: Final = re.compile(r"[0-9]{12,}")
 # base64 / base64url, with "." and "~" for compound tokens (JWT-like, SendGrid's "u001.xxx").
@@ -468,9 +464,7 @@ def identifying_params(url: str, identity: IdentityMatcher | None = None) -> lis
         return []
     carriers: set[str] = set()
     if identity:
-        carriers = {
-            hit.param for hit in identity.find(url) if hit.location == "query" and hit.param
-        }
+        carriers = {hit.param for hit in identity.find(url) if hit.location == "query" and hit.param}
     hits: list[ParamHit] = []
     seen: set[str] = set()
     for name, value, has_eq in _query_pairs(query):

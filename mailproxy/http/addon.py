@@ -110,9 +110,7 @@ _BLOCK_ACTIONS: Final = frozenset({Action.STRIP, Action.BLOCK})
 _IMAGE_PATH: Final = re.compile(r"\.(?:gif|png|jpe?g|webp|avif|bmp|ico|svg|tiff?)\Z", re.IGNORECASE)
 # Client TLS failures that mean "the client does not trust our CA" (OpenSSL alert texts and
 # mitmproxy's own wording), as opposed to a network hiccup.
-_DISTRUST: Final = re.compile(
-    r"unknown ca|bad certificate|certificate unknown|trust", re.IGNORECASE
-)
+_DISTRUST: Final = re.compile(r"unknown ca|bad certificate|certificate unknown|trust", re.IGNORECASE)
 _CACHE_SIZE: Final = 4096
 # "auto" mode passes a distrusting client's tunnels through this long (seconds), then tries again:
 # its user may have installed the CA meanwhile.
@@ -152,9 +150,7 @@ class ProxyState:
     def reconfigure(self, config: Config, *, db: TrackerDB | None = None) -> None:
         """Use `config` from now on. Raises FilterListError for an unreadable tracker list."""
         if db is None:
-            db = TrackerDB.load(
-                adblock=config.trackers.adblock, disconnect=config.trackers.disconnect
-            )
+            db = TrackerDB.load(adblock=config.trackers.adblock, disconnect=config.trackers.disconnect)
         self.config = config
         self.db = db
         self.policy = Policy.from_config(config)
@@ -406,9 +402,7 @@ class NetworkGuard:
                 self.state.emit("refused", "connect", host, detail="private-address")
             return
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
             server.error = f"mailproxy: cannot resolve {host}: {exc}"
             return
@@ -460,9 +454,7 @@ class TrackerBlock:
         if eff.action_for(Verdict.TRACKER, is_image=True) not in _BLOCK_ACTIONS:
             return
         flow.response = _refusal("tracker host")
-        self.state.emit(
-            "blocked", "connect", host, flow=flow, vendor=match.vendor, detail=match.reason
-        )
+        self.state.emit("blocked", "connect", host, flow=flow, vendor=match.vendor, detail=match.reason)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
@@ -484,9 +476,7 @@ class TrackerBlock:
             return
         if action in _BLOCK_ACTIONS:
             flow.response = _answer(is_image)
-            self.state.emit(
-                "blocked", "request", request.host, flow=flow, verdict=verdict, is_image=is_image
-            )
+            self.state.emit("blocked", "request", request.host, flow=flow, verdict=verdict, is_image=is_image)
         elif action is Action.CLEAN and verdict.remove_params:
             self._clean(flow, verdict, is_image)
 

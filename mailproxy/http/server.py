@@ -91,9 +91,7 @@ class HttpProxy:
         if self._master is not None:
             raise RuntimeError("HttpProxy already started")
         listen = self.config.http.listen
-        opts = options.Options(
-            listen_host=listen.host, listen_port=listen.port, confdir=self.confdir
-        )
+        opts = options.Options(listen_host=listen.host, listen_port=listen.port, confdir=self.confdir)
         master = Master(opts)
         ready = asyncio.Event()
         master.addons.add(*mitm_addons.default_addons())
@@ -125,9 +123,7 @@ class HttpProxy:
             raise MailproxyError(f"the HTTP proxy stopped while starting: {error}")
         if not self.listen_addrs:
             await self.stop()
-            raise MailproxyError(
-                f"cannot listen on {listen} for the HTTP proxy (is the port in use?)"
-            )
+            raise MailproxyError(f"cannot listen on {listen} for the HTTP proxy (is the port in use?)")
         logger.info("HTTP proxy listening on %s (tls: %s)", self._describe(), self.state.tls)
 
     def _describe(self) -> str:
@@ -198,9 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-c", "--config", help="TOML configuration file (default: built-in defaults)")
     p.add_argument("--tls", choices=TLS_MODES, help="which tunnels to decrypt (default: [http] tls)")
     p.add_argument("--confdir", help=f"mitmproxy folder with the CA (default {DEFAULT_CONFDIR})")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="NAME=VALUE", help="a mitmproxy option"
-    )
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a mitmproxy option")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
     logging.basicConfig(

@@ -53,9 +53,7 @@ _SEQ_SINGLE = re.compile(rb"[0-9]+\Z")
 _FETCH_HEAD = re.compile(rb"\* ([0-9]+) FETCH \(", re.IGNORECASE)
 # An item name as requested or echoed: NAME, NAME[section], NAME[section]<o> or <o.n>.
 _ITEM = re.compile(rb"([A-Za-z0-9.]+)(?:\[([^\]]*)\])?(?:<([0-9]+)(?:\.([0-9]+))?>)?\Z")
-_PATH = re.compile(
-    rb"((?:[0-9]+\.)*[0-9]+)?(?:\.?(TEXT|HEADER|MIME|HEADER\.FIELDS.*))?\Z", re.DOTALL
-)
+_PATH = re.compile(rb"((?:[0-9]+\.)*[0-9]+)?(?:\.?(TEXT|HEADER|MIME|HEADER\.FIELDS.*))?\Z", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +106,7 @@ def _needs_whole(item: Item) -> bool:
 
 def _is_whole(item: Item) -> bool:
     return (
-        item.kind == b"BODY"
-        and item.sectioned
-        and not item.path
-        and not item.suffix
-        and item.origin is None
+        item.kind == b"BODY" and item.sectioned and not item.path and not item.suffix and item.origin is None
     )
 
 
@@ -126,9 +120,7 @@ class FetchPlan:
     uid: int | None = None  # the single UID of a UID FETCH, when it names one message
 
 
-def plan_fetch(
-    line: bytes, rest: bytes, *, uid_command: bool, cached: Callable[[int], bool]
-) -> FetchPlan:
+def plan_fetch(line: bytes, rest: bytes, *, uid_command: bool, cached: Callable[[int], bool]) -> FetchPlan:
     """Plan a FETCH whose first line is ``line`` and whose text after the command name is ``rest``.
 
     Never raises: a command it cannot read goes upstream unchanged (the server judges it).
@@ -139,9 +131,7 @@ def plan_fetch(
         return FetchPlan(line=line, extended=False)
 
 
-def _plan(
-    line: bytes, rest: bytes, *, uid_command: bool, cached: Callable[[int], bool]
-) -> FetchPlan:
+def _plan(line: bytes, rest: bytes, *, uid_command: bool, cached: Callable[[int], bool]) -> FetchPlan:
     body = rest.rstrip(b"\r\n")
     sp = body.find(b" ")
     if sp < 0:
@@ -398,9 +388,7 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
     _msn, atts, close = parsed
     markers = [a for a in atts if _is_marker(data, a)]
     bodies = [
-        a
-        for a in atts
-        if a.item is not None and a.item.kind in (b"BODY", b"BINARY") and a.item.sectioned
+        a for a in atts if a.item is not None and a.item.kind in (b"BODY", b"BINARY") and a.item.sectioned
     ]
     if not bodies:
         return None
@@ -411,9 +399,7 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
                 uid = int(data[a.vstart : a.vend])
             except ValueError:
                 uid = None
-    whole_att = next(
-        (a for a in bodies if a.item is not None and _is_whole(a.item) and a.cstart >= 0), None
-    )
+    whole_att = next((a for a in bodies if a.item is not None and _is_whole(a.item) and a.cstart >= 0), None)
     whole = _content(data, whole_att) if whole_att is not None else None
 
     rewritten: bytes | None = None
@@ -448,9 +434,7 @@ def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
             body = _served(a.item, original, rewritten, whole if a is not whole_att else None)
             if body is None:
                 ctx.unrewritten += 1
-                body, _ = neutralize_section(
-                    original, decoded=a.item.kind == b"BINARY", origin=a.item.origin
-                )
+                body, _ = neutralize_section(original, decoded=a.item.kind == b"BINARY", origin=a.item.origin)
             served = body
         if served != original:
             replace.append((a, served))

@@ -378,9 +378,7 @@ _DROP_EXACT = frozenset(
 )
 _DROP_PREFIX = (b"COMPRESS=", b"URLAUTH=")
 # Commands the proxy answers NO to itself, because it removed the capability that allows them.
-REFUSED_COMMANDS = frozenset(
-    {b"COMPRESS", b"NOTIFY", b"URLFETCH", b"CONVERT", b"RESETKEY", b"GENURLAUTH"}
-)
+REFUSED_COMMANDS = frozenset({b"COMPRESS", b"NOTIFY", b"URLFETCH", b"CONVERT", b"RESETKEY", b"GENURLAUTH"})
 
 _CAPA_CODE = re.compile(rb"\[CAPABILITY ([^\]\r\n]*)\]", re.IGNORECASE)
 _CAPA_UNTAGGED = re.compile(rb"\* CAPABILITY ([^\r\n]*)", re.IGNORECASE)
@@ -409,20 +407,14 @@ def has_capabilities(data: bytes) -> bool:
     return b"CAPABILITY" in head.upper()
 
 
-def filter_capabilities(
-    data: bytes, *, add_starttls: bool = False, login_disabled: bool = False
-) -> bytes:
+def filter_capabilities(data: bytes, *, add_starttls: bool = False, login_disabled: bool = False) -> bytes:
     """``data`` (one response) with its capability list(s) filtered; other bytes unchanged."""
 
     def fix(m: re.Match[bytes]) -> bytes:
         caps = filter_capability_list(
             m.group(1).split(), add_starttls=add_starttls, login_disabled=login_disabled
         )
-        return (
-            m.group(0)[: m.start(1) - m.start(0)]
-            + b" ".join(caps)
-            + m.group(0)[m.end(1) - m.start(0) :]
-        )
+        return m.group(0)[: m.start(1) - m.start(0)] + b" ".join(caps) + m.group(0)[m.end(1) - m.start(0) :]
 
     line_end = data.find(b"\n") + 1 or len(data)
     first, rest = data[:line_end], data[line_end:]

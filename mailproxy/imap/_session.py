@@ -262,8 +262,7 @@ class Session:
         """Whether server bytes would be processed now rather than only buffered (the shell stops
         reading from the server otherwise)."""
         return not self._barrier and (
-            not self._queue
-            or (self._open_jobs < self._max_jobs and self._queued_bytes < _MAX_HELD_BYTES)
+            not self._queue or (self._open_jobs < self._max_jobs and self._queued_bytes < _MAX_HELD_BYTES)
         )
 
     def rewrite_done(self, result: bytes, job: RewriteJob | None = None) -> Output:

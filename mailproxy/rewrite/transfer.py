@@ -77,8 +77,7 @@ class Edit:
             raise TransferError(f"edit span [{self.start}, {self.end}) is not a range")
         if len(self.content) > self.end - self.start:
             raise TransferError(
-                f"edit content ({len(self.content)} bytes) longer than its span"
-                f" [{self.start}, {self.end})"
+                f"edit content ({len(self.content)} bytes) longer than its span [{self.start}, {self.end})"
             )
         if b"\r" in self.content or b"\n" in self.content:
             raise TransferError("edit content must not contain CR or LF")
@@ -230,9 +229,7 @@ def _b64_decode(data: bytes) -> bytes:
             return binascii.a2b_base64(candidate, strict_mode=False)
         except binascii.Error:
             continue
-    raise TransferError(
-        "base64 body cannot be decoded"
-    )  # pragma: no cover - both repairs cover all
+    raise TransferError("base64 body cannot be decoded")  # pragma: no cover - both repairs cover all
 
 
 def _b64_decoded(data: bytes) -> bytes:
@@ -388,8 +385,7 @@ _HEX_BYTE.update({k[:1] + k[1:].lower(): v for k, v in list(_HEX_BYTE.items())})
 # How a content byte is written: printable ASCII, space and tab as themselves, "=" and the rest
 # escaped.
 _QP_ATOM = tuple(
-    bytes((c,)) if (33 <= c <= 126 and c != 61) or c in (9, 32) else f"={c:02X}".encode()
-    for c in range(256)
+    bytes((c,)) if (33 <= c <= 126 and c != 61) or c in (9, 32) else f"={c:02X}".encode() for c in range(256)
 )
 _QP_ESCAPED = tuple(f"={c:02X}".encode() for c in range(256))
 _QP_NOT_LITERAL = bytes(c for c in range(256) if len(_QP_ATOM[c]) != 1)
@@ -865,8 +861,7 @@ def _qp_rewrite_range(
                 logger.debug("quoted-printable range [%d, %d): a line over %d", a, b, limit)
             return out, content + b" " * used + rng.tail_decoded
     raise TransferError(
-        f"replacement cannot be laid out in quoted-printable range [{a}, {b})"
-        " without a space ending a line"
+        f"replacement cannot be laid out in quoted-printable range [{a}, {b}) without a space ending a line"
     )
 
 
@@ -921,7 +916,5 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
             pos = edit.end
         expected.append(index.decoded[pos : index.decoded_at(r1)])
         if _qp_decode(result[r0:r1]) != b"".join(expected):
-            raise TransferError(
-                "quoted-printable rewrite does not decode as intended (malformed input?)"
-            )
+            raise TransferError("quoted-printable rewrite does not decode as intended (malformed input?)")
     return result

@@ -290,13 +290,9 @@ def test_bundled_samples_are_what_write_samples_produces(tmp_path: Path) -> None
 # ---- CLI -----------------------------------------------------------------------------------------
 
 
-def test_cli_writes_eml_files_and_labels(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_writes_eml_files_and_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    rc = corpus.main(
-        ["--out", str(out), "-n", "3", "--seed", "1", "--html-kb", "16", "20", "--labels"]
-    )
+    rc = corpus.main(["--out", str(out), "-n", "3", "--seed", "1", "--html-kb", "16", "20", "--labels"])
     assert rc == 0
     assert sorted(p.name for p in out.glob("*.eml")) == ["0000.eml", "0001.eml", "0002.eml"]
     assert (out / "0001.eml").read_bytes() == generate(2, seed=1, html_kb=(16, 20))[1]
@@ -306,9 +302,7 @@ def test_cli_writes_eml_files_and_labels(
 
 
 def test_cli_writes_a_maildir(tmp_path: Path) -> None:
-    rc = corpus.main(
-        ["--out", str(tmp_path / "md"), "-n", "2", "--html-kb", "16", "16", "--maildir"]
-    )
+    rc = corpus.main(["--out", str(tmp_path / "md"), "-n", "2", "--html-kb", "16", "16", "--maildir"])
     assert rc == 0
     assert {p.name for p in (tmp_path / "md").iterdir()} == {"cur", "new", "tmp"}
     assert len(list((tmp_path / "md" / "new").iterdir())) == 2
@@ -319,9 +313,7 @@ def test_cli_bad_size_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "html_kb" in capsys.readouterr().err
 
 
-def test_cli_unwritable_output_is_a_clean_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_unwritable_output_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert corpus.main(["--out", str(blocker / "sub"), "-n", "1", "--html-kb", "16", "16"]) == 1

@@ -67,9 +67,7 @@ def test_score_counts_hits_misses_and_false_positives() -> None:
 
 
 def test_score_takes_the_most_severe_verdict_per_url() -> None:
-    s = detect.score(
-        [(LABELS, [finding(SES, Verdict.CLEAN), finding(SES, Verdict.TRACKER, "Amazon SES")])]
-    )
+    s = detect.score([(LABELS, [finding(SES, Verdict.CLEAN), finding(SES, Verdict.TRACKER, "Amazon SES")])])
     assert s.true_positives == 1 and s.false_positives == 0
 
 

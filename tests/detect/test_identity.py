@@ -128,9 +128,7 @@ def test_false_cases(url: str) -> None:
 @pytest.mark.parametrize("prefix", ["", "x", "e=", "id=", "email=", "email:", '{"e":"'])
 @pytest.mark.parametrize("suffix", ["", "|1", "&x=12", '","c":42}'])
 @pytest.mark.parametrize("url_safe", [False, True])
-def test_base64_inside_a_longer_token_at_any_offset(
-    prefix: str, suffix: str, url_safe: bool
-) -> None:
+def test_base64_inside_a_longer_token_at_any_offset(prefix: str, suffix: str, url_safe: bool) -> None:
     token = _b64(prefix + LOWER + suffix, url=url_safe, pad=False)
     hits = MATCHER.find(f"https://t.example/o?d={token}")
     assert [(h.location, h.param) for h in hits] == [("query", "d")]
@@ -169,9 +167,7 @@ def test_address_as_bare_query_key_and_entity_separators() -> None:
 
 
 def test_mixed_case_variant_counts_as_raw() -> None:
-    assert MATCHER.find(f"https://t.example/p?e={ADDR.upper()}") == [
-        IdentityHit("raw", "query", "e")
-    ]
+    assert MATCHER.find(f"https://t.example/p?e={ADDR.upper()}") == [IdentityHit("raw", "query", "e")]
 
 
 def test_empty_and_invalid_recipients() -> None:

@@ -56,9 +56,7 @@ def flow(url: str, headers: dict[str, str] | None = None, method: str = "GET") -
     return f
 
 
-def connect_flow(
-    host: str, port: int = 443, headers: dict[str, str] | None = None
-) -> http.HTTPFlow:
+def connect_flow(host: str, port: int = 443, headers: dict[str, str] | None = None) -> http.HTTPFlow:
     f = tflow.tflow()
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     f.request = http.Request(
@@ -129,9 +127,7 @@ def test_transparent_gif_is_a_1x1_gif_with_a_transparent_colour() -> None:
 # --- privacy headers ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("dnt", "sent", "expected"), [("1", "0", "1"), ("0", "1", "0"), ("1", None, "1")]
-)
+@pytest.mark.parametrize(("dnt", "sent", "expected"), [("1", "0", "1"), ("0", "1", "0"), ("1", None, "1")])
 def test_dnt_is_set_to_the_configured_value(
     tmp_path: Path, ctx: taddons.context, dnt: str, sent: str | None, expected: str
 ) -> None:
@@ -141,9 +137,7 @@ def test_dnt_is_set_to_the_configured_value(
     assert f.request.headers.get_all("DNT") == [expected]
 
 
-def test_dnt_unset_never_adds_the_header_and_keeps_the_clients(
-    tmp_path: Path, ctx: taddons.context
-) -> None:
+def test_dnt_unset_never_adds_the_header_and_keeps_the_clients(tmp_path: Path, ctx: taddons.context) -> None:
     s = ProxyState(config(tmp_path, '[privacy]\ndnt = "unset"\n'))
     absent = flow(CLEAN_URL)
     PrivacyHeaders(s).requestheaders(absent)
@@ -169,9 +163,7 @@ def test_gpc_off_adds_nothing_but_keeps_the_clients(tmp_path: Path, ctx: taddons
     assert own.request.headers["Sec-GPC"] == "1"  # intermediaries must not remove it
 
 
-def test_cookie_referer_and_proxy_headers_are_stripped(
-    state: ProxyState, ctx: taddons.context
-) -> None:
+def test_cookie_referer_and_proxy_headers_are_stripped(state: ProxyState, ctx: taddons.context) -> None:
     f = flow(
         CLEAN_URL,
         {
@@ -239,9 +231,7 @@ def test_tracker_allowed_by_policy_is_forwarded(tmp_path: Path, ctx: taddons.con
 
 
 def test_per_sender_style_user_policy_via_proxy_auth(tmp_path: Path, ctx: taddons.context) -> None:
-    s = ProxyState(
-        config(tmp_path, '[users."bob@example.org"]\ntracker = "allow"\ndnt = "0"\ngpc = false\n')
-    )
+    s = ProxyState(config(tmp_path, '[users."bob@example.org"]\ntracker = "allow"\ndnt = "0"\ngpc = false\n'))
     bob = run_chain(
         s, flow(TRACKER_HOST_URL, {**IMAGE_ACCEPT, "Proxy-Authorization": basic("Bob@Example.org")})
     )
@@ -257,9 +247,7 @@ def test_per_sender_style_user_policy_via_proxy_auth(tmp_path: Path, ctx: taddon
 
 def test_user_of_a_connect_applies_inside_the_tunnel(tmp_path: Path, ctx: taddons.context) -> None:
     s = ProxyState(config(tmp_path, '[users."bob@example.org"]\ndnt = "0"\n'))
-    connect = connect_flow(
-        "news.example.com", headers={"Proxy-Authorization": basic("bob@example.org")}
-    )
+    connect = connect_flow("news.example.com", headers={"Proxy-Authorization": basic("bob@example.org")})
     PrivacyHeaders(s).http_connect(connect)
     inner = flow("https://news.example.com/logo.png")
     inner.client_conn = connect.client_conn
@@ -342,9 +330,7 @@ def test_identifying_parameters_are_removed_from_images(
     assert events[-1]["removed_params"] == ["uid", "utm_source"]
 
 
-def test_identifying_parameters_kept_when_policy_allows(
-    tmp_path: Path, ctx: taddons.context
-) -> None:
+def test_identifying_parameters_kept_when_policy_allows(tmp_path: Path, ctx: taddons.context) -> None:
     s = ProxyState(config(tmp_path, '[policy]\nidentifiers = "allow"\n'))
     f = run_chain(s, flow(IDENTIFYING_URL, IMAGE_ACCEPT))
     assert f.response is None
@@ -357,9 +343,7 @@ def test_identifying_image_blocked_when_policy_blocks(tmp_path: Path, ctx: taddo
     assert f.response is not None and f.response.content == TRANSPARENT_GIF
 
 
-def test_identifying_non_image_request_is_left_alone(
-    state: ProxyState, ctx: taddons.context
-) -> None:
+def test_identifying_non_image_request_is_left_alone(state: ProxyState, ctx: taddons.context) -> None:
     # e.g. an OAuth callback through the same proxy: cleaning its query would break the login
     url = "http://login.example.com/cb?state=a8f7d6e5c4b3a2918f7e&uid=a8f7d6e5c4b3a2918f7e"
     f = run_chain(state, flow(url, {"Accept": "text/html,*/*"}))
@@ -367,13 +351,9 @@ def test_identifying_non_image_request_is_left_alone(
     assert f.request.url == url
 
 
-def test_tracker_rewrite_rule_cleans_instead_of_blocking(
-    tmp_path: Path, ctx: taddons.context
-) -> None:
+def test_tracker_rewrite_rule_cleans_instead_of_blocking(tmp_path: Path, ctx: taddons.context) -> None:
     s = ProxyState(config(tmp_path, '[policy]\ntracker = "rewrite"\n'))
-    f = run_chain(
-        s, flow("http://news.example.com/open.gif?uid=a8f7d6e5c4b3a2918f7e&v=2", IMAGE_ACCEPT)
-    )
+    f = run_chain(s, flow("http://news.example.com/open.gif?uid=a8f7d6e5c4b3a2918f7e&v=2", IMAGE_ACCEPT))
     assert f.response is None
     assert f.request.path == "/open.gif?v=2"
 
@@ -391,9 +371,7 @@ def test_tracker_rewrite_rule_cleans_instead_of_blocking(
     ],
 )
 def test_is_image_request(headers: dict[str, str], path: str, expected: bool) -> None:
-    request = http.Request.make(
-        "GET", "http://h.example" + path, headers=http.Headers(_pairs(headers))
-    )
+    request = http.Request.make("GET", "http://h.example" + path, headers=http.Headers(_pairs(headers)))
     assert is_image_request(request) is expected
 
 
@@ -418,9 +396,7 @@ def test_redirect_to_a_tracker_is_answered_locally(
     assert events[-1]["host"] == "trk.klaviyomail.com"
 
 
-def test_relative_redirect_to_a_tracking_path_is_cut(
-    state: ProxyState, ctx: taddons.context
-) -> None:
+def test_relative_redirect_to_a_tracking_path_is_cut(state: ProxyState, ctx: taddons.context) -> None:
     f = redirect("http://news.example.com/r/1", "/open.gif?e=abc", {"Accept": "*/*"})
     TrackerBlock(state).response(f)
     assert f.response is not None and f.response.status_code == 200  # .gif path: an image
@@ -471,9 +447,7 @@ def test_connect_to_tracker_host_allowed_when_intercepting(ctx: taddons.context)
 def client_hello_data(client: connection.Client | None = None) -> tls.ClientHelloData:
     """A real ClientHello, produced by the ssl module into a memory BIO."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ssl.create_default_context().wrap_bio(
-        incoming, outgoing, server_hostname="news.example.com"
-    )
+    obj = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="news.example.com")
     with pytest.raises(ssl.SSLWantReadError):
         obj.do_handshake()
     record = outgoing.read()
@@ -639,9 +613,7 @@ def server_data(host: str, port: int = 80) -> server_hooks.ServerConnectionHookD
     return server_hooks.ServerConnectionHookData(server=server, client=tflow.tclient_conn())
 
 
-def test_name_resolving_to_loopback_is_refused(
-    ctx: taddons.context, events: list[dict[str, object]]
-) -> None:
+def test_name_resolving_to_loopback_is_refused(ctx: taddons.context, events: list[dict[str, object]]) -> None:
     guard = NetworkGuard(ProxyState(load_config(None), on_event=events.append))
     data = server_data("localhost")
     asyncio.run(guard.server_connect(data))
@@ -689,9 +661,7 @@ def test_events_and_log_lines_carry_no_cookies_or_query(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="mailproxy.tracking")
-    run_chain(
-        state, flow(TRACKER_PATH_URL + "&email=alice%40example.org", {"Cookie": "sid=SECRET"})
-    )
+    run_chain(state, flow(TRACKER_PATH_URL + "&email=alice%40example.org", {"Cookie": "sid=SECRET"}))
     assert events and events[-1]["reasons"] == ["tracking-path"]
     text = caplog.text + repr(events)
     assert "SECRET" not in text and "alice" not in text and "e=abc" not in text

@@ -220,9 +220,7 @@ def render(rig: Rig, run: str, html: str, *, proxy: bool) -> Path:
         done = subprocess.run([*args, url], capture_output=True, timeout=CHROMIUM_TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"Chromium did not finish {run} within {CHROMIUM_TIMEOUT:.0f} s")
-    assert shot.is_file(), (
-        f"Chromium wrote no screenshot ({done.returncode}):\n{done.stderr.decode()}"
-    )
+    assert shot.is_file(), f"Chromium wrote no screenshot ({done.returncode}):\n{done.stderr.decode()}"
     assert shot.read_bytes().startswith(b"\x89PNG")
     return shot
 

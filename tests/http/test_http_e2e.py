@@ -299,9 +299,7 @@ def test_private_address_outside_allow_networks_is_refused(world: World) -> None
 
 def test_https_intercepted_when_the_client_trusts_the_ca(world: World) -> None:
     url = f"https://localhost:{world.https_port}/secure.png"
-    got = curl(
-        world.intercept_port, url, "--cacert", str(world.mitm_ca), headers={"Cookie": "s=1"}
-    )
+    got = curl(world.intercept_port, url, "--cacert", str(world.mitm_ca), headers={"Cookie": "s=1"})
     assert got.status == 200, got.stderr
     seen = world.recorder.headers_of("/secure.png")
     assert seen["dnt"] == ["1"] and seen["sec-gpc"] == ["1"]
@@ -327,9 +325,7 @@ def test_connect_to_a_tracker_host_refused_in_host_level_mode(world: World) -> N
 def test_other_tunnels_pass_through_untouched_in_host_level_mode(world: World) -> None:
     url = f"https://localhost:{world.https_port}/passthrough.png"
     # the client trusts only the real server's CA: it would fail if the proxy intercepted
-    got = curl(
-        world.passthrough_port, url, "--cacert", str(world.trustme_ca), headers={"Cookie": "k=1"}
-    )
+    got = curl(world.passthrough_port, url, "--cacert", str(world.trustme_ca), headers={"Cookie": "k=1"})
     assert got.status == 200, got.stderr
     seen = world.recorder.headers_of("/passthrough.png")
     assert seen["cookie"] == ["k=1"]  # untouched: not decrypted

@@ -85,9 +85,7 @@ def test_requests_without_credentials_are_challenged(world: World) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_the_named_user_gets_their_settings_and_the_origin_no_credentials(
-    world: World, scheme: str
-) -> None:
+def test_the_named_user_gets_their_settings_and_the_origin_no_credentials(world: World, scheme: str) -> None:
     got = fetch(world, scheme, f"/alice-{scheme}.png", *as_user(CREDENTIALS))
     assert got.exit_code == 0 and got.status == 200, got.stderr
     seen = world.servers.recorder.headers_of(f"/alice-{scheme}.png")
@@ -105,9 +103,7 @@ def test_the_named_user_gets_their_settings_and_the_origin_no_credentials(
     assert base64.b64encode(CREDENTIALS.encode()).decode() not in text
 
 
-def test_a_warning_when_there_are_no_users_to_pick(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_warning_when_there_are_no_users_to_pick(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "mailproxy.toml"
     path.write_text(
         f'[http]\nlisten = "127.0.0.1:{free_port()}"\nrequire_user = true\n\n[imap]\nenabled = false\n',

@@ -58,9 +58,7 @@ def build_messages() -> dict[str, bytes]:
     big = _crlf(quopri.encodestring(_html(4000)))  # about 260 KB: a real chunk walk
     inner = _headers("inner", "Content-Type: text/html; charset=utf-8\r\n") + b"\r\n" + _html(3)
     return {
-        "qp alternative": _headers(
-            "qp alternative", "Content-Type: multipart/alternative; boundary=B1\r\n"
-        )
+        "qp alternative": _headers("qp alternative", "Content-Type: multipart/alternative; boundary=B1\r\n")
         + b"\r\n--B1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello reader.\r\n"
         b"--B1\r\nContent-Type: text/html; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: quoted-printable\r\n"
@@ -75,8 +73,7 @@ def build_messages() -> dict[str, bytes]:
         + b"\r\nJust text, see https://pixel.mailchimp.com/open.gif in words.\r\n",
         "big newsletter": _headers(
             "big newsletter",
-            "Content-Type: text/html; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n",
+            "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n",
         )
         + b"\r\n"
         + big,

@@ -31,9 +31,7 @@ def html_of(raw: bytes) -> bytes:
 
 
 @pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync not installed")
-def test_mbsync_syncs_the_mailbox_rewritten(
-    proxy: ProxyThread, dovecot: Dovecot, tmp_path: Path
-) -> None:
+def test_mbsync_syncs_the_mailbox_rewritten(proxy: ProxyThread, dovecot: Dovecot, tmp_path: Path) -> None:
     out = tmp_path / "mail"
     out.mkdir()
     rc = tmp_path / "mbsyncrc"
@@ -44,9 +42,7 @@ def test_mbsync_syncs_the_mailbox_rewritten(
         "Channel test\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync Pull\n"
         "SyncState *\n"
     )
-    res = subprocess.run(
-        ["mbsync", "-c", str(rc), "-a"], capture_output=True, timeout=120, check=False
-    )
+    res = subprocess.run(["mbsync", "-c", str(rc), "-a"], capture_output=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr.decode(errors="replace")
     files = [p for sub in ("cur", "new") for p in (out / "INBOX" / sub).iterdir()]
     assert len(files) == len(dovecot.messages)
@@ -176,9 +172,7 @@ def test_upstream_closes_mid_literal(make_proxy: MakeProxy, fake: list[FakeServe
 
 
 def test_garbage_from_server_and_client(make_proxy: MakeProxy, fake: list[FakeServer]) -> None:
-    server = FakeServer(
-        [b"\x00\xff garbage (((\r\n$TAG OK whatever\r\n", b"* " + b"x" * 70000 + b"\r\n"]
-    )
+    server = FakeServer([b"\x00\xff garbage (((\r\n$TAG OK whatever\r\n", b"* " + b"x" * 70000 + b"\r\n"])
     fake.append(server)
     p = make_proxy(upstream_port=server.port, max_line=1024)
     s, f = raw_session(p.port)
@@ -197,18 +191,14 @@ def test_garbage_from_server_and_client(make_proxy: MakeProxy, fake: list[FakeSe
         assert f.read() == b"* BYE Protocol error\r\n"  # type: ignore[attr-defined]
 
 
-def test_client_disconnect_mid_response_leaves_others_working(
-    proxy: ProxyThread, dovecot: Dovecot
-) -> None:
+def test_client_disconnect_mid_response_leaves_others_working(proxy: ProxyThread, dovecot: Dovecot) -> None:
     other = imaplib.IMAP4("127.0.0.1", proxy.port)
     other.login(USER, PASSWORD)
     other.select("INBOX", readonly=True)
     for _ in range(5):
         s, f = raw_session(proxy.port)
         f.readline()  # type: ignore[attr-defined]
-        s.sendall(
-            f"a LOGIN {USER} {PASSWORD}\r\nb EXAMINE INBOX\r\nc FETCH 1:* BODY.PEEK[]\r\n".encode()
-        )
+        s.sendall(f"a LOGIN {USER} {PASSWORD}\r\nb EXAMINE INBOX\r\nc FETCH 1:* BODY.PEEK[]\r\n".encode())
         s.recv(100)
         s.close()  # mid-response
     typ, data = other.fetch("1:*", "(RFC822.SIZE)")

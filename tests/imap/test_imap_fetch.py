@@ -11,9 +11,7 @@ from mailproxy.imap import FetchContext, plan_fetch, rewrite_fetch
 from mailproxy.imap._fetch import MARKER_FIELD, parse_item
 
 HTML_QP = b'<p>hi <img src=3D"https://t.example/TRACKER.gif"></p>\r\n'
-HTML_B64 = base64.encodebytes(b"<p>b64 <img src='https://t.example/TRACKER'></p>").replace(
-    b"\n", b"\r\n"
-)
+HTML_B64 = base64.encodebytes(b"<p>b64 <img src='https://t.example/TRACKER'></p>").replace(b"\n", b"\r\n")
 MESSAGE = (
     b"From: a@example.com\r\n"
     b"To: b@example.com\r\n"
@@ -34,9 +32,7 @@ MESSAGE = (
 
 
 def fake_rewrite(raw: bytes) -> bytes:
-    return raw.replace(b"TRACKER", b"-------").replace(
-        base64.b64encode(b"TRACKER")[:8], b"LS0tLS0t"
-    )
+    return raw.replace(b"TRACKER", b"-------").replace(base64.b64encode(b"TRACKER")[:8], b"LS0tLS0t")
 
 
 # base64 of "TRACKER" does not align in HTML_B64, so the stand-in rewrites the decoded form instead.
@@ -157,11 +153,7 @@ def test_plan_garbage_goes_unchanged() -> None:
 
 
 def test_whole_body_is_rewritten_wherever_it_sits() -> None:
-    resp = (
-        b"* 1 FETCH (FLAGS (\\Seen) UID 9 BODY[] "
-        + lit(MESSAGE)
-        + b" RFC822.SIZE %d)\r\n" % len(MESSAGE)
-    )
+    resp = b"* 1 FETCH (FLAGS (\\Seen) UID 9 BODY[] " + lit(MESSAGE) + b" RFC822.SIZE %d)\r\n" % len(MESSAGE)
     out = rewrite_fetch(resp, ctx())
     assert out == resp.replace(MESSAGE, REWRITTEN)
     assert b"TRACKER" not in out
@@ -238,19 +230,11 @@ def fake_ctx_identity() -> FetchContext:
 def test_binary_sections_are_decoded_rewritten_content() -> None:
     decoded = base64.b64decode(section(MESSAGE, b"base64\r\n\r\n", b"\r\n--XX--"))
     out = rewrite_fetch(ours(b"BINARY[3] " + lit(decoded, eight=True)), ctx())
-    assert (
-        out
-        == b"* 4 FETCH (BINARY[3] " + lit(decoded.replace(b"TRACKER", b"-------"), True) + b")\r\n"
-    )
+    assert out == b"* 4 FETCH (BINARY[3] " + lit(decoded.replace(b"TRACKER", b"-------"), True) + b")\r\n"
     # QP decoded: =3D becomes "=".
     qp = b'<p>hi <img src="https://t.example/TRACKER.gif"></p>'
     out = rewrite_fetch(ours(b"BINARY[2]<3> " + lit(qp[3:], eight=True)), ctx())
-    assert (
-        out
-        == b"* 4 FETCH (BINARY[2]<3> "
-        + lit(qp[3:].replace(b"TRACKER", b"-------"), True)
-        + b")\r\n"
-    )
+    assert out == b"* 4 FETCH (BINARY[2]<3> " + lit(qp[3:].replace(b"TRACKER", b"-------"), True) + b")\r\n"
 
 
 def test_section_that_does_not_match_is_neutralized_and_counted() -> None:
@@ -274,9 +258,7 @@ def test_headers_served_from_the_whole_only_when_at_hand() -> None:
         lookup=lambda uid: None,
         store=lambda u, d: None,
     )
-    out = rewrite_fetch(
-        b"* 1 FETCH (BODY[HEADER] " + lit(header) + b" BODY[] " + lit(MESSAGE) + b")\r\n", c
-    )
+    out = rewrite_fetch(b"* 1 FETCH (BODY[HEADER] " + lit(header) + b" BODY[] " + lit(MESSAGE) + b")\r\n", c)
     assert out is not None and out.count(b"TO:") == 2
     out = rewrite_fetch(b"* 1 FETCH (BODY[HEADER] " + lit(header) + b")\r\n", c)
     assert out is None

@@ -106,9 +106,10 @@ def test_jobs_of_one_fetch_run_side_by_side_and_the_output_keeps_server_order() 
     out = s.rewrite_done(rewriter(message(4), None), jobs[3])
     assert out.to_client == b""
     out = s.rewrite_done(rewriter(message(2), None), jobs[1])
-    assert out.to_client == b"".join(
-        fetch(n, n, rewriter(message(n), None)) for n in (2, 3, 4)
-    ) + b"c OK Fetch completed.\r\n"
+    assert (
+        out.to_client
+        == b"".join(fetch(n, n, rewriter(message(n), None)) for n in (2, 3, 4)) + b"c OK Fetch completed.\r\n"
+    )
     assert out.to_server == b"d NOOP\r\n"
     assert not s.rewrite_pending and s.wants_server_data
     assert s.stats.fetch_responses == 4 and s.stats.messages_rewritten == 4
@@ -208,9 +209,7 @@ def test_worker_processes_rewrite_like_the_engine_and_a_dead_one_ends_only_its_s
 ) -> None:
     recorded: list[str | None] = []
     # Workers build a CrashingEngine; this process's rewrite thread uses the plain engine.
-    rewriter = EngineRewriter(
-        Engine(), lambda result, user: recorded.append(user), factory=CrashingEngine
-    )
+    rewriter = EngineRewriter(Engine(), lambda result, user: recorded.append(user), factory=CrashingEngine)
     p = make_proxy(rewriter, rewrite_workers=2)
     assert p.proxy.max_jobs == 3  # one more job than workers per session
     engine = Engine()

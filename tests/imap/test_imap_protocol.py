@@ -51,9 +51,7 @@ def merged_client(chunks: list[bytes]) -> list[tuple[str, bytes]]:
 
 
 CLIENT_STREAM = (
-    b'a1 LOGIN {4}\r\nuser {6+}\r\nse\r\ncr "x"\r\n'
-    b"a2 APPEND INBOX ~{12}\r\nb3 NOOP\r\n{0}\r\n"
-    b"a3 NOOP\r\n"
+    b'a1 LOGIN {4}\r\nuser {6+}\r\nse\r\ncr "x"\r\na2 APPEND INBOX ~{12}\r\nb3 NOOP\r\n{0}\r\na3 NOOP\r\n'
 )
 
 
@@ -225,10 +223,7 @@ def test_capability_filter() -> None:
         b"LOGINDISABLED",
     ]
     greeting = b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] Dovecot ready.\r\n"
-    assert (
-        filter_capabilities(greeting)
-        == b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Dovecot ready.\r\n"
-    )
+    assert filter_capabilities(greeting) == b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Dovecot ready.\r\n"
     tagged = b"a OK [CAPABILITY IMAP4rev1 NOTIFY COMPRESS=DEFLATE BINARY] Logged in\r\n"
     assert filter_capabilities(tagged) == b"a OK [CAPABILITY IMAP4rev1 BINARY] Logged in\r\n"
     untagged = b"* CAPABILITY IMAP4rev1 COMPRESS=DEFLATE IDLE\r\n"

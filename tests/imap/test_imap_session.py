@@ -10,13 +10,9 @@ import pytest
 from mailproxy.imap import RemoteProtocolError, RewriteCache, Session
 from mailproxy.imap._fetch import MARKER_FIELD
 
-GREETING = (
-    b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID IDLE LITERAL+ STARTTLS AUTH=PLAIN] Dovecot ready.\r\n"
-)
+GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID IDLE LITERAL+ STARTTLS AUTH=PLAIN] Dovecot ready.\r\n"
 MESSAGE = (
-    b"From: a@example.com\r\nContent-Type: text/html\r\n\r\n<img src=TRACKER>\r\n"
-    + b"x" * 300
-    + b"\r\n"
+    b"From: a@example.com\r\nContent-Type: text/html\r\n\r\n<img src=TRACKER>\r\n" + b"x" * 300 + b"\r\n"
 )
 REWRITTEN = MESSAGE.replace(b"TRACKER", b"-------")
 
@@ -55,8 +51,7 @@ def test_greeting_capabilities_are_filtered() -> None:
     s = Session(rewriter)
     out = s.receive_server(GREETING)
     assert (
-        out.to_client
-        == b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.\r\n"
+        out.to_client == b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.\r\n"
     )
     s = Session(rewriter, offer_starttls=True)
     assert s.receive_server(GREETING).to_client.count(b"STARTTLS") == 1
@@ -69,13 +64,9 @@ def test_post_login_capabilities_are_filtered_everywhere() -> None:
     s = new_session()
     s.receive_client(b"a LOGIN u p\r\n")
     out = s.receive_server(
-        b"* CAPABILITY IMAP4rev1 COMPRESS=DEFLATE\r\n"
-        b"a OK [CAPABILITY IMAP4rev1 NOTIFY BINARY] Logged in\r\n"
+        b"* CAPABILITY IMAP4rev1 COMPRESS=DEFLATE\r\na OK [CAPABILITY IMAP4rev1 NOTIFY BINARY] Logged in\r\n"
     )
-    assert (
-        out.to_client
-        == b"* CAPABILITY IMAP4rev1\r\na OK [CAPABILITY IMAP4rev1 BINARY] Logged in\r\n"
-    )
+    assert out.to_client == b"* CAPABILITY IMAP4rev1\r\na OK [CAPABILITY IMAP4rev1 BINARY] Logged in\r\n"
 
 
 def test_non_fetch_traffic_is_byte_identical() -> None:
@@ -98,9 +89,7 @@ def test_whole_fetch_is_rewritten_and_never_extended() -> None:
     s = logged_in()
     cmd = b"c UID FETCH 1:3 (UID RFC822.SIZE BODY.PEEK[])\r\n"
     assert s.receive_client(cmd).to_server == cmd
-    resp = (
-        b"* 1 FETCH (UID 5 RFC822.SIZE %d BODY[] " % len(MESSAGE) + lit(MESSAGE) + b")\r\nc OK\r\n"
-    )
+    resp = b"* 1 FETCH (UID 5 RFC822.SIZE %d BODY[] " % len(MESSAGE) + lit(MESSAGE) + b")\r\nc OK\r\n"
     out = s.receive_server(resp)
     assert out.to_client == resp.replace(MESSAGE, REWRITTEN)
     assert s.stats.messages_rewritten == 1
@@ -128,9 +117,7 @@ def test_chunk_walk_extends_once_then_serves_from_cache() -> None:
             )
         else:
             assert sent == cmd
-            resp = (
-                b"* 1 FETCH (UID 5 RFC822.SIZE %d BODY[]<%d> " % (size, o) + lit(chunk) + b")\r\n"
-            )
+            resp = b"* 1 FETCH (UID 5 RFC822.SIZE %d BODY[]<%d> " % (size, o) + lit(chunk) + b")\r\n"
         out = s.receive_server(resp + b"t%d OK Fetch completed.\r\n" % n).to_client
         expect = (
             b"* 1 FETCH (UID 5 RFC822.SIZE %d BODY[]<%d> " % (size, o)
@@ -182,10 +169,7 @@ def test_authenticate_continuations_pass_raw_and_give_the_user(
     assert s.receive_client(sasl).to_server == sasl
     s.receive_server(b"a OK Logged in\r\n")
     assert s.user == "carol" and s.stats.commands == 1
-    assert (
-        "s3cr3t" not in caplog.text
-        and base64.b64encode(b"\0carol\0s3cr3t-pw").decode() not in caplog.text
-    )
+    assert "s3cr3t" not in caplog.text and base64.b64encode(b"\0carol\0s3cr3t-pw").decode() not in caplog.text
     # SASL-IR: the initial response is on the command line.
     s = new_session()
     s.receive_client(b"a AUTHENTICATE PLAIN " + base64.b64encode(b"dave\0dave\0pw") + b"\r\n")
@@ -266,9 +250,7 @@ def test_split_delivery_gives_the_same_output() -> None:
     for step in (1, 3, 64):
         s = logged_in()
         s.receive_client(cmd)
-        out = b"".join(
-            s.receive_server(resp[i : i + step]).to_client for i in range(0, len(resp), step)
-        )
+        out = b"".join(s.receive_server(resp[i : i + step]).to_client for i in range(0, len(resp), step))
         assert out == resp.replace(MESSAGE, REWRITTEN)
 
 

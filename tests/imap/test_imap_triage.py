@@ -61,11 +61,7 @@ CASES: dict[str, tuple[bytes, bool]] = {
         True,
     ),
     "forwarded html": (
-        HEAD
-        + b"Content-Type: message/rfc822\r\n\r\n"
-        + HEAD
-        + b"Content-Type: text/html\r\n\r\n"
-        + PIXEL,
+        HEAD + b"Content-Type: message/rfc822\r\n\r\n" + HEAD + b"Content-Type: text/html\r\n\r\n" + PIXEL,
         True,
     ),
     "external body": (

@@ -27,7 +27,7 @@ def test_an_element_matching_several_selectors_is_listed_once() -> None:
 
 
 def test_css_escapes_past_unicode_do_not_stop_the_scan() -> None:
-    html = '<div style="content: \'\\110000\'; background: url(https://t.example/p.gif)">x</div>'
+    html = "<div style=\"content: '\\110000'; background: url(https://t.example/p.gif)\">x</div>"
     assert [s.url for s in loading_urls(html)] == ["https://t.example/p.gif"]
 
 

@@ -156,9 +156,7 @@ def test_decode_quoted_printable(enc: bytes, dec: bytes) -> None:
 
 
 _QP_NOISE = st.binary(max_size=0) | st.lists(
-    st.sampled_from(
-        [b"=", b"3", b"D", b"d", b"Z", b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b"\xff"]
-    ),
+    st.sampled_from([b"=", b"3", b"D", b"d", b"Z", b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b"\xff"]),
     max_size=60,
 ).map(b"".join)
 
@@ -284,9 +282,7 @@ def test_base64_odd_whitespace_is_kept_in_place() -> None:
     dec = decode(enc, "base64")
     assert dec == b"<html><body></body></html>"
     out = apply_edits(enc, "base64", [Edit(6, 12, b"<b>")])
-    assert [m.span() for m in re.finditer(rb"\s", out)] == [
-        m.span() for m in re.finditer(rb"\s", enc)
-    ]
+    assert [m.span() for m in re.finditer(rb"\s", out)] == [m.span() for m in re.finditer(rb"\s", enc)]
     assert base64.b64decode(out) == b"<html><b>   </body></html>"
 
 
@@ -349,9 +345,7 @@ def test_qp_content_needing_escapes() -> None:
 @pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
 def test_qp_range_spanning_hard_line_breaks(eol: bytes) -> None:
     enc = eol.join([b"<p>one</p><img", b'src=3D"http://t.example/o"', b"width=3D1>two", b""])
-    out, edit = qp_edit(
-        enc, b'<img\r\nsrc="http://t.example/o"\r\nwidth=1>'.replace(b"\r\n", eol), b""
-    )
+    out, edit = qp_edit(enc, b'<img\r\nsrc="http://t.example/o"\r\nwidth=1>'.replace(b"\r\n", eol), b"")
     new = decode(out, QP)
     assert new.startswith(b"<p>one</p>   ")
     assert new.endswith(eol + eol + b"two" + eol)
@@ -488,9 +482,7 @@ _WORDS = [
 def bodies(draw: st.DrawFn) -> bytes:
     eol = draw(st.sampled_from([b"\r\n", b"\n"]))
     lines = draw(
-        st.lists(
-            st.lists(st.sampled_from(_WORDS), max_size=8).map(b" ".join), min_size=1, max_size=8
-        )
+        st.lists(st.lists(st.sampled_from(_WORDS), max_size=8).map(b" ".join), min_size=1, max_size=8)
     )
     return eol.join(lines) + draw(st.sampled_from([eol, b""]))
 
@@ -566,9 +558,7 @@ def test_qp_property(data: st.DataObject) -> None:
     assert decode(out, QP) == quopri.decodestring(out)
     # Lines stay within 76 unless a span reaches a line end: there the text after a hard break must
     # move before it, or a space may not end the line and the only room left is on a full line.
-    if all(len(x) <= 76 for x in lines_of(enc)) and not any(
-        touches_line_end(dec, e) for e in edits
-    ):
+    if all(len(x) <= 76 for x in lines_of(enc)) and not any(touches_line_end(dec, e) for e in edits):
         assert all(len(x) <= 76 for x in lines_of(out))
 
 
@@ -647,9 +637,7 @@ def test_base64_property(data: st.DataObject) -> None:
     assert len(new) == len(dec)
     assert expected_pattern(dec, edits).fullmatch(new)
     # Outside the groups covering the edits, not a byte moved.
-    for i, (x, y) in enumerate(
-        zip(enc.replace(b"\r\n", b"\n"), out.replace(b"\r\n", b"\n"), strict=True)
-    ):
+    for i, (x, y) in enumerate(zip(enc.replace(b"\r\n", b"\n"), out.replace(b"\r\n", b"\n"), strict=True)):
         if x != y:
             q = len(re.sub(rb"[^A-Za-z0-9+/=]", b"", enc.replace(b"\r\n", b"\n")[:i])) // 4
             assert any(e.start // 3 <= q < -(-e.end // 3) for e in edits)
@@ -706,9 +694,7 @@ def test_qp_150k_body_with_50_edits() -> None:
     body = b"".join(chunks)
     enc = quopri.encodestring(body.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
     dec = decode(enc, QP)
-    starts = [
-        m.start() for m in re.finditer(rb"https://t\.example\.com/o/abc123\.gif\?u=42&amp;m=7", dec)
-    ]
+    starts = [m.start() for m in re.finditer(rb"https://t\.example\.com/o/abc123\.gif\?u=42&amp;m=7", dec)]
     edits = [Edit(s, s + 45, b"") for s in starts[:: max(1, len(starts) // 50)]][:50]
     assert len(edits) == 50
     out = apply_edits(enc, QP, edits)
