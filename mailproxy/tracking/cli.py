@@ -64,9 +64,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     options every command takes (``-c``, ``-v``)."""
 
     def add(parent: Any, name: str, help: str) -> argparse.ArgumentParser:
-        sp: argparse.ArgumentParser = parent.add_parser(
-            name, help=help, description=help, parents=[common]
-        )
+        sp: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help, parents=[common])
         return sp
 
     sp = add(sub, "report", "summarise the tracking log: vendors, domains, senders, vectors, days")
@@ -74,9 +72,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     sp.add_argument("--format", choices=FORMATS, default="table", help="output format")
     sp.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
 
-    data = sub.add_parser(
-        "data", help="what the tracking log stores: show, export, purge", description=None
-    )
+    data = sub.add_parser("data", help="what the tracking log stores: show, export, purge", description=None)
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     sp = add(data_sub, "show", "the inventory: what is stored, where, how much, how long and why")
     sp.add_argument("--user", type=_user, metavar="ADDR", help=_USER_HELP)

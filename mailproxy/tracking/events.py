@@ -191,9 +191,7 @@ def _reasons(
 
 
 # A "recipient-identity:<param>" reason: its encoding is read from the URL.
-_NEEDS_URL_RE: Final = re.compile(
-    r"recipient-identity:(?![a-z0-9]+-in-(?:host|path|query|fragment)(?:,|\Z))"
-)
+_NEEDS_URL_RE: Final = re.compile(r"recipient-identity:(?![a-z0-9]+-in-(?:host|path|query|fragment)(?:,|\Z))")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -300,9 +298,7 @@ def _flagged_params(url: str, matcher: IdentityMatcher | None) -> set[str]:
         return set()
 
 
-def redact_url(
-    url: str, *, matcher: IdentityMatcher | None = None, reasons: Iterable[str] = ()
-) -> str:
+def redact_url(url: str, *, matcher: IdentityMatcher | None = None, reasons: Iterable[str] = ()) -> str:
     """`url` with user info dropped and every identifying part replaced by a type marker.
 
     Kept: scheme, host (labels that look like tokens become ``<token>``), port, the shape of the

@@ -76,8 +76,7 @@ def inventory(
     where = f"{store.kind} {store.location}"
     rows = [
         InventoryRow(
-            what="Daily counts: day, channel, sender domain, tracker domain, vendor, vector, "
-            "reasons, action",
+            what="Daily counts: day, channel, sender domain, tracker domain, vendor, vector, reasons, action",
             where=f"{where}, table tracking_daily",
             how_much=f"{s['daily_rows']} rows, {s['daily_events']} events"
             + (f", {s['daily_first']} to {s['daily_last']}" if s["daily_rows"] else ""),

@@ -83,9 +83,7 @@ def build_report(rows: Iterable[Sequence[Any]], since: str | None = None) -> Rep
             counters["reasons"][kind] += n
             if reason.startswith(_IDENTITY_PREFIX):
                 counters["identity"][reason[len(_IDENTITY_PREFIX) :].replace("-in-", " in ")] += n
-    sections = {
-        key: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP] for key, c in counters.items()
-    }
+    sections = {key: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP] for key, c in counters.items()}
     per_day = sorted(days.items())
     return Report(
         since=since,
@@ -188,8 +186,7 @@ def _day_chart(per_day: list[tuple[str, int]], colour: str) -> str:
     step = (width - 2 * pad) / len(per_day)
     bar = max(1.0, step * 0.8)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" '
-        'role="img">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img">',
         f'<line x1="{pad}" y1="{height}" x2="{width - pad}" y2="{height}" stroke="#718096"/>',
     ]
     for i, (day, count) in enumerate(per_day):
@@ -201,9 +198,7 @@ def _day_chart(per_day: list[tuple[str, int]], colour: str) -> str:
         )
     first, last = per_day[0][0], per_day[-1][0]
     parts.append(f'<text x="{pad}" y="{height + 16}">{html.escape(first)}</text>')
-    parts.append(
-        f'<text x="{width - pad}" y="{height + 16}" text-anchor="end">{html.escape(last)}</text>'
-    )
+    parts.append(f'<text x="{width - pad}" y="{height + 16}" text-anchor="end">{html.escape(last)}</text>')
     parts.append(f'<text x="{pad}" y="{pad - 10}">max {peak} per day</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -108,9 +108,7 @@ _UPSERT: Final = (
     f" ON CONFLICT (day, {', '.join(DIMENSIONS)})"
     f" DO UPDATE SET count = {DAILY}.count + excluded.count"
 )
-_INSERT_EVENT: Final = (
-    f"INSERT INTO {EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 10)})"
-)
+_INSERT_EVENT: Final = f"INSERT INTO {EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 10)})"
 _ADD_DROPPED: Final = (
     f"INSERT INTO {DROPPED} (day, count) VALUES (?, ?)"
     f" ON CONFLICT (day) DO UPDATE SET count = {DROPPED}.count + excluded.count"
@@ -194,9 +192,7 @@ class Store(ABC):
         return int(rows[0][0]) if rows else 0
 
     def _migrate_locked(self, ddl: dict[str, str]) -> None:
-        self._execute(
-            f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        )
+        self._execute(f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         current = self.schema_version()
         if current > SCHEMA_VERSION:
             raise StoreError(
@@ -239,10 +235,7 @@ class Store(ABC):
         if table not in _TABLES:
             raise StoreError(f"unknown table {table!r} in import")
         _, columns, sql, _ = _TABLES[table]
-        values = [
-            tuple(_clean(r, c, int if c in ("count", "time") else str) for c in columns)
-            for r in rows
-        ]
+        values = [tuple(_clean(r, c, int if c in ("count", "time") else str) for c in columns) for r in rows]
         with self._transaction():
             self._executemany(sql, values)
         return len(values)
@@ -283,9 +276,7 @@ class Store(ABC):
         """Rows of DAILY_COLUMNS, oldest day first."""
         cols = ", ".join(DAILY_COLUMNS)
         if since_day:
-            return self._query(
-                f"SELECT {cols} FROM {DAILY} WHERE day >= ? ORDER BY day", (since_day,)
-            )
+            return self._query(f"SELECT {cols} FROM {DAILY} WHERE day >= ? ORDER BY day", (since_day,))
         return self._query(f"SELECT {cols} FROM {DAILY} ORDER BY day")
 
     def iter_rows(self, table: str, *, user_hash: str | None = None) -> Iterator[dict[str, object]]:
@@ -307,9 +298,7 @@ class Store(ABC):
 
     def stats(self) -> dict[str, object]:
         """Row counts and time spans, for the inventory."""
-        d = self._query(
-            f"SELECT COUNT(*), COALESCE(SUM(count), 0), MIN(day), MAX(day) FROM {DAILY}"
-        )
+        d = self._query(f"SELECT COUNT(*), COALESCE(SUM(count), 0), MIN(day), MAX(day) FROM {DAILY}")
         e = self._query(
             f"SELECT COUNT(*), MIN(time), MAX(time),"
             f" SUM(CASE WHEN url <> '' THEN 1 ELSE 0 END),"
@@ -380,9 +369,7 @@ class SqliteStore(Store):
         try:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE), so a migration or a
             # batch is all or nothing and never holds a lock between calls.
-            self._conn = sqlite3.connect(
-                path, timeout=10, isolation_level=None, check_same_thread=False
-            )
+            self._conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 10000")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")

@@ -316,9 +316,7 @@ class EventSink:
 
     def _failed(self, exc: StoreError) -> None:
         if not self._outage:
-            logger.warning(
-                "tracking log: store unavailable (%s); events are dropped until it is back", exc
-            )
+            logger.warning("tracking log: store unavailable (%s); events are dropped until it is back", exc)
         self._outage = True
         self._retry_at = time.monotonic() + self._retry_interval
         if self._store is not None:
