@@ -69,7 +69,7 @@ def fill(db: Path, detail: LogDetail) -> EventSink:
     sink = EventSink(lambda: open_store(db), detail=detail, key_path=key_path_for(db))
     for findings in sample_findings():
         sink.record_findings(findings, channel="imap", sender_domain=SENDER_DOMAIN, user=READER)
-    sink.record_http(HTTP_EVENT)
+    sink.record_http({**HTTP_EVENT, "time": time.time()})  # now, not when this module was imported
     assert sink.flush(20)
     sink.close()
     assert sink.dropped == 0
