@@ -737,9 +737,17 @@ def assert_failsafe(raw: bytes, result_data: bytes, *, keeps_text: bool = True) 
         assert "Hello world" in decoded and "Goodbye" in decoded
 
 
-@pytest.mark.parametrize("charset", ["utf-8", "utf-16"])
-@pytest.mark.parametrize("cte", ["quoted-printable", "base64", "8bit"])
-@pytest.mark.parametrize("cause", ["extraction", "bug", "transfer", "length"])
+@pytest.mark.parametrize(
+    ("cause", "cte", "charset"),
+    [
+        (cause, cte, charset)
+        for cause in ("extraction", "bug", "transfer", "length")
+        for cte in ("quoted-printable", "base64", "8bit")
+        for charset in ("utf-8", "utf-16")
+        # Quoted-printable UTF-16 goes to the fail-safe before any edit reaches the transfer layer.
+        if not (charset == "utf-16" and cte == "quoted-printable" and cause in ("transfer", "length"))
+    ],
+)
 def test_a_part_that_cannot_be_rewritten_keeps_its_text(
     monkeypatch: pytest.MonkeyPatch, cause: str, cte: str, charset: str
 ) -> None:
@@ -769,8 +777,6 @@ def test_a_part_that_cannot_be_rewritten_keeps_its_text(
         monkeypatch.setattr(engine_module, "apply_edits", once(apply_edits, raise_))
     else:
         monkeypatch.setattr(engine_module, "apply_edits", once(apply_edits, lambda e, c, d: e + b"x"))
-    if charset == "utf-16" and cte == "quoted-printable" and cause in ("transfer", "length"):
-        pytest.skip("no edits reach the transfer layer: such a part goes to the fail-safe directly")
     raw = message(FAILSAFE_HTML, cte=cte, charset=charset, qp_line=30)
     result = Engine().rewrite(raw)
     assert result.failsafe_parts == ["2"]
