@@ -35,19 +35,23 @@ def fetch_all(port: int) -> dict[bytes, bytes]:
         c.logout()
 
 
-def test_mailproxy_run_serves_rewritten_mail(dovecot: Dovecot, tmp_path: Path) -> None:
+def start_run(
+    dovecot: Dovecot, tmp_path: Path, *, stderr: int = subprocess.PIPE, extra: str = ""
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`mailproxy run` (IMAP half only) in front of ``dovecot``, and the port it will listen on."""
     port = free_port()
     cfg = tmp_path / "run.toml"
     cfg.write_text(
         f'[http]\nenabled = false\n[imap]\nlisten = "127.0.0.1:{port}"\n'
-        f'upstream = "127.0.0.1:{dovecot.port}"\nupstream_tls = "none"\n',
+        f'upstream = "127.0.0.1:{dovecot.port}"\nupstream_tls = "none"\n{extra}',
         encoding="utf-8",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailproxy", "run", "-c", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    command = [sys.executable, "-m", "mailproxy", "run", "-c", str(cfg)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr), port
+
+
+def test_mailproxy_run_serves_rewritten_mail(dovecot: Dovecot, tmp_path: Path) -> None:
+    proc, port = start_run(dovecot, tmp_path)
     try:
         wait_port(port, proc)
         direct = fetch_all(dovecot.port)
@@ -92,18 +96,7 @@ def _children(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find child processes")
 def test_rewrite_workers_end_with_a_killed_proxy(dovecot: Dovecot, tmp_path: Path) -> None:
-    port = free_port()
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(
-        f'[http]\nenabled = false\n[imap]\nlisten = "127.0.0.1:{port}"\n'
-        f'upstream = "127.0.0.1:{dovecot.port}"\nupstream_tls = "none"\n',
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailproxy", "run", "-c", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = start_run(dovecot, tmp_path, stderr=subprocess.DEVNULL, extra="rewrite_workers = 2\n")
     children: set[int] = set()
     try:
         wait_port(port, proc)
