@@ -338,7 +338,9 @@ def redact_url(url: str, *, matcher: IdentityMatcher | None = None, reasons: Ite
     if domain and host.endswith(domain):
         labels.append(domain)
     out = (scheme + ":" if scheme else "") + ("//" if netloc else "")
-    out += ".".join(labels) + (f":{port}" if port is not None else "")
+    shown = ".".join(labels)
+    # An IPv6 literal keeps its brackets, or its colons would read as a port.
+    out += (f"[{shown}]" if ":" in host else shown) + (f":{port}" if port is not None else "")
     out += "/".join(
         [s if not s or plain_segment(s) else _redact_segment(s, matcher) for s in path.split("/")]
     )

@@ -45,7 +45,8 @@ CASES = [
         "https://t.example.com/o?u=<urlencoded:recipient>&x=1",
     ),
     ("https://t.example.com/o?id=someone@other.org", (), "https://t.example.com/o?id=<address>"),
-    ("https://[::1]:8080/p?q=1", (), "https://::1:8080/p?q=1"),
+    ("https://[::1]:8080/p?q=1", (), "https://[::1]:8080/p?q=1"),
+    ("https://[2001:db8::1]/p", (), "https://[2001:db8::1]/p"),
     ("https://[::1/p", (), "<unparsable>"),
     ("https://host.example.com:99999/p", (), "<unparsable>"),
     # Outer white space stripped, a tab inside dropped (as urlsplit does), quotes never kept.
