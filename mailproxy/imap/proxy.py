@@ -292,14 +292,18 @@ class ImapProxy:
             outcome = await work
         except concurrent.futures.BrokenExecutor:
             self._replace_broken_pool(pool)
-            raise
+            # A worker died on this message or beside it. Ending the session would keep a message
+            # that kills workers from ever reaching its reader; rewriting it here could take the
+            # proxy down with it. It is delivered neutralized, as after an engine bug.
+            log.error("a rewrite worker died: a message was delivered with every URL neutralized")
+            return neutralize_message(job.whole)
         return self._engine_rewriter.finish(outcome, job.user)
 
     def _replace_broken_pool(
         self, broken: concurrent.futures.ProcessPoolExecutor
     ) -> concurrent.futures.ProcessPoolExecutor:
-        """A pool in place of ``broken``, whose worker died (killed, out of memory): the sessions
-        waiting on it end with BYE, later rewrites go to new workers."""
+        """A pool in place of ``broken``, whose worker died (killed, out of memory): the messages
+        it held are delivered neutralized, later rewrites go to new workers."""
         pool, new_pool = self._pool, self._new_pool
         assert pool is not None and new_pool is not None
         if pool is broken:  # not yet replaced on another session's news of it
