@@ -29,7 +29,7 @@ BODYSTRUCTUREs does not fetch.
 When that rule cannot be followed (a command the planner could not extend because it carries
 literals, items the server split over several responses, a part the server numbers differently
 from ``mime``, a response that does not parse, a rewriter that changed the length), the body is
-neutralized (``_neutralize``) instead of passed on: invariant 3. Each case is counted and logged.
+neutralized (``rewrite.neutralize``) instead of passed on: invariant 3. Each case is counted and logged.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailproxy import mime
-from mailproxy.imap._neutralize import neutralize_section
 from mailproxy.imap._protocol import ParseError, scan_list, scan_literal, scan_value
+from mailproxy.rewrite.neutralize import neutralize_section
 from mailproxy.rewrite.transfer import TransferError, decode
 
 log = logging.getLogger(__name__)
@@ -372,7 +372,7 @@ def _is_header(item: Item) -> bool:
 def rewrite_fetch(data: bytes, ctx: FetchContext) -> bytes | None:
     """``data`` (one ``* n FETCH`` response) with its bodies rewritten; None when nothing changes.
 
-    A body that cannot be served from the rewritten message is neutralized (``_neutralize``), never
+    A body that cannot be served from the rewritten message is neutralized (``rewrite.neutralize``), never
     passed on unfiltered (invariant 3); each is counted in ``ctx.unrewritten`` and logged. Never
     raises on what the server sent: a response it cannot parse is neutralized whole.
     """

@@ -19,7 +19,7 @@ says otherwise. The rules, and the state each one needs, all live in this file.
 5. FETCH commands may be extended (``_fetch.plan_fetch``) and every ``* n FETCH`` response with a
    body goes through ``_fetch.rewrite_fetch``, which is the only place message bytes change. A body
    it cannot serve from the rewritten message (no whole message to rewrite, a part the server
-   numbers differently) is neutralized there (``_neutralize``), never passed on unfiltered.
+   numbers differently) is neutralized there (``rewrite.neutralize``), never passed on unfiltered.
 6. The login name (for the rewriter's recipients and the cache key) is taken from LOGIN or the SASL
    exchange when the server says OK; passwords are never kept or logged.
 7. SELECT/EXAMINE and their ``[UIDVALIDITY n]`` give the mailbox half of the cache key; while one
@@ -36,7 +36,7 @@ says otherwise. The rules, and the state each one needs, all live in this file.
    out, so no state the held responses depend on (user, mailbox, pinned cache entries) changes
    under them. Client bytes are only buffered while anything is held.
 9. A FETCH response with a literal above ``max_literal`` cannot be buffered for the rewriter; it
-   streams through ``_neutralize.StreamNeutralizer`` instead, which breaks every remote reference
+   streams through ``rewrite.neutralize`` instead, which breaks every remote reference
    in it (base64 parts decoded on the way) without changing a length; see that module.
 10. With ``may_change`` (the engine's adapter provides one), a message it judges from its bytes
    alone to come out of the rewriter unchanged is passed on without calling the rewriter or
@@ -62,7 +62,6 @@ from mailproxy.imap._cache import CacheKey, RewriteCache
 from mailproxy.imap._errors import LocalProtocolError
 from mailproxy.imap._events import NEED_DATA, CommandLine, LiteralData, Response, ResponseChunk
 from mailproxy.imap._fetch import FetchContext, plan_fetch, rewrite_fetch
-from mailproxy.imap._neutralize import StreamNeutralizer
 from mailproxy.imap._protocol import (
     DEFAULT_MAX_LINE,
     DEFAULT_MAX_LITERAL,
@@ -75,6 +74,7 @@ from mailproxy.imap._protocol import (
     has_capabilities,
     split_command,
 )
+from mailproxy.rewrite.neutralize import StreamNeutralizer
 
 log = logging.getLogger(__name__)
 
