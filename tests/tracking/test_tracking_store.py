@@ -24,6 +24,7 @@ from tracking_support import (
     all_cells,
     raw_bytes,
     sample_findings,
+    store_while_down,
 )
 
 from mailproxy.config import Config, LogConfig, LogDetail
@@ -420,12 +421,7 @@ def test_store_down_drops_and_never_blocks() -> None:
 
 def test_store_comes_back(tmp_path: Path) -> None:
     db = tmp_path / "t.sqlite3"
-    available = threading.Event()
-
-    def factory() -> Store:
-        if not available.is_set():
-            raise StoreError("database is starting up")
-        return open_store(db)
+    factory, available = store_while_down(db)
 
     sink = EventSink(factory, retry_interval=0.05, flush_interval=0.01)
     sink.record([event(int(time.time()))])

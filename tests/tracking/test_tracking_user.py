@@ -8,13 +8,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Final
 
 import pytest
-from tracking_support import READER, SENDER_DOMAIN, raw_bytes, run_cli, sample_findings
+from tracking_support import READER, SENDER_DOMAIN, raw_bytes, run_cli, sample_findings, store_while_down
 
 from mailproxy.config import LogDetail
 from mailproxy.errors import MailproxyError
@@ -255,12 +254,7 @@ def test_real_command_never_pairs_the_user_with_the_hash(tmp_path: Path) -> None
 
 def test_dropped_events_are_counted_in_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "t.sqlite3"
-    available = threading.Event()
-
-    def factory() -> Store:
-        if not available.is_set():
-            raise StoreError("database is starting up")
-        return open_store(db)
+    factory, available = store_while_down(db)
 
     sink = EventSink(factory, retry_interval=0.05, flush_interval=0.01)
     findings = sample_findings()[3]

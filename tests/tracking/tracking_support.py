@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from mailproxy.config import load_config
 from mailproxy.engine import Engine
 from mailproxy.model import Finding
 from mailproxy.tracking import cli as tracking_cli
+from mailproxy.tracking.store import Store, StoreError, open_store
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mailproxy" / "samples"
 READER = "reader@example.com"  # the recipient of the bundled samples
@@ -58,3 +61,15 @@ def run_cli(argv: list[str]) -> int:
     SystemExit, MailproxyError goes up (the CLI turns it into exit status 2)."""
     args = parser().parse_args(argv)
     return tracking_cli.COMMANDS[args.command](args, load_config(args.config))
+
+
+def store_while_down(db: Path) -> tuple[Callable[[], Store], threading.Event]:
+    """A store factory that fails ("starting up") until the returned event is set."""
+    available = threading.Event()
+
+    def factory() -> Store:
+        if not available.is_set():
+            raise StoreError("database is starting up")
+        return open_store(db)
+
+    return factory, available
