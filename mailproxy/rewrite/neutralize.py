@@ -23,7 +23,7 @@ The bytes are read the way a client would decode them, without knowing their tra
 - quoted-printable soft line breaks and ``=XX`` escapes are looked through, so a scheme split by a
   soft break (``ht=\\r\\ntps:``) or spelled with escapes is found;
 - runs of base64 lines are decoded, searched as text, and each byte to break is changed through
-  the encoding (the groups around it re-encoded in place, ``transfer.apply_edits``), so an HTML
+  the encoding (the groups around it re-encoded in place, ``streams.apply_edits``), so an HTML
   part in base64 is neutralized like any other without knowing its headers; as text, a base64
   line is never edited (``//`` at the start of a line counts only on a line with a character
   outside the base64 alphabet);
@@ -39,12 +39,12 @@ Limit: in a partial fetch of base64 text, a reference cut by the chunk's ends is
 
 from __future__ import annotations
 
-import binascii
 import re
 from bisect import bisect_right
 from collections.abc import Callable
 
-from mailproxy.rewrite.transfer import Edit, TransferError, apply_edits
+from mailproxy.rewrite import streams
+from mailproxy.rewrite.transfer import Edit, TransferError
 
 # The vocabulary of rewrite.safety.break_everything, on bytes. A "//" after a line break counts only
 # on a line that cannot be base64 (that function would break base64 lines that start with "//"):
@@ -202,9 +202,10 @@ class StreamNeutralizer:
         return runs
 
 
-# Lines of base64 characters (at least one group each) up to one with padding, which ends a stream:
-# two streams back to back are two runs.
-_B64_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/]{4,}[ \t]*\r?\n)*[A-Za-z0-9+/]{2,}={0,2}[ \t]*\r?\n")
+# Lines of base64 characters. Padding may end a line or sit inside one: some mailers encode a body in
+# pieces and join the results, and lenient clients decode on past the padding (``rewrite.streams``), so
+# a run holds any number of streams.
+_B64_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/][A-Za-z0-9+/=]+[ \t]*\r?\n)+")
 _B64_TAIL = re.compile(rb"[A-Za-z0-9+/=]{0,998}")  # an incomplete line that may still be base64
 _STREAM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _NOT_STREAM = bytes(c for c in range(256) if c not in _STREAM)
@@ -212,7 +213,7 @@ _NOT_STREAM = bytes(c for c in range(256) if c not in _STREAM)
 
 class _Run:
     """One run of base64 lines: its decoded text is searched as text, and each byte to break is
-    changed through the encoding (``transfer.apply_edits``: the same groups re-encoded in place).
+    changed through the encoding (``streams.apply_edits``: the same groups re-encoded in place).
 
     Only the part of the run before the output's end is final. That end must fall on a line start
     where a group starts, and, when the run may continue in the next chunk, early enough to leave
@@ -234,11 +235,11 @@ class _Run:
         stream = raw[start:end].translate(None, _NOT_STREAM)
         whole = len(stream) - len(stream) % 4
         try:
-            decoded = binascii.a2b_base64(stream[:whole], strict_mode=False)
-        except binascii.Error:
+            decoded = streams.decode(stream[:whole], "base64")
+        except TransferError:
             decoded = b""
-        if len(decoded) != whole // 4 * 3 - stream[:whole][-2:].count(b"="):
-            decoded = b""  # not what the runs are made of: no byte offsets to edit by
+        if len(decoded) != _decoded_len(stream[:whole]):
+            decoded = b""  # padding inside a group: no byte offsets to edit by
         self.held = cut  # final as a whole: the run does not hold the output back
         final = len(decoded)  # decoded bytes that may be emitted
         if open_end or cut < end:
@@ -251,7 +252,7 @@ class _Run:
                     break
                 line -= 1
             self.held = max(line, start)
-            final = len(raw[start : self.held].translate(None, _NOT_STREAM)) // 4 * 3
+            final = _decoded_len(raw[start : self.held].translate(None, _NOT_STREAM))
         self.prev = decoded[final - 1 : final] if final else prev
         self._span_end = start
         self._edits: list[Edit] = [
@@ -268,11 +269,16 @@ class _Run:
         if not self._edits or self._span_end > cut:
             return 0
         try:
-            new = apply_edits(raw[self.start : self._span_end], "base64", self._edits)
+            new = streams.apply_edits(raw[self.start : self._span_end], "base64", self._edits)
         except TransferError:
             return 0
         out[self.start : self._span_end] = new
         return len(self._edits)
+
+
+def _decoded_len(chars: bytes) -> int:
+    """How many bytes whole groups of base64 characters decode to, when padding only ends groups."""
+    return len(chars) // 4 * 3 - chars.count(b"=")
 
 
 def _after_chars(raw: bytes, start: int, end: int, n: int) -> int:

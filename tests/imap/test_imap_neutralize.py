@@ -14,6 +14,7 @@ import pytest
 from imap_support import PASSWORD, USER, Dovecot, MakeProxy
 
 from mailproxy.imap import Session
+from mailproxy.rewrite import streams
 from mailproxy.rewrite.neutralize import StreamNeutralizer, neutralize_section
 
 HTML = (
@@ -185,8 +186,25 @@ def test_base64_streams_back_to_back() -> None:
         == base64.b64decode(out[len(one) :])
         == (b"<img src='xttps://a.example/p'>")
     )
-    bad = one.rstrip() + one  # padding inside a line: not base64 to a decoder, left as it is
-    assert neutralize_section(bad) == (bad, 0)
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_base64_streams_joined_inside_a_line(eol: bytes) -> None:
+    # Mailers that encode in pieces and join the results put padding inside a line; lenient clients
+    # decode on past it (rewrite.streams), so the streams after it are neutralized too.
+    first = base64.b64encode(b"<p>Hello!</p>")
+    second = base64.b64encode(b"<img src='https://a.example/p'>")
+    third = base64.b64encode(b"<div style='background:url(//t.example/b.png)'>!</div>")
+    assert first.endswith(b"=") and second.endswith(b"=")
+    body = first + second + eol + third + eol + first + eol
+    n = StreamNeutralizer(text=True)
+    out = b"".join(n.feed(body[i : i + 5]) for i in range(0, len(body), 5)) + n.feed(b"", last=True)
+    assert (out, n.edits) == neutralize_section(body, text=True)
+    assert n.edits == 2 and len(out) == len(body) and out.count(b"\n") == body.count(b"\n")
+    assert streams.decode(out, "base64") == (
+        b"<p>Hello!</p><img src='xttps://a.example/p'>"
+        b"<div style='background:url(_/t.example/b.png)'>!</div><p>Hello!</p>"
+    )
 
 
 def session(max_literal: int) -> Session:
