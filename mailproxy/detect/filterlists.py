@@ -67,35 +67,54 @@ _HOST_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\]")
 _URL_STRIP = str.maketrans("", "", "\t\n\r")
 
 
-# The common case in one regex: http(s), optional userinfo, an ASCII host, optional port.
-_FAST_URL_RE = re.compile(
-    r"(https?)://(?:[^/?#]*@)?([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)\.?(?::(\d*))?(/[^?#]*)?(?:\?([^#]*))?(?:#.*)?",
-    re.DOTALL,
-)
+# The common case: http(s), optional userinfo, an ASCII host, optional port. Only the authority goes through
+# a regex (fullmatch up to the first "/", "?" or "#"): the rest of the URL is cut with str.find, which scans
+# long paths and queries many times faster than a regex character class does.
+_FAST_AUTHORITY_RE = re.compile(r"(?:[^/?#]*@)?([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)\.?(?::(\d*))?", re.DOTALL)
 
 
 def split_url(url: str) -> SplitURL | None:
     """Normalise an absolute http(s) URL; None for anything else (relative, data:, cid:, garbage)."""
-    if not isinstance(url, str):
+    parts = split_parts(url) if isinstance(url, str) else None
+    if parts is None:
         return None
+    scheme, host, port, path, query = parts
+    tail = path + "?" + query if query else path
+    netloc = host + ":" + port if port else host
+    return SplitURL(scheme, host, port, path, query, host + tail, scheme + "://" + netloc + tail)
+
+
+def split_parts(url: str) -> tuple[str, str, str, str, str] | None:
+    """``split_url``'s scheme, host, port, path and query without building a SplitURL (the tracker
+    database needs only host and key for most URLs)."""
     u = url.strip().lower()
     if "\t" in u or "\n" in u or "\r" in u:
         u = u.translate(_URL_STRIP)
     if "\\" in u:
         # Browsers read a backslash as a slash in special (http/https) URLs.
         u = u.replace("\\", "/")
-    m = _FAST_URL_RE.fullmatch(u)
-    if m is not None:
-        scheme, host, port = m.group(1), m.group(2), m.group(3) or ""
-        path, query = m.group(4) or "/", m.group(5) or ""
+    if u.startswith("https://"):
+        scheme, start = "https", 8
+    elif u.startswith("http://"):
+        scheme, start = "http", 7
     else:
-        slow = _split_slow(u)
-        if slow is None:
-            return None
-        scheme, host, port, path, query = slow
-    tail = path + "?" + query if query else path
-    netloc = host + ":" + port if port else host
-    return SplitURL(scheme, host, port, path, query, host + tail, scheme + "://" + netloc + tail)
+        return _split_slow(u)
+    # The authority ends at the first "/", "?" or "#" (none of which it may contain), or at the end.
+    end = len(u)
+    for c in "/?#":
+        i = u.find(c, start, end)
+        if i >= 0:
+            end = i
+    m = _FAST_AUTHORITY_RE.fullmatch(u, start, end)
+    if m is None:
+        return _split_slow(u)
+    host, port = m.group(1), m.group(2) or ""
+    hash_at = u.find("#", end)
+    stop = hash_at if hash_at >= 0 else len(u)
+    q_at = u.find("?", end, stop)
+    if q_at < 0:
+        return scheme, host, port, u[end:stop] or "/", ""
+    return scheme, host, port, u[end:q_at] or "/", u[q_at + 1 : stop]
 
 
 def _split_slow(u: str) -> tuple[str, str, str, str, str] | None:

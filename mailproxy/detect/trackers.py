@@ -41,6 +41,7 @@ from mailproxy.detect.filterlists import (
     SplitURL,
     host_suffixes,
     normalize_host,
+    split_parts,
     split_url,
 )
 from mailproxy.errors import ConfigError
@@ -511,15 +512,15 @@ class TrackerDB:
         return self._cached_match(url)
 
     def _match(self, url: str) -> TrackerMatch | None:
-        split = split_url(url)
-        if split is None:
+        parts = split_parts(url)
+        if parts is None:
             return None
         core = self._core
-        host = split.host
+        host = parts[1]
         hit = self._domain_hit(host)
         if hit is not None:
             return hit
-        key = split.key if len(split.key) <= MAX_KEY_CHARS else split.key[:MAX_KEY_CHARS]
+        key = _key(parts)
         path_start = len(host)
         paths = core.paths is not None and core.paths.search(key, path_start) is not None
         if core.content.find(key, path_start, paths) is not None:
@@ -529,9 +530,10 @@ class TrackerDB:
             return hit
         if core.spacers.find(key, path_start, paths) is not None:
             return None
-        hit = self._filter_hit(split)
-        if hit is not None:
-            return hit
+        if self._adblock or self._disconnect:
+            hit = self._filter_hit(split_url(url))
+            if hit is not None:
+                return hit
         return core.generic.find(key, path_start, paths)
 
     def _domain_hit(self, host: str) -> TrackerMatch | None:
@@ -557,7 +559,9 @@ class TrackerDB:
         hosts = self._core.hosts
         return None if hosts is None else hosts.match(host)
 
-    def _filter_hit(self, split: SplitURL) -> TrackerMatch | None:
+    def _filter_hit(self, split: SplitURL | None) -> TrackerMatch | None:
+        if split is None:
+            return None
         for adblock in self._adblock:
             fh = adblock.match(split)
             if fh is not None:
@@ -607,11 +611,17 @@ class TrackerDB:
 
     def is_spacer(self, url: str) -> bool:
         """Whether ``url`` is a known non-tracking spacer image (a false-positive guard)."""
-        split = split_url(url) if isinstance(url, str) else None
-        if split is None:
+        parts = split_parts(url) if isinstance(url, str) else None
+        if parts is None:
             return False
-        key = split.key if len(split.key) <= MAX_KEY_CHARS else split.key[:MAX_KEY_CHARS]
-        return self._core.spacers.find(key, len(split.host)) is not None
+        return self._core.spacers.find(_key(parts), len(parts[1])) is not None
+
+
+def _key(parts: tuple[str, str, str, str, str]) -> str:
+    """``SplitURL.key`` of ``split_parts``' answer, capped at MAX_KEY_CHARS."""
+    _, host, _, path, query = parts
+    key = host + path + "?" + query if query else host + path
+    return key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS]
 
 
 def _from_filter(fh: FilterHit) -> TrackerMatch:
