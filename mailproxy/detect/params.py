@@ -457,14 +457,42 @@ def identifying_params(url: str, identity: IdentityMatcher | None = None) -> lis
     """The query parameters of `url` that identify the reader or the send, in URL order, each name
     once. `identity`, when given, adds parameters that carry a recipient's address in any encoding
     (reason "recipient-identity", which wins over the others). Never raises; [] for garbage."""
+    return list(identifying_params_and_names(url, identity)[0])
+
+
+_NO_HITS: Final[tuple[tuple[ParamHit, ...], frozenset[str]]] = ((), frozenset())
+_CACHE_MAX_QUERY: Final = 1024
+
+
+def identifying_params_and_names(
+    url: str, identity: IdentityMatcher | None = None
+) -> tuple[tuple[ParamHit, ...], frozenset[str]]:
+    """:func:`identifying_params` as a tuple, with the decoded names (:func:`decode_param_name`) of the
+    parameters found: what a cleaner removes."""
     if not isinstance(url, str) or "?" not in url:
-        return []
+        return _NO_HITS
     query = _query_of(url)
     if not query:
-        return []
-    carriers: set[str] = set()
+        return _NO_HITS
     if identity:
         carriers = {hit.param for hit in identity.find(url) if hit.location == "query" and hit.param}
+        if carriers:
+            return _query_hits(query, carriers)
+    # Without carriers the answer depends on the query alone, and queries recur across the URLs of a
+    # message (the same campaign tags, the same image sizes): cached, short ones only.
+    if len(query) <= _CACHE_MAX_QUERY:
+        return _cached_query_hits(query)
+    return _query_hits(query, frozenset())
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_query_hits(query: str) -> tuple[tuple[ParamHit, ...], frozenset[str]]:
+    return _query_hits(query, frozenset())
+
+
+def _query_hits(
+    query: str, carriers: set[str] | frozenset[str]
+) -> tuple[tuple[ParamHit, ...], frozenset[str]]:
     hits: list[ParamHit] = []
     seen: set[str] = set()
     for name, value, has_eq in _query_pairs(query):
@@ -480,7 +508,9 @@ def identifying_params(url: str, identity: IdentityMatcher | None = None) -> lis
             hit = _param_hit(name, value, has_eq)
         if hit is not None:
             hits.append(hit)
-    return hits
+    if not hits:
+        return _NO_HITS
+    return tuple(hits), frozenset(decode_param_name(h.name) for h in hits)
 
 
 def identifying_path_tokens(url: str) -> list[PathToken]:
