@@ -87,8 +87,10 @@ class _PatternSet(Generic[T]):
         "_host",
         "_path",
         "_any",
+        "_any_prefixes",
         "_prefixes",
         "_candidates",
+        "_host_prefixes",
         "path_patterns",
     )
 
@@ -99,13 +101,19 @@ class _PatternSet(Generic[T]):
         self._path = Alternation("/", [(p[1:], v) for p, v in slash]) if slash else None
         self.path_patterns = tuple(p for p, _ in slash)
         self._any: Alternation[T] | None = None
+        # A literal prefix of each "anywhere" pattern (None when one has none): a match needs one of them in
+        # the key, and a few substring tests cost half the regex search that most keys fail.
+        self._any_prefixes: tuple[str, ...] | None = None
         self._by_char: dict[str, Alternation[T]] = {}
         # Per bucket, a literal prefix of each of its patterns; None when one pattern has none.
         self._prefixes: dict[str, tuple[str, ...] | None] = {}
         self._candidates: dict[str, tuple[_Candidate[T], ...]] = {}
         self._host: Alternation[T] | None = None
+        self._host_prefixes: tuple[str, ...] | None = None
         if anywhere:
-            self._any = Alternation("", rest) if rest else None
+            if rest:
+                self._any = Alternation("", rest)
+                self._any_prefixes = _literal_prefixes(p for p, _ in rest)
             return
         buckets: dict[str, list[tuple[str, T]]] = {}
         other: list[tuple[str, T]] = []
@@ -118,34 +126,57 @@ class _PatternSet(Generic[T]):
         self._prefixes = {char: _literal_prefixes(p for p, _ in items) for char, items in buckets.items()}
         # The lazy label prefix tries the start of the host, then after each dot: "anchored at a label".
         self._host = Alternation(r"(?:[^/.]*\.)*?", other) if other else None
+        # Literal prefixes of these patterns, one of which a label of the host must start with (or the host
+        # end with the start of one); None when one pattern has none.
+        leading = [_leading_prefixes(p) for p, _ in other]
+        self._host_prefixes = tuple(p for ps in leading for p in ps) if all(leading) else None
 
-    def find(self, key: str, path_start: int, paths: bool = True) -> T | None:
+    def find(
+        self,
+        key: str,
+        path_start: int,
+        paths: bool = True,
+        candidates: tuple[_Candidate[T], ...] | None = None,
+    ) -> T | None:
         """Host-anchored patterns first (more specific), then the leftmost path pattern. ``paths=False``
-        says that no pattern starting with "/" matches after ``path_start`` (the caller has searched)."""
-        found = self.find_host(key, path_start)
+        says that no pattern starting with "/" matches after ``path_start`` (the caller has searched);
+        ``candidates``, when given, are ``self.candidates(host)`` for the key's host."""
+        found = self.find_host(key, path_start, candidates)
         if found is None and paths and self._path is not None:
             found = self._path.search(key, path_start)
         if found is None and self._any is not None:
-            found = self._any.search(key, path_start)
+            prefixes = self._any_prefixes
+            if prefixes is None or _holds_any(key, prefixes):
+                found = self._any.search(key, path_start)
         return found
 
-    def find_host(self, key: str, host_end: int) -> T | None:
-        if self._by_char:
-            host = key[:host_end]
-            candidates = self._candidates.get(host)
-            if candidates is None:
-                candidates = self._host_candidates(host)
-            for i, bucket, prefixes in candidates:
-                if prefixes is None or key.startswith(prefixes, i):
-                    found = bucket.match(key, i)
-                    if found is not None:
-                        return found
-        if self._host is not None:
-            return self._host.match(key)
+    def host_plan(self, host: str) -> tuple[_Candidate[T], ...] | None:
+        """``candidates(host)``, or None when keys with this host can match only through a path pattern."""
+        candidates = self.candidates(host)
+        return None if not candidates and self._any is None else candidates
+
+    def candidates(self, host: str) -> tuple[_Candidate[T], ...]:
+        """The host-anchored buckets worth trying on keys with this host (see ``_host_candidates``)."""
+        if not self._by_char and self._host is None:
+            return ()
+        candidates = self._candidates.get(host)
+        return self._host_candidates(host) if candidates is None else candidates
+
+    def find_host(
+        self, key: str, host_end: int, candidates: tuple[_Candidate[T], ...] | None = None
+    ) -> T | None:
+        if candidates is None:
+            candidates = self.candidates(key[:host_end])
+        for i, bucket, prefixes in candidates:
+            if prefixes is None or key.startswith(prefixes, i):
+                found = bucket.match(key, i)
+                if found is not None:
+                    return found
         return None
 
     def _host_candidates(self, host: str) -> tuple[_Candidate[T], ...]:
-        """The (label start, bucket, prefixes) that may match a key with this host, in label order."""
+        """The (label start, bucket, prefixes) that may match a key with this host, in label order; last, the
+        patterns that could not be bucketed, tried from the start of the key (their regex finds the label)."""
         found: list[_Candidate[T]] = []
         i = 0
         while i < len(host):
@@ -159,20 +190,92 @@ class _PatternSet(Generic[T]):
             i = host.find(".", i) + 1
             if i == 0:
                 break
+        if self._host is not None and self._host_may_match(host):
+            found.append((0, self._host, None))
         if len(self._candidates) >= _HOST_CACHE_SIZE:
             self._candidates.clear()
         candidates = self._candidates[host] = tuple(found)
         return candidates
 
+    def _host_may_match(self, host: str) -> bool:
+        """Whether the unbucketed patterns may match a key with this host: they start at a label (after a
+        dot, maybe the host's last character), with one of their literal prefixes."""
+        prefixes = self._host_prefixes
+        if prefixes is None:
+            return True
+        i = 0
+        while True:
+            rest = host[i:]
+            if any(rest.startswith(p) or p.startswith(rest) for p in prefixes):
+                return True
+            i = host.find(".", i) + 1
+            if i == 0:
+                return False
+
 
 _Candidate = tuple[int, Alternation[T], tuple[str, ...] | None]
+
+
+def _holds_any(text: str, needles: tuple[str, ...]) -> bool:
+    # A plain loop: any() over a generator costs several times as much for a handful of needles.
+    for needle in needles:  # noqa: SIM110
+        if needle in text:
+            return True
+    return False
+
+
 _HOST_CACHE_SIZE = 4096
+# (beacon-domain hit, content candidates, vendor pattern candidates, spacer candidates): see _host_plan.
+_HostPlan = tuple[
+    TrackerMatch | None,
+    tuple[_Candidate[bool], ...] | None,
+    tuple[_Candidate[TrackerMatch], ...] | None,
+    tuple[_Candidate[bool], ...] | None,
+]
 _REGEX_SPECIAL = frozenset(".^$*+?{}[]()|\\")
 
 
 def _literal_prefixes(patterns: Iterable[str]) -> tuple[str, ...] | None:
     prefixes = tuple(_literal_prefix(p) for p in patterns)
     return None if "" in prefixes else prefixes
+
+
+def _leading_prefixes(pattern: str) -> tuple[str, ...]:
+    """Literal prefixes, one of which every match of `pattern` starts with; () when that cannot be told.
+    Besides a literal start ("abc..."), reads a leading group of alternatives ("(?:ab\\d+|cd)...")."""
+    prefix = _literal_prefix(pattern)
+    if prefix:
+        return (prefix,)
+    if not pattern.startswith("(?:"):
+        return ()
+    alternatives: list[str] = []
+    depth = 0
+    in_set = False
+    start = i = 3
+    while i < len(pattern):  # the same scan as in _literal_prefix, up to the group's ")"
+        c = pattern[i]
+        if c == "\\":
+            i += 1
+        elif in_set:
+            in_set = c != "]"
+        elif c == "[":
+            in_set = True
+            i += 2 if pattern.startswith("^]", i + 1) else 1 if pattern.startswith("]", i + 1) else 0
+        elif c == "(":
+            depth += 1
+        elif c == ")" and depth > 0:
+            depth -= 1
+        elif c == ")":
+            if pattern[i + 1 : i + 2] in ("?", "*", "{"):
+                return ()  # the group may match nothing
+            alternatives.append(pattern[start:i])
+            prefixes = tuple(_literal_prefix(a) for a in alternatives)
+            return () if "" in prefixes else prefixes
+        elif c == "|" and depth == 0:
+            alternatives.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    return ()
 
 
 def _literal_prefix(pattern: str) -> str:
@@ -212,6 +315,24 @@ def _literal_prefix(pattern: str) -> str:
         prefix.append(c)
         i += 1
     return "".join(prefix)
+
+
+def _any_of(patterns: Sequence[str]) -> str:
+    """A regex matching where any of ``patterns`` matches (which one is not told), with the patterns that
+    start with the same literal character behind one branch: at each position re then tries one branch per
+    distinct first character, not every pattern."""
+    by_first: dict[str, list[str]] = {}
+    others: list[str] = []
+    for p in patterns:
+        # A non-empty literal prefix rules out a top-level "|" and a quantifier on the first character, so
+        # p[0] is a plain character and p[1:] a regex on its own.
+        if _literal_prefix(p) and p[0] != "\\":
+            by_first.setdefault(p[0], []).append(p[1:])
+        else:
+            others.append(p)
+    branches = [re.escape(c) + "(?:" + "|".join(f"(?:{r})" for r in rs) + ")" for c, rs in by_first.items()]
+    branches += [f"(?:{p})" for p in others]
+    return "(?:" + "|".join(branches) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +517,7 @@ def _build_core(data: Mapping[str, object], origin: str) -> _Core:
         content=content_set,
         spacers=spacer_set,
         generic=generic_set,
-        paths=re.compile("/(?:" + "|".join(f"(?:{p})" for p in slash) + ")") if slash else None,
+        paths=re.compile("/" + _any_of(slash)) if slash else None,
         vendor_by_domain=vendor_by_domain,
         vendors=tuple(sorted(vendors, key=str.casefold)),
         link_params=frozenset(link_params),
@@ -428,7 +549,15 @@ def _bundled_db() -> TrackerDB:
 class TrackerDB:
     """The known-tracker matcher. Build it with ``bundled()``, ``load(...)`` or ``from_toml(path)``."""
 
-    __slots__ = ("_adblock", "_cached_match", "_core", "_disconnect", "_domain_hits", "__weakref__")
+    __slots__ = (
+        "_adblock",
+        "_cached_match",
+        "_core",
+        "_disconnect",
+        "_domain_hits",
+        "_host_plans",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -441,6 +570,7 @@ class TrackerDB:
         self._disconnect = tuple(disconnect)
         # Hosts recur far more than URLs (every image of a CDN): their beacon-domain answer is kept.
         self._domain_hits: dict[str, TrackerMatch | None] = {}
+        self._host_plans: dict[str, _HostPlan] = {}
         self._cached_match: Callable[[str], TrackerMatch | None] = functools.lru_cache(maxsize=_CACHE_SIZE)(
             self._match
         )
@@ -517,24 +647,43 @@ class TrackerDB:
             return None
         core = self._core
         host = parts[1]
-        hit = self._domain_hit(host)
+        plan = self._host_plans.get(host)
+        if plan is None:
+            plan = self._host_plan(host)
+        hit, content, patterns, spacers = plan
         if hit is not None:
             return hit
         key = _key(parts)
         path_start = len(host)
         paths = core.paths is not None and core.paths.search(key, path_start) is not None
-        if core.content.find(key, path_start, paths) is not None:
+        # A set whose plan entry is None can only match through a path pattern, and there is none.
+        if (content is not None or paths) and core.content.find(key, path_start, paths, content) is not None:
             return None
-        hit = core.patterns.find(key, path_start, paths)
-        if hit is not None:
-            return hit
-        if core.spacers.find(key, path_start, paths) is not None:
+        if patterns is not None or paths:
+            hit = core.patterns.find(key, path_start, paths, patterns)
+            if hit is not None:
+                return hit
+        if (spacers is not None or paths) and core.spacers.find(key, path_start, paths, spacers) is not None:
             return None
         if self._adblock or self._disconnect:
             hit = self._filter_hit(split_url(url))
             if hit is not None:
                 return hit
         return core.generic.find(key, path_start, paths)
+
+    def _host_plan(self, host: str) -> _HostPlan:
+        """What of the matching depends on the host alone: its beacon-domain hit, and per pattern set the
+        host-anchored candidates (None when the set can match only through a path pattern)."""
+        core = self._core
+        content, patterns, spacers = (
+            core.content.host_plan(host),
+            core.patterns.host_plan(host),
+            core.spacers.host_plan(host),
+        )
+        if len(self._host_plans) >= _HOST_CACHE_SIZE:
+            self._host_plans.clear()
+        plan = self._host_plans[host] = (self._domain_hit(host), content, patterns, spacers)
+        return plan
 
     def _domain_hit(self, host: str) -> TrackerMatch | None:
         hits = self._domain_hits
