@@ -40,7 +40,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from mailproxy.errors import MailproxyError
 
@@ -373,9 +373,11 @@ def _fast_qp_ok(data: bytes) -> bool:
 
 # A space or tab that a decoder would drop as transport padding.
 _QP_TRAILING = re.compile(rb"(?<![ \t])[ \t]++(?:\r?\n|\Z)")  # never restarts inside a run: linear
-# What any match of _QP_TRAILING contains: looked for first, as a leading lookbehind keeps the regex
-# engine from skipping ahead at C speed and almost no layout has a trailing space.
-_QP_TRAILING_ENDS = (b" \n", b"\t\n", b" \r\n", b"\t\r\n")
+# A LF after a space or tab (CR between them or not): what any match of _QP_TRAILING before the end
+# contains. Looked for first, with the literal LF leading so that the regex engine skips ahead at C
+# speed (the leading lookbehind of _QP_TRAILING keeps it from doing so), as almost no layout has a
+# trailing space.
+_QP_TRAILING_LF = re.compile(rb"\n(?:(?<=[ \t]\n)|(?<=[ \t]\r\n))")
 _QP_WS_LINE_END = re.compile(rb"[ \t]*(?:\r?\n)?")
 
 _HEX_BYTE = {f"{c:02X}".encode(): bytes((c,)) for c in range(256)}
@@ -389,11 +391,9 @@ _QP_ATOM = tuple(
 )
 _QP_ESCAPED = tuple(f"={c:02X}".encode() for c in range(256))
 _QP_NOT_LITERAL = bytes(c for c in range(256) if len(_QP_ATOM[c]) != 1)
-_QP_ATOM_AT = _QP_ATOM.__getitem__
 _QP_WIDTH = bytes(len(atom) for atom in _QP_ATOM)  # content.translate(_QP_WIDTH): its atoms' widths
-_WIDE_ATOM = re.compile(rb"[^\x01]")  # in the atom widths of a layout: an atom that is not a literal
 _QP_LINE = 76  # RFC 2045 maximum encoded line length, soft-break "=" included
-_QP_BLOCK = 1024  # index granularity: one block is tokenized in Python per lookup
+_QP_BLOCK = 1024  # index granularity: a lookup measures the lines of one block
 _QP_CONTEXT = 256  # bytes of the following text examined (trailing space, rest of the line)
 _NO_LIMIT = sys.maxsize
 
@@ -420,9 +420,9 @@ class _QpIndex:
     """Decoded offset -> encoded offsets for one quoted-printable body.
 
     The body is cut into line-aligned blocks whose decoded lengths come from the C decoder. A lookup
-    measures the lines of one block with the C decoder too (cached) and tokenizes one line in Python,
-    so the Python work per edit is bounded by a line. Tokens never cross a LF, so a line tokenizes
-    as it does inside the whole body.
+    measures the lines of one block with the C decoder too (cached) and walks one line in Python (from
+    escape to escape, tokenizing only what else the line holds), so the Python work per edit is
+    bounded by a line. Tokens never cross a LF, so a line tokenizes as it does inside the whole body.
     """
 
     __slots__ = ("_decode", "_lines", "block_dec", "block_enc", "data", "decoded")
@@ -454,18 +454,17 @@ class _QpIndex:
         cached = self._lines.get(bi)
         if cached is not None:
             return cached
-        data, decode = self.data, self._decode
-        pos, end, dec = self.block_enc[bi], self.block_enc[bi + 1], self.block_dec[bi]
-        enc_at: list[int] = []
-        dec_at: list[int] = []
-        while pos < end:
-            nl = data.find(b"\n", pos, end)
-            stop = end if nl < 0 else nl + 1
-            enc_at.append(pos)
-            dec_at.append(dec)
-            dec += len(decode(data[pos:stop]))
-            pos = stop
-        enc_at.append(end)
+        start, end = self.block_enc[bi], self.block_enc[bi + 1]
+        # The block ends after a LF or at the end of the body: the last piece is empty or an
+        # unterminated last line. Lengths measured by map() keep the per-line work in C.
+        pieces = self.data[start:end].split(b"\n")
+        last = pieces.pop()
+        lines = [piece + b"\n" for piece in pieces]
+        if last:
+            lines.append(last)
+        enc_at = list(accumulate(map(len, lines), initial=start))
+        dec_at = list(accumulate(map(len, map(self._decode, lines)), initial=self.block_dec[bi]))
+        dec_at.pop()  # the block's end: the next block's start
         self._lines[bi] = (enc_at, dec_at)
         return enc_at, dec_at
 
@@ -476,15 +475,34 @@ class _QpIndex:
         enc_at, dec_at = self._lines_of(bisect_right(self.block_enc, p) - 1)
         return dec_at[bisect_left(enc_at, p)]
 
-    def locate(self, x: int) -> tuple[int, int]:
-        """Encoded [start, end) of the token that yields decoded byte ``x``.
+    def locate(self, x: int) -> tuple[int, int, int, int]:
+        """Encoded [start, end) of the token that yields decoded byte ``x``, and the encoded and decoded
+        offsets of the start of its line.
 
         Zero-width tokens (soft breaks, transport padding) on either side are not included.
         """
         enc_at, dec_at = self._lines_of(bisect_right(self.block_dec, x) - 1)
         li = bisect_right(dec_at, x) - 1
-        prev, dec = enc_at[li], dec_at[li]
-        for m in _QP_TOKEN.finditer(self.data, prev, enc_at[li + 1]):
+        line, line_dec = enc_at[li], dec_at[li]
+        data = self.data
+        # The usual case without tokenizing: hop from escape to escape. Up to the next "=", a line
+        # holds literal bytes only, except for transport padding and the line break at its end, both
+        # of which start with a space, tab, CR or LF: where x falls on none of those, it is a literal.
+        # (Decoding never lengthens, so the byte x would be, at the latest, the line's LF.)
+        prev, dec = line, line_dec
+        while True:
+            at = prev + x - dec
+            q = data.find(b"=", prev, at + 1)
+            if q < 0:
+                if data[at] not in b" \t\r\n":
+                    return at, at + 1, line, line_dec
+                break
+            if data[q + 1 : q + 3] not in _HEX_BYTE:
+                break  # a soft break or a literal "=": the tokenizer decides
+            if q == at:
+                return q, q + 3, line, line_dec
+            prev, dec = q + 3, dec + q - prev + 1
+        for m in _QP_TOKEN.finditer(data, prev, enc_at[li + 1]):
             start, end = m.span()
             d0 = dec + start - prev
             if d0 > x:
@@ -499,11 +517,11 @@ class _QpIndex:
                 width = 0
             if d0 + width > x:
                 if width == 2:  # a CRLF hard break: the CR carries the stripped whitespace
-                    return (start, end - 1) if x == d0 else (end - 1, end)
-                return start, end
+                    return ((start, end - 1) if x == d0 else (end - 1, end)) + (line, line_dec)
+                return start, end, line, line_dec
             prev, dec = end, d0 + width
         at = prev + x - dec
-        return at, at + 1
+        return at, at + 1, line, line_dec
 
 
 def _qp_index(data: bytes) -> _QpIndex:
@@ -516,8 +534,7 @@ def _qp_index(data: bytes) -> _QpIndex:
     return index
 
 
-@dataclass(frozen=True, slots=True)
-class _Range:
+class _Range(NamedTuple):
     """What an encoded range holds besides ordinary text: what its new layout must reproduce."""
 
     soft: tuple[bytes, ...]  # terminator of each soft break, in order
@@ -562,7 +579,8 @@ def _scan_range(data: bytes, a: int, b: int) -> _Range:
         (soft if is_soft else tail).append(b"\r\n" if crlf else b"\n")
         p = data.find(b"\n", end, stop)
     tail.extend([b"\r"] * data.count(b"\r", pos, b))
-    return _Range(tuple(soft), tuple(tail), b"".join(_tail_decoded(t) for t in tail))
+    # Line ends only: each tail item decodes to itself.
+    return _Range(tuple(soft), tuple(tail), b"".join(tail))
 
 
 def _scan_range_tokens(data: bytes, a: int, b: int, stop: int) -> _Range:
@@ -590,28 +608,34 @@ def _scan_range_tokens(data: bytes, a: int, b: int, stop: int) -> _Range:
         elif kind == _HARD:
             tail.append(term)
     tail.extend([b"\r"] * data.count(b"\r", pos, b))
-    return _Range(tuple(soft), tuple(tail), b"".join(_tail_decoded(t) for t in tail))
+    return _Range(tuple(soft), tuple(tail), b"".join(map(_tail_decoded, tail)))
 
 
 def _tail_decoded(item: bytes) -> bytes:
     return _HEX_BYTE[item[1:]] if item[:1] == b"=" else item
 
 
-def _longest_line(region: bytes) -> int:
-    return max(len(line) - line.endswith(b"\r") for line in region.split(b"\n"))
+def _line_limit(data: bytes, start: int, end: int) -> int:
+    """The line length a layout of the lines from ``start`` to the LF at ``end`` (or the end of the body)
+    may use: 76, or their longest line (terminator excluded)."""
+    # The usual case, told in C: the pieces between CRLFs hold every line whole (a line ended by a
+    # lone LF together with the next), so when none is longer than 76 neither is any line.
+    if max(map(len, data[start : end + 1].split(b"\r\n"))) <= _QP_LINE:
+        return _QP_LINE
+    return max(_QP_LINE, *(len(line) - line.endswith(b"\r") for line in data[start:end].split(b"\n")))
 
 
 def _space_ends_line(pre: bytes, out: bytes, after: bytes) -> bool:
     """True if a space or tab that a decoder would drop starts in ``pre + out`` (``after`` follows)."""
     window = pre + out + after
-    if not window.endswith((b" ", b"\t")) and not any(end in window for end in _QP_TRAILING_ENDS):
+    if not window.endswith((b" ", b"\t")) and _QP_TRAILING_LF.search(window) is None:
         return False
     t = _QP_TRAILING.search(window)
     return t is not None and t.start() < len(pre) + len(out)
 
 
 def _qp_layout(
-    atoms: list[bytes],
+    content: bytes,
     widths: bytes,
     spaces: int,
     escape_last: bool,
@@ -622,8 +646,8 @@ def _qp_layout(
     escapes: int = 0,
     keep_decoded: bool = False,
 ) -> tuple[bytes, int, bool]:
-    """Lay out content atoms (``widths`` their lengths), ``spaces`` padding spaces, the owed soft
-    breaks and the tail items.
+    """Lay out the atoms of ``content`` (``widths`` their lengths: 1 for the byte itself, 3 for its
+    escape), ``spaces`` padding spaces, the owed soft breaks and the tail items.
 
     ``escapes`` more padding spaces are written "=20" (for the same decoded length, see
     ``_qp_rewrite_range``): wherever one fits on the current line, with plain spaces filling the
@@ -642,7 +666,9 @@ def _qp_layout(
     fits = True
     soft = rng.soft
     si = 0
-    literals: list[int] = []  # where the 1-byte atoms of the current line are in `out`
+    # Where the content atoms of the current line start in `out`; past the end once the content is
+    # laid out, as padding spaces are not atoms the escaping tricks may use.
+    atoms_from = 0
     reserve = 1 if escape_last else 0  # the space that becomes "=20" cannot be given up
     left = spaces
 
@@ -664,61 +690,71 @@ def _qp_layout(
             left -= 2
             spaces -= 2
 
+    def last_literal(p: int) -> int:
+        """Where the last 1-byte atom of the current line at or before ``p`` is in `out`, or -1.
+
+        Read backwards from an atom's end: "=" only ever starts an escape (content "=" is escaped,
+        hex digits are not "="), so an atom whose third-last byte is "=" is an escape."""
+        while p >= atoms_from:
+            if p - 2 >= atoms_from and out[p - 2] == 61:
+                p -= 3
+            else:
+                return p
+        return -1
+
     def place(atom: bytes) -> None:
-        nonlocal out, cur, fits, si, left, spaces, escapes
+        nonlocal out, cur, fits, si, left, spaces, escapes, atoms_from
         w = len(atom)
         if si < len(soft) and cur > 0 and cur + w + 1 > limit:
             slack = limit - 1 - cur
             moved = b""
             # Escaping a literal costs 2 encoded bytes: paid with two plain spaces, or (keeping the
             # decoded length) by writing one "=20" of the padding as a plain space instead.
-            can_pay = escapes >= 2 if keep_decoded else left - reserve >= 2
-            if slack == 2 and literals and can_pay:
-                at = literals.pop()
-                out[at : at + 1] = _QP_ESCAPED[out[at]]
-                cur += 2
-                pay()
-            elif slack == 1 and len(literals) >= 2 and literals[-1] == len(out) - 1 and can_pay:
-                # Escaping adds 2, moving the last literal to the next line takes 1 back.
-                moved = bytes(out[-1:])
-                del out[-1]
-                literals.pop()
-                at = literals.pop()
-                out[at : at + 1] = _QP_ESCAPED[out[at]]
-                cur += 1
-                pay()
+            if slack in (1, 2) and (escapes >= 2 if keep_decoded else left - reserve >= 2):
+                last = last_literal(len(out) - 1)
+                if slack == 2 and last >= 0:
+                    out[last : last + 1] = _QP_ESCAPED[out[last]]
+                    cur += 2
+                    pay()
+                elif slack == 1 and last == len(out) - 1 and (at := last_literal(last - 1)) >= 0:
+                    # Escaping adds 2, moving the last literal to the next line takes 1 back.
+                    moved = bytes(out[-1:])
+                    del out[-1]
+                    out[at : at + 1] = _QP_ESCAPED[out[at]]
+                    cur += 1
+                    pay()
             soft_break()
-            literals.clear()
+            atoms_from = len(out)
             if moved:
-                literals.append(len(out))
                 out += moved
                 cur = 1
-        if w == 1:
-            literals.append(len(out))
         out += atom
         cur += w
 
-    # Runs of 1-byte atoms are laid out a line at a time; place() handles each atom that meets a
-    # line end (a soft break, maybe an escaping trick) or is an escape.
-    i, n = 0, len(atoms)
+    # Runs of 1-byte atoms are laid out a line at a time; place() handles each escape (a soft break
+    # before it, maybe with an escaping trick).
+    i, n = 0, len(content)
     while i < n:
-        m = _WIDE_ATOM.search(widths, i)
-        j = m.start() if m else n
-        if j == i:
-            place(atoms[i])
-            i += 1
-            continue
+        j = widths.find(3, i)
+        if j < 0:
+            j = n
         while i < j:
-            room = j - i if si >= len(soft) else limit - 1 - cur if cur > 0 else limit - 1
-            if room <= 0:
-                place(atoms[i])
-                i += 1
+            if si >= len(soft):
+                out += content[i:j]  # literal atoms are the bytes themselves
+                cur += j - i
+                break
+            room = limit - 1 - cur if cur > 0 else limit - 1
+            if room <= 0:  # the line is full: the soft break's "=" ends it
+                soft_break()
+                atoms_from = len(out)
                 continue
             k = min(j - i, room)
-            literals.extend(range(len(out), len(out) + k))
-            out += b"".join(atoms[i : i + k])
+            out += content[i : i + k]
             cur += k
             i += k
+        if j < n:
+            place(_QP_ESCAPED[content[j]])
+        i = j + 1
     # The padding: runs of plain spaces are laid out a line at a time (a URL blanked to spaces is
     # hundreds of them); only the last one may need to be "=20", placed like any atom. The escape
     # tricks in place() need two spare spaces, which the last atom never has, so the positions of the
@@ -751,7 +787,7 @@ def _qp_layout(
                 cur += k
                 plain -= k
                 left -= k
-        literals.clear()
+        atoms_from = _NO_LIMIT
         place(b"=20")
         escapes = 0
     while plain > 0:
@@ -763,7 +799,7 @@ def _qp_layout(
         cur += k
         plain -= k
         left -= k
-    literals.clear()
+    atoms_from = _NO_LIMIT
     if left:
         left -= 1
         place(b"=20" if escape_last else b" ")
@@ -789,19 +825,18 @@ def _qp_rewrite_range(
     range decodes to now, which the new layout keeps when it can (see below).
     """
     rng = _scan_range(data, a, b)
-    atoms = list(map(_QP_ATOM_AT, content))
     widths = content.translate(_QP_WIDTH)
     literals = len(content.translate(None, _QP_NOT_LITERAL))
     size = b - a
     width = 3 * len(content) - 2 * literals  # of the atoms: 1 for a literal, 3 for an escape
-    free = size - width - sum(map(len, rng.tail)) - sum(1 + len(t) for t in rng.soft)
+    free = size - width - len(b"".join(rng.tail)) - len(rng.soft) - len(b"".join(rng.soft))
     if free < 0:
         raise TransferError(f"replacement does not fit quoted-printable range [{a}, {b})")
 
     line_start = data.rfind(b"\n", 0, a) + 1
     line_end = b if data[b - 1 : b] == b"\n" else data.find(b"\n", b)
     line_end = len(data) if line_end < 0 else line_end
-    limit = max(_QP_LINE, _longest_line(data[line_start:line_end]))
+    limit = _line_limit(data, line_start, line_end)
     nl = post.find(b"\n")
     if nl < 0:
         rest = len(post) if len(post) < _QP_CONTEXT else _NO_LIMIT // 2
@@ -833,7 +868,7 @@ def _qp_rewrite_range(
         escaped = surplus // 2
         lim = limit if strict else _NO_LIMIT
         out, _, fits = _qp_layout(
-            atoms, widths, pad - escaped, False, rng, a - line_start, rest, lim, escaped, keep_decoded=True
+            content, widths, pad - escaped, False, rng, a - line_start, rest, lim, escaped, keep_decoded=True
         )
         return out if fits and not _space_ends_line(pre, out, after) else None
 
@@ -845,14 +880,16 @@ def _qp_rewrite_range(
             logger.debug("quoted-printable range [%d, %d): a line over %d", a, b, limit)
             return kept, content + b" " * pad + rng.tail_decoded
         for spaces, escape_last, extra in configs:
-            use, use_widths = atoms, widths
+            use_widths = widths
             if extra:
-                use = list(atoms)
-                literal = [i for i, atom in enumerate(atoms) if len(atom) == 1]
-                for i in literal[-extra:]:
-                    use[i] = _QP_ESCAPED[content[i]]
-                use_widths = bytes(map(len, use))
-            out, used, fits = _qp_layout(use, use_widths, spaces, escape_last, rng, a - line_start, rest, lim)
+                # The last `extra` literals escaped as well.
+                changed = bytearray(widths)
+                for i in [i for i, w in enumerate(widths) if w == 1][-extra:]:
+                    changed[i] = 3
+                use_widths = bytes(changed)
+            out, used, fits = _qp_layout(
+                content, use_widths, spaces, escape_last, rng, a - line_start, rest, lim
+            )
             if strict and not fits:
                 continue
             if _space_ends_line(pre, out, after):
@@ -870,7 +907,8 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
     ordered = _ordered(edits, len(index.decoded))
     if not ordered:
         return data
-    ranges = [(index.locate(e.start)[0], index.locate(e.end - 1)[1]) for e in ordered]
+    firsts = [index.locate(e.start) for e in ordered]
+    ranges = [(first[0], index.locate(e.end - 1)[1]) for e, first in zip(ordered, firsts, strict=True)]
 
     # Right to left, so that each range sees the final bytes that follow it (a trailing space is
     # judged by what comes after it, which a later edit may have changed).
@@ -898,8 +936,8 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
     # line-local and each range kept its length, so only the lines around the ranges (merged where
     # they meet) can decode otherwise; every other line is the input's own.
     regions: list[list[int]] = []  # first edit, last edit + 1, encoded [start, end) of whole lines
-    for i, (a, b) in enumerate(ranges):
-        r0 = data.rfind(b"\n", 0, a) + 1
+    for i, (_, b) in enumerate(ranges):
+        r0 = firsts[i][2]  # the start of the line where the range starts
         nl = data.find(b"\n", b)
         r1 = len(data) if nl < 0 else nl + 1
         if regions and r0 < regions[-1][3]:
@@ -909,7 +947,7 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
             regions.append([i, i + 1, r0, r1])
     for i0, i1, r0, r1 in regions:
         expected: list[bytes] = []
-        pos = index.decoded_at(r0)
+        pos = firsts[i0][3]  # the decoded offset of r0
         for edit, span in zip(ordered[i0:i1], spans[i0:i1], strict=True):
             expected.append(index.decoded[pos : edit.start])
             expected.append(span)
