@@ -27,8 +27,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from typing import cast
 
 from mailproxy.html import css
 from mailproxy.html.tokenizer import (
@@ -73,6 +74,52 @@ class Reference:
     hidden: tuple[str, ...] = ()
     conditional: str | None = None  # "print" | "prefers-color-scheme" | "forward": serves no reader
     in_comment: bool = False  # found inside an Outlook conditional comment
+
+
+class _Draft:
+    """A mutable twin of ``Reference`` (the same slots, in the same order) that becomes one. Building a
+    frozen dataclass sets each of its 13 fields through ``object.__setattr__``, about five times the cost
+    of plain attribute stores, and a newsletter has a hundred references: ``_reference`` stores them here,
+    then assigns the instance's class, which Python allows between classes of the same layout."""
+
+    __slots__ = Reference.__slots__
+
+    def __init__(
+        self,
+        url: str,
+        vector: Vector,
+        element: str,
+        attr: str | None,
+        kill: Kill,
+        kill_span: tuple[int, int],
+        value_span: tuple[int, int] | None,
+        quoted: bool,
+        url_span: tuple[int, int] | None,
+        group: int,
+        hidden: tuple[str, ...],
+        conditional: str | None,
+        in_comment: bool,
+    ) -> None:
+        self.url = url
+        self.vector = vector
+        self.element = element
+        self.attr = attr
+        self.kill = kill
+        self.kill_span = kill_span
+        self.value_span = value_span
+        self.quoted = quoted
+        self.url_span = url_span
+        self.group = group
+        self.hidden = hidden
+        self.conditional = conditional
+        self.in_comment = in_comment
+        self.__class__ = Reference  # type: ignore[assignment]
+
+
+# (positional arguments in field order, all of them)
+_reference = cast(Callable[..., Reference], _Draft)
+if tuple(f.name for f in fields(Reference)) != _Draft.__init__.__code__.co_varnames[1:14]:
+    raise AssertionError("_Draft.__init__ must set every field of Reference, in order")
 
 
 @dataclass(slots=True)
@@ -248,9 +295,13 @@ def _may_load_anywhere(low: str) -> bool:
     """Whether a tag's lower-cased text has something any element may load from: background=,
     color-profile=, CSS url()/image-set(), or an escape or character reference that could spell one. Plain
     substring tests: this runs on every tag, and most tags of a newsletter have none of these."""
-    if "\\" in low or "&#" in low or "url" in low or "image-set" in low or "color-profile" in low:
+    if "url" in low or "\\" in low or "image-set" in low or "color-profile" in low:
         return True
-    return "&lpar" in low or ("background" in low and _BACKGROUND_ATTR.search(low) is not None)
+    # (an "&" is found in one fast step, and most tags have none: the two references are looked for after it)
+    amp = low.find("&")
+    if amp >= 0 and (low.find("&#", amp) >= 0 or low.find("&lpar", amp) >= 0):
+        return True
+    return "background" in low and _BACKGROUND_ATTR.search(low) is not None
 
 
 _BACKGROUND_ATTR = re.compile(r"background\s*=")
@@ -261,7 +312,15 @@ def _may_hide(low: str) -> bool:
     attributes: the hidden attribute, or a style ``css.may_hide`` cannot rule out (an ancestor's width and
     height attributes do not count). A character reference other than "&amp;" may spell any of a style's
     characters ("width&colon;0", "n&#111;ne"), so it counts too."""
-    return css.may_hide(low) or ("&" in low and low.count("&") != low.count("&amp;"))
+    if "hidden" in low:
+        return True
+    # No hidden attribute: only a style can hide, and it is at or after the first "style" (attribute names
+    # are never decoded), past the URLs of the attributes before it.
+    at = low.find("style")
+    if at < 0:
+        return False
+    style = low[at:]
+    return css.may_hide(style) or ("&" in style and style.count("&") != style.count("&amp;"))
 
 
 _CLASS_OR_ID = _AttrTest({"class", "id"})
@@ -325,15 +384,16 @@ _Open = tuple[str, str, tuple[str, ...] | None]
 
 
 # What a start tag's text tells: its name, its entry on the stack (None for a void element) and whether it
-# may load something.
-_Start = tuple[str, _Open | None, bool]
+# may load something (True), or else is a <picture> (None: it opens a group) or neither (False).
+_Start = tuple[str, _Open | None, bool | None]
 
 
 def _start_facts(name: str, body: str) -> _Start:
     low = body.lower()
     own = _ELEMENT_LOADS.get(name)
     loads = (own is not None and own.found(body, low)) or _may_load_anywhere(low)
-    return name, None if name in _VOID else (name, body, None), loads
+    entry = None if name in _VOID else (name, body, None)
+    return name, entry, loads or (None if name == "picture" else False)
 
 
 class _Extractor:
@@ -379,9 +439,11 @@ class _Extractor:
                     name, entry, loads = facts
                     if entry is not None:
                         stack.append(entry)
-                    if loads or name == "picture":
-                        opened = entry is not None
-                        self.loading_start(name, opened, loads, m.span(), m.span(OPEN), in_comment)
+                    if loads is not False:  # (seldom: a tag that may load, or a <picture>)
+                        if name == "picture":
+                            self.open_picture()
+                        if loads:
+                            self.start_tag(name, m.span(), *m.span(OPEN), in_comment, entry is not None)
                 elif kind == CLOSE:
                     # ``end_tag``, inlined for an end tag of the current element written in lower case
                     name = m[CLOSE]
@@ -407,9 +469,8 @@ class _Extractor:
                 name, entry, loads = _start_facts(name, self.text[inner_start:inner_end])
                 if entry is not None:
                     self.stack.append(entry)
-                self.loading_start(
-                    name, entry is not None, loads, (s, e), (inner_start, inner_end), in_comment
-                )
+                if loads:  # (never a <picture>: a raw-text element or <plaintext>)
+                    self.start_tag(name, (s, e), inner_start, inner_end, in_comment, entry is not None)
             elif kind == RAW:
                 if name == "style":
                     self.style_block(s, e, in_comment)
@@ -420,21 +481,10 @@ class _Extractor:
                 self.doc.unclosed.append((s, e))
         return None
 
-    def loading_start(
-        self,
-        name: str,
-        opened: bool,
-        loads: bool,
-        tag: tuple[int, int],
-        body: tuple[int, int],
-        in_comment: bool,
-    ) -> None:
-        """What a start tag does besides being pushed (when ``opened``): open a <picture>, load."""
-        if name == "picture":
-            self.group += 1
-            self.picture_group = self.group
-        if loads:
-            self.start_tag(name, tag, *body, in_comment, opened)
+    def open_picture(self) -> None:
+        """A <picture> start tag: its sources and image share a group (before any reference of its own)."""
+        self.group += 1
+        self.picture_group = self.group
 
     def end_tag(self, name: str) -> None:
         """An end tag closes the nearest open element of its name and everything opened after it, if there
@@ -521,7 +571,13 @@ class _Extractor:
             elif use == "srcset":
                 self.srcset(name, attribute_value_span(m), hidden, group, in_comment)
             elif use == "style":
-                self.style_attr(name, aname, m, hidden, group, in_comment, css.scan_declarations)
+                # (style_attr's own test, cheaper: on the value as written, quotes included, which have
+                # none of these; most styles have none of them and are not looked at further)
+                raw = m[2]
+                if raw is not None and (
+                    "url" in (low := raw.lower()) or "image-set" in low or "\\" in raw or "&" in raw
+                ):
+                    self.style_attr(name, aname, m, hidden, group, in_comment, css.scan_declarations)
             elif "url" in attribute_value(m).lower():  # a FUNCIRI
                 self.style_attr(name, aname, m, hidden, group, in_comment, _funciri)
 
@@ -548,19 +604,21 @@ class _Extractor:
             lead = len(raw) - len(raw.lstrip(_ASCII_WS))
             trail = len(raw) - len(raw.rstrip(_ASCII_WS))
             url_span = (value_start + lead, value_end - trail)
-        return Reference(
-            url=url,
-            vector=vector,
-            element=element,
-            attr=attr,
-            kill=kill,
-            kill_span=tag if kill is Kill.ELEMENT else value_span,
-            value_span=value_span,
-            quoted=bool(quote),
-            url_span=url_span,
-            group=group,
-            hidden=hidden,
-            in_comment=in_comment,
+        kill_span = tag if kill is Kill.ELEMENT else value_span
+        return _reference(
+            url,
+            vector,
+            element,
+            attr,
+            kill,
+            kill_span,
+            value_span,
+            bool(quote),
+            url_span,
+            group,
+            hidden,
+            None,
+            in_comment,
         )
 
     def srcset(
@@ -573,25 +631,28 @@ class _Extractor:
     ) -> None:
         raw_value, value_start, value_end, quote = value
         value_span = (value_start, value_end)
+        quoted = bool(quote)
+        add = self.doc.refs.append
         for start, end in _srcset_urls(raw_value):
             url = unescape_attr(raw_value[start:end])
             if not url:
                 continue
-            self.doc.refs.append(
-                Reference(
-                    url=url,
-                    vector=Vector.SRCSET,
-                    element=name,
-                    attr="srcset",
-                    # Blanking one candidate would let its descriptor ("2x") be read as a URL: blank all.
-                    kill=Kill.VALUE,
-                    kill_span=value_span,
-                    value_span=value_span,
-                    quoted=bool(quote),
-                    url_span=(value_start + start, value_start + end),
-                    group=group,
-                    hidden=hidden,
-                    in_comment=in_comment,
+            # (kill: blanking one candidate would let its descriptor ("2x") be read as a URL: blank all)
+            add(
+                _reference(
+                    url,
+                    Vector.SRCSET,
+                    name,
+                    "srcset",
+                    Kill.VALUE,
+                    value_span,
+                    value_span,
+                    quoted,
+                    (value_start + start, value_start + end),
+                    group,
+                    hidden,
+                    None,
+                    in_comment,
                 )
             )
 
@@ -689,20 +750,20 @@ class _Extractor:
         vector = {"import": Vector.CSS_IMPORT, "font": Vector.FONT}.get(r.kind, Vector.CSS_URL)
         if vector is Vector.CSS_URL and r.property in ("src",):
             vector = Vector.FONT
-        return Reference(
-            url=r.url.strip(_ASCII_WS),
-            vector=vector,
-            element=element,
-            attr=attr,
-            kill=Kill.RULE if r.kind == "import" else Kill.CSS,
-            kill_span=kill_span,
-            value_span=None,
-            quoted=quoted,
-            url_span=url_span,
-            group=group,
-            hidden=hidden,
-            conditional=css.conditional_reason(r),
-            in_comment=in_comment,
+        return _reference(
+            r.url.strip(_ASCII_WS),
+            vector,
+            element,
+            attr,
+            Kill.RULE if r.kind == "import" else Kill.CSS,
+            kill_span,
+            None,
+            quoted,
+            url_span,
+            group,
+            hidden,
+            css.conditional_reason(r),
+            in_comment,
         )
 
     # -- visibility ----------------------------------------------------------------------------------
