@@ -389,7 +389,9 @@ def test_runner_starts_both_halves_and_stops_them_on_sigterm(tmp_path: Path) -> 
         os.kill(os.getpid(), signal.SIGTERM)
 
     asyncio.run(run(cfg, imap=imap_half, ready=ready, confdir=tmp_path / "mitm", tls="passthrough"))
-    assert seen == ["http listening", "imap started", "imap stopped"]
+    # (The IMAP half may start before `ready` or after it: mitmproxy 12 on Python 3.12 makes the loop's
+    # tasks eager, so the half runs as soon as it is created.)
+    assert sorted(seen[:2]) == ["http listening", "imap started"] and seen[2:] == ["imap stopped"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed again
 
 
