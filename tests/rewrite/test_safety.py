@@ -34,3 +34,30 @@ def test_css_escapes_past_unicode_do_not_stop_the_scan() -> None:
 def test_escaped_url_in_a_style_attribute_is_decoded() -> None:
     html = '<div style="background: \\75 rl(https://t.example/e.gif)">x</div>'
     assert [s.url for s in loading_urls(html)] == ["https://t.example/e.gif"]
+
+
+def test_a_tag_name_is_matched_as_the_parser_spells_it() -> None:
+    # The parser lower-cases ASCII only: "linK" (with the Kelvin sign) is no <link>, so its href loads
+    # nothing, though str.lower() would make it "link".
+    assert loading_urls('<lin\u212a href="https://t.example/k.css">') == []
+    assert loading_urls('<LINK href="https://t.example/l.css">') == [
+        Survivor("https://t.example/l.css", "link", "href")
+    ]
+
+
+def test_conditional_comments_are_read_up_to_their_first_end() -> None:
+    html = (
+        '<!--[if mso]><v:fill src="https://t.example/1.png"/><![endif]-->'
+        '<p style="x">text</p><!-- [IF gte mso 9]><v:image src="https://t.example/2.png"/>'
+        '<!--[if mso]><img src="https://t.example/3.png"><![endif]-->'
+        '<img src="https://t.example/4.png">'
+        '<!--[if mso]><img src="https://t.example/5.png">'
+    )
+    # The second comment ends at the nested one's "-->"; the last one runs to the end of the document.
+    assert [s.url for s in loading_urls(html)] == [
+        "https://t.example/4.png",
+        "https://t.example/1.png",
+        "https://t.example/2.png",
+        "https://t.example/3.png",
+        "https://t.example/5.png",
+    ]
