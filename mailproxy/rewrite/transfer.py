@@ -379,6 +379,7 @@ _QP_TRAILING = re.compile(rb"(?<![ \t])[ \t]++(?:\r?\n|\Z)")  # never restarts i
 # trailing space.
 _QP_TRAILING_LF = re.compile(rb"\n(?:(?<=[ \t]\n)|(?<=[ \t]\r\n))")
 _QP_WS_LINE_END = re.compile(rb"[ \t]*(?:\r?\n)?")
+_QP_LINE_END_START = (b" ", b"\t", b"\r", b"\n")  # a byte that may start the token ending a line
 
 _HEX_BYTE = {f"{c:02X}".encode(): bytes((c,)) for c in range(256)}
 _HEX_BYTE.update({k.lower(): v for k, v in list(_HEX_BYTE.items())})
@@ -455,13 +456,18 @@ class _QpIndex:
         if cached is not None:
             return cached
         start, end = self.block_enc[bi], self.block_enc[bi + 1]
-        # The block ends after a LF or at the end of the body: the last piece is empty or an
-        # unterminated last line. Lengths measured by map() keep the per-line work in C.
-        pieces = self.data[start:end].split(b"\n")
-        last = pieces.pop()
-        lines = [piece + b"\n" for piece in pieces]
-        if last:
-            lines.append(last)
+        block = self.data[start:end]
+        if self._decode is binascii.a2b_qp:
+            lines = block.splitlines(keepends=True)  # no lone CR in such a body: lines end at LFs
+        else:
+            # The block ends after a LF or at the end of the body: the last piece is empty or an
+            # unterminated last line.
+            pieces = block.split(b"\n")
+            last = pieces.pop()
+            lines = [piece + b"\n" for piece in pieces]
+            if last:
+                lines.append(last)
+        # Lengths measured by map() keep the per-line work in C.
         enc_at = list(accumulate(map(len, lines), initial=start))
         dec_at = list(accumulate(map(len, map(self._decode, lines)), initial=self.block_dec[bi]))
         dec_at.pop()  # the block's end: the next block's start
@@ -553,6 +559,12 @@ def _scan_range(data: bytes, a: int, b: int) -> _Range:
     unterminated = stop == len(data) and data[-1:] != b"\n"
     if unterminated or data.find(b"=0", a, b) >= 0 or data.find(b"=", max(a, b - 2), b) >= 0:
         return _scan_range_tokens(data, a, b, stop)
+    # The usual case, counted in C: every CR and LF of the range in a "=" CRLF soft break, and no token
+    # across b (it would start before b with the "=" looked for above, or hold b's space, tab, CR or LF).
+    n = data.count(b"\n", a, b)
+    soft_crlf = data.count(b"=\r\n", a, b)
+    if data[b : b + 1] not in _QP_LINE_END_START and data.count(b"\r", a, b) == n == soft_crlf:
+        return _Range((b"\r\n",) * soft_crlf, (), b"")
     # Without "=0D" or "=0A", an escape cut by b or the end of an unterminated body, only line ends
     # matter: each LF ends a soft break, or a hard break with its CR and transport padding, whose start
     # is found by looking back (to ``a`` at most, where tokenizing starts).
@@ -753,7 +765,11 @@ def _qp_layout(
             cur += k
             i += k
         if j < n:
-            place(_QP_ESCAPED[content[j]])
+            if si < len(soft) and cur > 0 and cur + 4 > limit:
+                place(_QP_ESCAPED[content[j]])  # after a soft break
+            else:
+                out += _QP_ESCAPED[content[j]]
+                cur += 3
         i = j + 1
     # The padding: runs of plain spaces are laid out a line at a time (a URL blanked to spaces is
     # hundreds of them); only the last one may need to be "=20", placed like any atom. The escape
@@ -817,12 +833,13 @@ def _qp_layout(
 
 
 def _qp_rewrite_range(
-    data: bytes, a: int, b: int, content: bytes, post: bytes, decoded_len: int
+    data: bytes, a: int, b: int, content: bytes, post: bytes, decoded_len: int, line_start: int
 ) -> tuple[bytes, bytes]:
     """New bytes for encoded range [a, b) and the decoded text they stand for.
 
     ``post`` is the start of the (already rewritten) body after ``b``; ``decoded_len`` is what the
-    range decodes to now, which the new layout keeps when it can (see below).
+    range decodes to now, which the new layout keeps when it can (see below); ``line_start`` is where
+    the line of ``a`` starts.
     """
     rng = _scan_range(data, a, b)
     widths = content.translate(_QP_WIDTH)
@@ -833,7 +850,6 @@ def _qp_rewrite_range(
     if free < 0:
         raise TransferError(f"replacement does not fit quoted-printable range [{a}, {b})")
 
-    line_start = data.rfind(b"\n", 0, a) + 1
     line_end = b if data[b - 1 : b] == b"\n" else data.find(b"\n", b)
     line_end = len(data) if line_end < 0 else line_end
     limit = _line_limit(data, line_start, line_end)
@@ -846,13 +862,6 @@ def _qp_rewrite_range(
     m = _QP_WS_LINE_END.match(post)
     after = post[: (m.end() if m else 0) + 1]
 
-    # Ways to spend the free bytes, best first: all literal spaces; the last space as "=20" (a space
-    # may not end a line: decoders drop it); no spaces but escaped content characters (+2 each).
-    configs: list[tuple[int, bool, int]] = [(free, False, 0)]
-    if free >= 3:
-        configs.append((free - 2, True, 0))
-    if free and free % 2 == 0 and free // 2 <= literals:
-        configs.append((0, False, free // 2))
     # Passes, best first: every line within the limit; soft breaks where the limit wants them but
     # some line longer (the span crossed a hard break, whose following text must now come before
     # it); soft breaks all after the padding, where they keep any space from ending a line.
@@ -874,6 +883,13 @@ def _qp_rewrite_range(
 
     if same_decoded and (kept := keep_decoded(strict=True)) is not None:
         return kept, content + b" " * pad + rng.tail_decoded
+    # Ways to spend the free bytes, best first: all literal spaces; the last space as "=20" (a space
+    # may not end a line: decoders drop it); no spaces but escaped content characters (+2 each).
+    configs: list[tuple[int, bool, int]] = [(free, False, 0)]
+    if free >= 3:
+        configs.append((free - 2, True, 0))
+    if free and free % 2 == 0 and free // 2 <= literals:
+        configs.append((0, False, free // 2))
     for lim, strict in ((limit, True), (limit, False), (_NO_LIMIT, False)):
         if not strict and same_decoded and (kept := keep_decoded(strict=False)) is not None:
             # Some line will be long anyway (the span crossed a hard break): keep the decoded length.
@@ -909,6 +925,7 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
         return data
     firsts = [index.locate(e.start) for e in ordered]
     ranges = [(first[0], index.locate(e.end - 1)[1]) for e, first in zip(ordered, firsts, strict=True)]
+    line_starts = [first[2] for first in firsts]
 
     # Right to left, so that each range sees the final bytes that follow it (a trailing space is
     # judged by what comes after it, which a later edit may have changed).
@@ -916,11 +933,13 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
     spans: list[bytes] = []
     head = b""  # the first bytes of the rewritten body from `nxt` on
     nxt = len(data)
-    for edit, (a, b) in zip(reversed(ordered), reversed(ranges), strict=True):
+    for edit, (a, b), line_start in zip(
+        reversed(ordered), reversed(ranges), reversed(line_starts), strict=True
+    ):
         post = data[b : min(nxt, b + _QP_CONTEXT)]
         if len(post) < _QP_CONTEXT:
             post = (post + head)[:_QP_CONTEXT]
-        out, span = _qp_rewrite_range(data, a, b, edit.content, post, edit.end - edit.start)
+        out, span = _qp_rewrite_range(data, a, b, edit.content, post, edit.end - edit.start, line_start)
         if len(out) != b - a:  # pragma: no cover - every layout fills its range exactly
             raise TransferError("internal error: a quoted-printable range changed its length")
         pieces.append(data[b:nxt])
@@ -937,7 +956,7 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
     # they meet) can decode otherwise; every other line is the input's own.
     regions: list[list[int]] = []  # first edit, last edit + 1, encoded [start, end) of whole lines
     for i, (_, b) in enumerate(ranges):
-        r0 = firsts[i][2]  # the start of the line where the range starts
+        r0 = line_starts[i]
         nl = data.find(b"\n", b)
         r1 = len(data) if nl < 0 else nl + 1
         if regions and r0 < regions[-1][3]:
