@@ -190,14 +190,15 @@ def _padded(span: bytes, content: bytes) -> bytes:
     return content + b" " * room + breaks
 
 
-def _splice(decoded: bytes, ordered: list[Edit]) -> bytes:
+def _splice(decoded: bytes, ordered: list[Edit], start: int = 0, end: int | None = None) -> bytes:
+    """``decoded[start:end]`` with ``ordered`` (edits inside it) applied."""
     pieces: list[bytes] = []
-    pos = 0
+    pos = start
     for edit in ordered:
         pieces.append(decoded[pos : edit.start])
         pieces.append(_padded(decoded[edit.start : edit.end], edit.content))
         pos = edit.end
-    pieces.append(decoded[pos:])
+    pieces.append(decoded[pos:end])
     return b"".join(pieces)
 
 
@@ -258,71 +259,98 @@ def _apply_b64(data: bytes, edits: Sequence[Edit]) -> bytes:
     ordered = _ordered(edits, len(decoded))
     if not ordered:
         return data
-    new = _splice(decoded, ordered)
 
-    # Groups of 3 decoded bytes touched by the edits, merged when they touch or share a group.
-    groups: list[list[int]] = []
-    for edit in ordered:
+    # Groups of 3 decoded bytes touched by the edits, merged when they touch or share a group, with
+    # the edits they hold.
+    groups: list[list[int]] = []  # first group, last group + 1, first edit, last edit + 1
+    for i, edit in enumerate(ordered):
         g0, g1 = edit.start // 3, -(-edit.end // 3)
         if groups and g0 <= groups[-1][1]:
             groups[-1][1] = max(groups[-1][1], g1)
+            groups[-1][3] = i + 1
         else:
-            groups.append([g0, g1])
+            groups.append([g0, g1, i, i + 1])
 
     # Where each run of base64 characters sits in the body and in the stream; new characters go
     # exactly where old ones were, so the layout (line lengths, terminators, odd spaces) is
-    # untouched.
-    runs = _b64_runs(data, len(stream))
-    run_pos = [0, *accumulate(end - start for start, end in runs)]
-    out = bytearray(data)
-    expected = bytearray(stream)
-    for g0, g1 in groups:
-        chunk = binascii.b2a_base64(new[3 * g0 : 3 * g1], newline=False)
+    # untouched. Lines of one width are measured, not listed.
+    lines = _b64_lines(data, len(stream))
+    if lines is None:
+        runs = _b64_runs(data, len(stream))
+        run_pos = [0, *accumulate(end - start for start, end in runs)]
+
+        def where(q: int) -> tuple[int, int]:
+            """Body offset of stream offset ``q``, and the end of its run."""
+            ri = bisect_right(run_pos, q) - 1
+            start, end = runs[ri]
+            return start + q - run_pos[ri], end
+    else:
+        width, step = lines
+
+        def where(q: int) -> tuple[int, int]:
+            line, column = divmod(q, width)
+            return line * step + column, line * step + width
+
+    pieces: list[bytes] = []
+    pos = 0  # body offset up to which pieces hold the result
+    for g0, g1, i0, i1 in groups:
+        chunk = binascii.b2a_base64(_splice(decoded, ordered[i0:i1], 3 * g0, 3 * g1), newline=False)
         q = 4 * g0
         if len(chunk) != min(4 * g1, len(stream)) - q:  # pragma: no cover - same decoded length
             raise TransferError("base64 re-encoding changed the group count")
-        expected[q : q + len(chunk)] = chunk
-        ri = bisect_right(run_pos, q) - 1
         done = 0
         while done < len(chunk):
-            start, end = runs[ri]
-            at = start + q + done - run_pos[ri]
+            at, end = where(q + done)
             take = min(len(chunk) - done, end - at)
-            out[at : at + take] = chunk[done : done + take]
+            # The new groups decode to the edited text by construction; what remains to check is that
+            # they go where the old ones were.
+            if data[at : at + take] != stream[q + done : q + done + take]:  # pragma: no cover
+                raise TransferError("base64 rewrite does not decode to the edited text")
+            pieces.append(data[pos:at])
+            pieces.append(chunk[done : done + take])
+            pos = at + take
             done += take
-            ri += 1
-    result = bytes(out)
-    # The new groups decode to the edited text by construction; what remains to check is that they
-    # went where the old ones were.
-    if result.translate(None, _B64_NOT_STREAM) != expected:  # pragma: no cover - layouts not foreseen
-        raise TransferError("base64 rewrite does not decode to the edited text")
-    return result
+    pieces.append(data[pos:])
+    return b"".join(pieces)
 
 
-def _b64_runs(data: bytes, stream_len: int) -> list[tuple[int, int]]:
-    """[start, end) of each run of base64 characters (and "=") in ``data``, whose stream has
-    ``stream_len`` of them. Lines of one width and one terminator, the usual layout, are measured
-    instead of scanned: if the terminators are all where that layout puts them and there are no other
-    bytes outside the stream, the runs are the lines."""
+def _b64_lines(data: bytes, stream_len: int) -> tuple[int, int] | None:
+    """The width and the step (width and terminator) of the lines of ``data``, whose stream has
+    ``stream_len`` characters, when they are its runs of base64 characters: lines of one width and
+    one terminator (the last may be shorter), the usual layout. It is measured instead of scanned: the
+    terminators are all where that layout puts them and there are no other bytes outside the stream.
+    None for any other layout."""
     nl = data.find(b"\n")
     eol = b"\r\n" if data[nl - 1 : nl] == b"\r" else b"\n"
     width = nl + 1 - len(eol)
     if nl >= 0 and width > 0:
         step = nl + 1
         full = len(data) // step  # whole lines, terminator included
-        last = data[full * step :]
-        last_end = len(data) - len(eol) if last.endswith(eol) else len(data)
+        last_end = len(data) - len(eol) if data.endswith(eol, full * step) else len(data)
         lines = full + (last_end < len(data))
         if (
             stream_len == len(data) - lines * len(eol)
             and data[width::step][:full] == eol[:1] * full
             and data[nl::step][:full] == b"\n" * full
         ):
-            runs = [(i, i + width) for i in range(0, full * step, step)]
-            if last_end > full * step:
-                runs.append((full * step, last_end))
-            return runs
-    return [m.span() for m in _B64_RUN.finditer(data)]
+            return width, step
+    return None
+
+
+def _b64_runs(data: bytes, stream_len: int) -> list[tuple[int, int]]:
+    """[start, end) of each run of base64 characters (and "=") in ``data``, whose stream has
+    ``stream_len`` of them."""
+    lines = _b64_lines(data, stream_len)
+    if lines is None:
+        return [m.span() for m in _B64_RUN.finditer(data)]
+    width, step = lines
+    full = len(data) // step
+    runs = [(i, i + width) for i in range(0, full * step, step)]
+    eol = data[width:step]
+    last_end = len(data) - len(eol) if data.endswith(eol, full * step) else len(data)
+    if last_end > full * step:
+        runs.append((full * step, last_end))
+    return runs
 
 
 # --- quoted-printable -----------------------------------------------------------------------------
