@@ -67,8 +67,10 @@ def host_of(url: str) -> str:
     # itself (the regex would take it whole, too). str.find scans faster than a regex character class.
     start = 8 if url.startswith("https://") else 7 if url.startswith("http://") else 0
     if start:
-        end = len(url)
-        for c in "/\\?#":
+        end = url.find("/", start)
+        if end < 0:
+            end = len(url)
+        for c in "\\?#":
             i = url.find(c, start, end)
             if i >= 0:
                 end = i
@@ -155,8 +157,17 @@ class Classifier:
         self, url: str, is_image: bool, hidden: tuple[str, ...], conditional: str | None
     ) -> UrlVerdict:
         full = "http:" + url if url.startswith("//") else url
-        host = host_of(full)
-        domain, host_vendor = self._host_info(host)
+        # Keyed by the text host_of reads, not by the host: that spares host_of for all but the first URL
+        # of an origin. For http(s) URLs host_of reads nothing past the first "/" after "scheme://" (no part
+        # of its regex crosses a "/"); other URLs are keyed by their host, which never holds "://".
+        start = 8 if full.startswith("https://") else 7 if full.startswith("http://") else 0
+        if start:
+            slash = full.find("/", start)
+            origin = full[:slash] if slash >= 0 else full
+        else:
+            origin = host_of(full)
+        info = self._hosts.get(origin)
+        domain, host_vendor = self._host_info(origin, full) if info is None else info
         sender_domain = self.sender_domain
         if sender_domain is None or not domain:
             party = _UNKNOWN
@@ -194,23 +205,23 @@ class Classifier:
         if reasons:
             verdict = _TRACKER
         elif params:
+            # Nothing else fired (rank is 0): the strongest parameter sets the tier.
             verdict = _IDENTIFYING
-            for p in params:
-                reasons.append(f"{p.reason}:{p.name}")
-                rank = max(rank, 2 if p.reason != "high-entropy" else 1)
+            reasons = [f"{p.reason}:{p.name}" for p in params]
+            rank = 1 if all(p.reason == "high-entropy" for p in params) else 2
         else:
             verdict = _CLEAN
         return _verdict((verdict, _TIERS[rank], vendor, tuple(reasons), remove, domain, party))
 
-    def _host_info(self, host: str) -> tuple[str, str | None]:
-        """The registrable domain and the vendor of a host; ("", None) for no host."""
-        info = self._hosts.get(host)
-        if info is None:
-            if len(self._hosts) >= _CACHE_LIMIT:
-                self._hosts.clear()
-            info = self._hosts[host] = (
-                (registrable_domain(host), self.db.vendor_for_host(host)) if host else ("", None)
-            )
+    def _host_info(self, origin: str, url: str) -> tuple[str, str | None]:
+        """The registrable domain and the vendor of the URL's host; ("", None) for no host. Cached in _hosts
+        under `origin` (see _classify)."""
+        host = host_of(url)
+        if len(self._hosts) >= _CACHE_LIMIT:
+            self._hosts.clear()
+        info = self._hosts[origin] = (
+            (registrable_domain(host), self.db.vendor_for_host(host)) if host else ("", None)
+        )
         return info
 
     def _spacer(

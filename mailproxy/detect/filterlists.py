@@ -27,7 +27,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -70,6 +70,8 @@ _URL_STRIP = str.maketrans("", "", "\t\n\r")
 # The common case: http(s), optional userinfo, an ASCII host, optional port. Only the authority goes through
 # a regex (fullmatch up to the first "/", "?" or "#"): the rest of the URL is cut with str.find, which scans
 # long paths and queries many times faster than a regex character class does.
+_ORIGINS: dict[str, tuple[str, str]] = {}  # "scheme://authority" -> (host, port), for the common case
+_ORIGINS_MAX = 4096
 _FAST_AUTHORITY_RE = re.compile(r"(?:[^/?#]*@)?([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)\.?(?::(\d*))?", re.DOTALL)
 
 
@@ -100,15 +102,27 @@ def split_parts(url: str) -> tuple[str, str, str, str, str] | None:
     else:
         return _split_slow(u)
     # The authority ends at the first "/", "?" or "#" (none of which it may contain), or at the end.
-    end = len(u)
-    for c in "/?#":
-        i = u.find(c, start, end)
-        if i >= 0:
-            end = i
-    m = _FAST_AUTHORITY_RE.fullmatch(u, start, end)
-    if m is None:
-        return _split_slow(u)
-    host, port = m.group(1), m.group(2) or ""
+    end = u.find("/", start)
+    if end < 0:
+        end = len(u)
+    i = u.find("?", start, end)
+    if i >= 0:
+        end = i
+    i = u.find("#", start, end)
+    if i >= 0:
+        end = i
+    # URLs share their scheme and authority far more often than anything else (every image of a CDN):
+    # what the regex makes of one is remembered.
+    origin = u[:end]
+    known = _ORIGINS.get(origin)
+    if known is None:
+        m = _FAST_AUTHORITY_RE.fullmatch(u, start, end)
+        if m is None:
+            return _split_slow(u)
+        if len(_ORIGINS) >= _ORIGINS_MAX:
+            _ORIGINS.clear()
+        known = _ORIGINS[origin] = (m.group(1), m.group(2) or "")
+    host, port = known
     hash_at = u.find("#", end)
     stop = hash_at if hash_at >= 0 else len(u)
     q_at = u.find("?", end, stop)
@@ -154,6 +168,9 @@ def _split_slow(u: str) -> tuple[str, str, str, str, str] | None:
     return scheme, host, port, m.group(3) or "/", m.group(4) or ""
 
 
+V = TypeVar("V")
+
+
 def host_suffixes(host: str) -> Iterator[str]:
     """``a.b.example.com``, ``b.example.com``, ``example.com``, ``com``: the keys of a suffix index."""
     yield host
@@ -161,6 +178,16 @@ def host_suffixes(host: str) -> Iterator[str]:
     while i >= 0:
         yield host[i + 1 :]
         i = host.find(".", i + 1)
+
+
+def by_suffix(table: Mapping[str, V], host: str) -> V | None:
+    """The value of the first of ``host_suffixes(host)`` that ``table`` holds (values are never None)."""
+    found = table.get(host)
+    i = host.find(".")
+    while found is None and i >= 0:  # host_suffixes() inlined: this runs for every new host
+        found = table.get(host[i + 1 :])
+        i = host.find(".", i + 1)
+    return found
 
 
 def normalize_host(host: str) -> str | None:
@@ -761,12 +788,7 @@ class DomainList:
         return self._match_normalized(h)
 
     def _match_normalized(self, host: str) -> FilterHit | None:
-        domains = self._domains
-        for suffix in host_suffixes(host):
-            hit = domains.get(suffix)
-            if hit is not None:
-                return hit
-        return None
+        return by_suffix(self._domains, host)
 
     def match(self, url: str | SplitURL) -> FilterHit | None:
         """Disconnect lists are domain-level: a URL matches when its host does."""

@@ -327,10 +327,10 @@ class _Needles:
         return iter(())
 
     def any_match(self, text: str) -> bool:
-        low = _ascii_lower(text)
+        low = text.lower() if text.isascii() else None  # _ascii_lower, inlined: this runs for every URL
         if low is not None and _holds_any(low, self.hex_keys):
             return True  # digests have no boundary rule: the substring is a match
-        if self.may_raw(text, low) and self.raw_re.re.search(text):
+        if "@" in text and self.may_raw(text, low) and self.raw_re.re.search(text):
             return True
         if (low is None or ("%40" in low and _holds_any(low, self.pct_keys))) and self.ci_re.re.search(text):
             return True
@@ -441,12 +441,13 @@ class IdentityMatcher:
     def find(self, url: str) -> list[IdentityHit]:
         """Every (encoding, location, param) under which a recipient's address appears in `url`, in
         URL order; [] when none. Never raises."""
-        if self._needles is None or not isinstance(url, str) or not url:
+        needles = self._needles
+        if needles is None or not isinstance(url, str) or not url:
             return []
         cached = self._cache.get(url)
         if cached is not None:
             return list(cached)
-        hits = self._search(self._needles, url)
+        hits = self._search(needles, url)
         if len(url) <= _CACHE_MAX_URL:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()

@@ -39,7 +39,7 @@ from mailproxy.detect.filterlists import (
     DomainList,
     FilterHit,
     SplitURL,
-    host_suffixes,
+    by_suffix,
     normalize_host,
     split_parts,
     split_url,
@@ -141,7 +141,7 @@ class _PatternSet(Generic[T]):
         """Host-anchored patterns first (more specific), then the leftmost path pattern. ``paths=False``
         says that no pattern starting with "/" matches after ``path_start`` (the caller has searched);
         ``candidates``, when given, are ``self.candidates(host)`` for the key's host."""
-        found = self.find_host(key, path_start, candidates)
+        found = self.find_host(key, path_start, candidates) if candidates is None or candidates else None
         if found is None and paths and self._path is not None:
             found = self._path.search(key, path_start)
         if found is None and self._any is not None:
@@ -669,7 +669,8 @@ class TrackerDB:
             hit = self._filter_hit(split_url(url))
             if hit is not None:
                 return hit
-        return core.generic.find(key, path_start, paths)
+        # Generic shapes are never anchored at the host: no candidates.
+        return core.generic.find(key, path_start, paths, ())
 
     def _host_plan(self, host: str) -> _HostPlan:
         """What of the matching depends on the host alone: its beacon-domain hit, and per pattern set the
@@ -695,16 +696,9 @@ class TrackerDB:
         return hit
 
     def _find_domain_hit(self, host: str) -> TrackerMatch | None:
-        domains = self._core.domains
-        hit = domains.get(host)
+        hit = by_suffix(self._core.domains, host)
         if hit is not None:
             return hit
-        i = host.find(".")
-        while i >= 0:  # host_suffixes() inlined: this runs for every URL
-            hit = domains.get(host[i + 1 :])
-            if hit is not None:
-                return hit
-            i = host.find(".", i + 1)
         hosts = self._core.hosts
         return None if hosts is None else hosts.match(host)
 
@@ -744,11 +738,9 @@ class TrackerDB:
         h = normalize_host(host)
         if h is None:
             return None
-        by_domain = self._core.vendor_by_domain
-        for suffix in host_suffixes(h):
-            name = by_domain.get(suffix)
-            if name is not None:
-                return name
+        name = by_suffix(self._core.vendor_by_domain, h)
+        if name is not None:
+            return name
         hit = self._domain_hit(h) or self._core.patterns.find_host(h + "/", len(h))
         if hit is not None:
             return hit.vendor
@@ -769,7 +761,7 @@ class TrackerDB:
 def _key(parts: tuple[str, str, str, str, str]) -> str:
     """``SplitURL.key`` of ``split_parts``' answer, capped at MAX_KEY_CHARS."""
     _, host, _, path, query = parts
-    key = host + path + "?" + query if query else host + path
+    key = f"{host}{path}?{query}" if query else host + path  # one copy of a long path and query, not three
     return key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS]
 
 
