@@ -139,6 +139,32 @@ def _css_urls(text: str) -> Iterator[str]:
             yield url.strip()
 
 
+# WHATWG "parse a srcset attribute": a candidate's URL runs to ASCII white space (commas inside it are
+# part of it; commas ending it are separators), its descriptors to the next comma outside parentheses.
+_SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]*)")
+_SRCSET_DESCRIPTORS = re.compile(r"(?:[^,(]+|\([^)]*\)?)*,?")
+
+
+def _srcset_urls(value: str) -> Iterator[str]:
+    pos = 0
+    while True:
+        m = _SRCSET_URL.match(value, pos)
+        assert m is not None  # (everything in it is optional)
+        url = m.group(1)
+        if not url:
+            return
+        pos = m.end()
+        if url.endswith(","):
+            url = url.rstrip(",")
+            if url:
+                yield url
+            continue
+        yield url
+        m = _SRCSET_DESCRIPTORS.match(value, pos)
+        assert m is not None
+        pos = m.end()
+
+
 def _may_have_urls(css: str) -> bool:
     low = css.lower()
     return "url" in low or "image-set" in low or "\\" in css
@@ -189,10 +215,7 @@ def _attr_urls(tag: str, attrs: dict[str, str | None], out: list[Survivor]) -> N
         ):
             out.append(Survivor(value.strip(), tag, lname))
         elif kind == _LIST:
-            for cand in value.split(","):
-                url = cand.strip().split(" ")[0]
-                if url:
-                    out.append(Survivor(url, tag, lname))
+            out.extend(Survivor(url, tag, lname) for url in _srcset_urls(value))
         elif kind == _CSS:
             if _may_have_urls(value):
                 out.extend(Survivor(u, tag, lname) for u in _css_urls(value))

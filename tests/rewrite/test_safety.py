@@ -61,3 +61,19 @@ def test_conditional_comments_are_read_up_to_their_first_end() -> None:
         "https://t.example/3.png",
         "https://t.example/5.png",
     ]
+
+
+def test_srcset_candidates_are_split_as_browsers_split_them() -> None:
+    # Commas inside a URL belong to it (image CDNs put transformations there), commas after one are
+    # separators, descriptors end at a comma outside parentheses, any ASCII white space separates.
+    html = (
+        '<img srcset="https://cdn.example/c_fill,w_100/a.jpg?u=ab12cd 2x,'
+        "https://t.example/p.gif,,\thttps://b.example/b.png\t1x (x, y),"
+        'https://c.example/c.png">'
+    )
+    assert [s.url for s in loading_urls(html)] == [
+        "https://cdn.example/c_fill,w_100/a.jpg?u=ab12cd",
+        "https://t.example/p.gif",
+        "https://b.example/b.png",
+        "https://c.example/c.png",
+    ]
