@@ -410,7 +410,6 @@ _QP_TRAILING = re.compile(rb"(?<![ \t])[ \t]++(?:\r?\n|\Z)")  # never restarts i
 # trailing space.
 _QP_TRAILING_LF = re.compile(rb"\n(?:(?<=[ \t]\n)|(?<=[ \t]\r\n))")
 _QP_WS_LINE_END = re.compile(rb"[ \t]*(?:\r?\n)?")
-_QP_LINE_END_START = (b" ", b"\t", b"\r", b"\n")  # a byte that may start the token ending a line
 
 _HEX_BYTE = {f"{c:02X}".encode(): bytes((c,)) for c in range(256)}
 _HEX_BYTE.update({k.lower(): v for k, v in list(_HEX_BYTE.items())})
@@ -591,10 +590,10 @@ def _scan_range(data: bytes, a: int, b: int) -> _Range:
     if unterminated or data.find(b"=0", a, b) >= 0 or data.find(b"=", max(a, b - 2), b) >= 0:
         return _scan_range_tokens(data, a, b, stop)
     # The usual case, counted in C: every CR and LF of the range in a "=" CRLF soft break, and no token
-    # across b (it would start before b with the "=" looked for above, or hold b's space, tab, CR or LF).
+    # across b (one would hold the "=" looked for above, or a space, tab or CR right before b).
     n = data.count(b"\n", a, b)
     soft_crlf = data.count(b"=\r\n", a, b)
-    if data[b : b + 1] not in _QP_LINE_END_START and data.count(b"\r", a, b) == n == soft_crlf:
+    if data[b - 1] not in b" \t\r" and data.count(b"\r", a, b) == n == soft_crlf:
         return _Range((b"\r\n",) * soft_crlf, (), b"")
     # Without "=0D" or "=0A", an escape cut by b or the end of an unterminated body, only line ends
     # matter: each LF ends a soft break, or a hard break with its CR and transport padding, whose start
@@ -996,14 +995,21 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
             regions[-1][3] = max(regions[-1][3], r1)
         else:
             regions.append([i, i + 1, r0, r1])
+    actual: list[bytes] = []
+    expected: list[bytes] = []
     for i0, i1, r0, r1 in regions:
-        expected: list[bytes] = []
+        pieces: list[bytes] = []
         pos = firsts[i0][3]  # the decoded offset of r0
         for edit, span in zip(ordered[i0:i1], spans[i0:i1], strict=True):
-            expected.append(index.decoded[pos : edit.start])
-            expected.append(span)
+            pieces.append(index.decoded[pos : edit.start])
+            pieces.append(span)
             pos = edit.end
-        expected.append(index.decoded[pos : index.decoded_at(r1)])
-        if _qp_decode(result[r0:r1]) != b"".join(expected):
-            raise TransferError("quoted-printable rewrite does not decode as intended (malformed input?)")
+        pieces.append(index.decoded[pos : index.decoded_at(r1)])
+        expected.append(b"".join(pieces))
+        actual.append(result[r0:r1])
+    # Each region is decoded on its own; by the C decoder when their concatenation suits it, as what
+    # it gets wrong never spans a line break and the regions are whole lines.
+    decode = binascii.a2b_qp if _fast_qp_ok(b"".join(actual)) else _qp_decode
+    if list(map(decode, actual)) != expected:
+        raise TransferError("quoted-printable rewrite does not decode as intended (malformed input?)")
     return result
