@@ -998,14 +998,14 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
     actual: list[bytes] = []
     expected: list[bytes] = []
     for i0, i1, r0, r1 in regions:
-        pieces: list[bytes] = []
+        parts: list[bytes] = []
         pos = firsts[i0][3]  # the decoded offset of r0
         for edit, span in zip(ordered[i0:i1], spans[i0:i1], strict=True):
-            pieces.append(index.decoded[pos : edit.start])
-            pieces.append(span)
+            parts.append(index.decoded[pos : edit.start])
+            parts.append(span)
             pos = edit.end
-        pieces.append(index.decoded[pos : index.decoded_at(r1)])
-        expected.append(b"".join(pieces))
+        parts.append(index.decoded[pos : index.decoded_at(r1)])
+        expected.append(b"".join(parts))
         actual.append(result[r0:r1])
     # Each region is decoded on its own; by the C decoder when their concatenation suits it, as what
     # it gets wrong never spans a line break and the regions are whole lines.
