@@ -676,6 +676,39 @@ def _space_ends_line(pre: bytes, out: bytes, after: bytes) -> bool:
     return t is not None and t.start() < len(pre) + len(out)
 
 
+def _last_literal(out: bytearray, p: int, start: int) -> int:
+    """Where the last 1-byte atom at or before ``p`` is in ``out``, whose atoms from ``start`` on are
+    content atoms (literals and escapes), or -1.
+
+    Read backwards from an atom's end: "=" only ever starts an escape (content "=" is escaped, hex
+    digits are not "="), so an atom whose third-last byte is "=" is an escape."""
+    while p >= start:
+        if p - 2 >= start and out[p - 2] == 61:
+            p -= 3
+        else:
+            return p
+    return -1
+
+
+def _fill_line(out: bytearray, slack: int, start: int) -> bytes | None:
+    """Fill the ``slack`` (1 or 2) bytes a soft break would leave unused on the last line of ``out``
+    (content atoms from ``start`` on) by escaping a literal of that line (+2 bytes).
+
+    With one byte to fill, the last literal moves on to the next line (escaping adds 2, the move
+    takes 1 back): it is returned, to be written after the soft break; b"" when nothing moves, None
+    when no literal can be escaped."""
+    last = _last_literal(out, len(out) - 1, start)
+    if slack == 2 and last >= 0:
+        out[last : last + 1] = _QP_ESCAPED[out[last]]
+        return b""
+    if slack == 1 and last == len(out) - 1 and (at := _last_literal(out, last - 1, start)) >= 0:
+        moved = bytes(out[-1:])
+        del out[-1]
+        out[at : at + 1] = _QP_ESCAPED[out[at]]
+        return moved
+    return None
+
+
 def _qp_layout(
     content: bytes,
     widths: bytes,
@@ -703,117 +736,79 @@ def _qp_layout(
     (and possibly past the limit), so the gap is filled by escaping a literal already on the line
     (+2 bytes), paid for with two padding spaces.
     """
+    # Hot: written without closures. Each soft break is the same two lines: its bytes, then the line
+    # it ends checked against the limit ("=" included) and a new line begun.
     out = bytearray()
     cur = col0
     fits = True
-    soft = rng.soft
-    si = 0
-    # Where the content atoms of the current line start in `out`; past the end once the content is
-    # laid out, as padding spaces are not atoms the escaping tricks may use.
-    atoms_from = 0
+    breaks = [b"=" + term for term in rng.soft]  # the soft breaks owed, in order
+    owed = len(breaks)
+    si = 0  # soft breaks spent
     reserve = 1 if escape_last else 0  # the space that becomes "=20" cannot be given up
     left = spaces
+    line_atoms = 0  # where the content atoms of the current line start in `out`
 
-    def soft_break() -> None:
-        nonlocal out, cur, fits, si
-        fits = fits and cur + 1 <= limit
-        out += b"="
-        out += soft[si]
-        si += 1
-        cur = 0
-
-    def pay() -> None:
-        nonlocal left, spaces, escapes
-        if keep_decoded:
-            escapes -= 1
-            left += 1
-            spaces += 1
-        else:
-            left -= 2
-            spaces -= 2
-
-    def last_literal(p: int) -> int:
-        """Where the last 1-byte atom of the current line at or before ``p`` is in `out`, or -1.
-
-        Read backwards from an atom's end: "=" only ever starts an escape (content "=" is escaped,
-        hex digits are not "="), so an atom whose third-last byte is "=" is an escape."""
-        while p >= atoms_from:
-            if p - 2 >= atoms_from and out[p - 2] == 61:
-                p -= 3
-            else:
-                return p
-        return -1
-
-    def place(atom: bytes) -> None:
-        nonlocal out, cur, fits, si, left, spaces, escapes, atoms_from
-        w = len(atom)
-        if si < len(soft) and cur > 0 and cur + w + 1 > limit:
-            slack = limit - 1 - cur
-            moved = b""
-            # Escaping a literal costs 2 encoded bytes: paid with two plain spaces, or (keeping the
-            # decoded length) by writing one "=20" of the padding as a plain space instead.
-            if slack in (1, 2) and (escapes >= 2 if keep_decoded else left - reserve >= 2):
-                last = last_literal(len(out) - 1)
-                if slack == 2 and last >= 0:
-                    out[last : last + 1] = _QP_ESCAPED[out[last]]
-                    cur += 2
-                    pay()
-                elif slack == 1 and last == len(out) - 1 and (at := last_literal(last - 1)) >= 0:
-                    # Escaping adds 2, moving the last literal to the next line takes 1 back.
-                    moved = bytes(out[-1:])
-                    del out[-1]
-                    out[at : at + 1] = _QP_ESCAPED[out[at]]
-                    cur += 1
-                    pay()
-            soft_break()
-            atoms_from = len(out)
-            if moved:
-                out += moved
-                cur = 1
-        out += atom
-        cur += w
-
-    # Runs of 1-byte atoms are laid out a line at a time; place() handles each escape (a soft break
-    # before it, maybe with an escaping trick).
+    # Runs of 1-byte atoms are laid out a line at a time; an escape that does not fit its line any
+    # more gets a soft break before it, maybe with the escaping trick.
     i, n = 0, len(content)
     while i < n:
         j = widths.find(3, i)
         if j < 0:
             j = n
         while i < j:
-            if si >= len(soft):
+            if si >= owed:
                 out += content[i:j]  # literal atoms are the bytes themselves
                 cur += j - i
                 break
             room = limit - 1 - cur if cur > 0 else limit - 1
             if room <= 0:  # the line is full: the soft break's "=" ends it
-                soft_break()
-                atoms_from = len(out)
+                out += breaks[si]
+                fits, cur, si = fits and cur < limit, 0, si + 1
+                line_atoms = len(out)
                 continue
             k = min(j - i, room)
             out += content[i : i + k]
             cur += k
             i += k
         if j < n:
-            if si < len(soft) and cur > 0 and cur + 4 > limit:
-                place(_QP_ESCAPED[content[j]])  # after a soft break
-            else:
-                out += _QP_ESCAPED[content[j]]
-                cur += 3
+            if si < owed and cur > 0 and cur + 4 > limit:
+                slack = limit - 1 - cur
+                moved: bytes | None = b""
+                # Escaping a literal costs 2 encoded bytes: paid with two plain spaces, or (keeping
+                # the decoded length) by writing one "=20" of the padding as a plain space instead.
+                if slack in (1, 2) and (escapes >= 2 if keep_decoded else left - reserve >= 2):
+                    moved = _fill_line(out, slack, line_atoms)
+                    if moved is not None:
+                        cur += slack
+                        if keep_decoded:
+                            escapes -= 1
+                            left += 1
+                            spaces += 1
+                        else:
+                            left -= 2
+                            spaces -= 2
+                out += breaks[si]
+                fits, cur, si = fits and cur < limit, 0, si + 1
+                line_atoms = len(out)
+                if moved:
+                    out += moved
+                    cur = 1
+            out += _QP_ESCAPED[content[j]]
+            cur += 3
         i = j + 1
     # The padding: runs of plain spaces are laid out a line at a time (a URL blanked to spaces is
-    # hundreds of them); only the last one may need to be "=20", placed like any atom. The escape
-    # tricks in place() need two spare spaces, which the last atom never has, so the positions of the
-    # plain spaces need not be remembered.
+    # hundreds of them); only the last one may need to be "=20". The escape tricks need two spare
+    # spaces, which the last atom never has, so no padding byte takes part in them.
     plain = left - reserve if left else 0
     if escapes:
         # Escapes wherever one fits with room for a soft break's "=", plain spaces elsewhere (all but
         # the last escape first when no soft break is left). Laid out a run at a time: each run is
         # what placing one padding byte at a time would give.
         while escapes > 1 or plain > 0:
-            if si < len(soft) and cur > 0 and cur + 2 > limit:
-                soft_break()
-            if si >= len(soft):
+            if si < owed and cur > 0 and cur + 2 > limit:
+                out += breaks[si]
+                fits, cur, si = fits and cur < limit, 0, si + 1
+            if si >= owed:
                 k = escapes - 1
                 out += b"=20" * k + b" " * plain
                 cur += 3 * k + plain
@@ -833,24 +828,33 @@ def _qp_layout(
                 cur += k
                 plain -= k
                 left -= k
-        atoms_from = _NO_LIMIT
-        place(b"=20")
+        if si < owed and cur > 0 and cur + 4 > limit:
+            out += breaks[si]
+            fits, cur, si = fits and cur < limit, 0, si + 1
+        out += b"=20"
+        cur += 3
         escapes = 0
     while plain > 0:
-        if si < len(soft) and cur > 0 and cur + 2 > limit:
-            soft_break()
-        room = plain if si >= len(soft) else max(1, limit - 1 - cur)
+        if si < owed and cur > 0 and cur + 2 > limit:
+            out += breaks[si]
+            fits, cur, si = fits and cur < limit, 0, si + 1
+        room = plain if si >= owed else max(1, limit - 1 - cur)
         k = min(plain, room)
         out += b" " * k
         cur += k
         plain -= k
         left -= k
-    atoms_from = _NO_LIMIT
     if left:
         left -= 1
-        place(b"=20" if escape_last else b" ")
-    while si < len(soft):
-        soft_break()
+        last = b"=20" if escape_last else b" "
+        if si < owed and cur > 0 and cur + len(last) + 1 > limit:
+            out += breaks[si]
+            fits, cur, si = fits and cur < limit, 0, si + 1
+        out += last
+        cur += len(last)
+    while si < owed:
+        out += breaks[si]
+        fits, cur, si = fits and cur < limit, 0, si + 1
     for item in rng.tail:
         if item.endswith(b"\n"):
             fits = fits and cur <= limit
@@ -959,7 +963,8 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
 
     # Right to left, so that each range sees the final bytes that follow it (a trailing space is
     # judged by what comes after it, which a later edit may have changed).
-    pieces: list[bytes] = []
+    view = memoryview(data)  # the unchanged stretches are joined without being copied first
+    pieces: list[bytes | memoryview] = []
     spans: list[bytes] = []
     head = b""  # the first bytes of the rewritten body from `nxt` on
     nxt = len(data)
@@ -973,12 +978,12 @@ def _apply_qp(data: bytes, edits: Sequence[Edit]) -> bytes:
         # Every layout fills its range exactly, with the line breaks it had.
         if len(out) != b - a or out.count(b"\n") != data.count(b"\n", a, b):  # pragma: no cover
             raise TransferError("internal error: a quoted-printable range changed its shape")
-        pieces.append(data[b:nxt])
+        pieces.append(view[b:nxt])
         pieces.append(out)
         spans.append(span)
         head = (out + post)[:_QP_CONTEXT]
         nxt = a
-    pieces.append(data[:nxt])
+    pieces.append(view[:nxt])
     result = b"".join(reversed(pieces))
     spans.reverse()
 
