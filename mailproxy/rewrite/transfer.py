@@ -421,7 +421,6 @@ _QP_ATOM = tuple(
     bytes((c,)) if (33 <= c <= 126 and c != 61) or c in (9, 32) else f"={c:02X}".encode() for c in range(256)
 )
 _QP_ESCAPED = tuple(f"={c:02X}".encode() for c in range(256))
-_QP_NOT_LITERAL = bytes(c for c in range(256) if len(_QP_ATOM[c]) != 1)
 _QP_WIDTH = bytes(len(atom) for atom in _QP_ATOM)  # content.translate(_QP_WIDTH): its atoms' widths
 _QP_LINE = 76  # RFC 2045 maximum encoded line length, soft-break "=" included
 _QP_BLOCK = 1024  # index granularity: a lookup measures the lines of one block
@@ -877,7 +876,7 @@ def _qp_rewrite_range(
     """
     rng = _scan_range(data, a, b)
     widths = content.translate(_QP_WIDTH)
-    literals = len(content.translate(None, _QP_NOT_LITERAL))
+    literals = widths.count(1)
     size = b - a
     width = 3 * len(content) - 2 * literals  # of the atoms: 1 for a literal, 3 for an escape
     free = size - width - len(b"".join(rng.tail)) - len(rng.soft) - len(b"".join(rng.soft))
@@ -907,15 +906,14 @@ def _qp_rewrite_range(
     surplus = free - pad
     same_decoded = pad > 0 and surplus >= 0 and surplus % 2 == 0 and surplus // 2 <= pad
 
-    def keep_decoded(strict: bool) -> bytes | None:
+    def keep_decoded(lim: int) -> bytes | None:
         escaped = surplus // 2
-        lim = limit if strict else _NO_LIMIT
         out, _, fits = _qp_layout(
             content, widths, pad - escaped, False, rng, a - line_start, rest, lim, escaped, keep_decoded=True
         )
         return out if fits and not _space_ends_line(pre, out, after) else None
 
-    if same_decoded and (kept := keep_decoded(strict=True)) is not None:
+    if same_decoded and (kept := keep_decoded(limit)) is not None:
         return kept, content + b" " * pad + rng.tail_decoded
     # Ways to spend the free bytes, best first: all literal spaces; the last space as "=20" (a space
     # may not end a line: decoders drop it); no spaces but escaped content characters (+2 each).
@@ -925,7 +923,7 @@ def _qp_rewrite_range(
     if free and free % 2 == 0 and free // 2 <= literals:
         configs.append((0, False, free // 2))
     for lim, strict in ((limit, True), (limit, False), (_NO_LIMIT, False)):
-        if not strict and same_decoded and (kept := keep_decoded(strict=False)) is not None:
+        if not strict and same_decoded and (kept := keep_decoded(_NO_LIMIT)) is not None:
             # Some line will be long anyway (the span crossed a hard break): keep the decoded length.
             logger.debug("quoted-printable range [%d, %d): a line over %d", a, b, limit)
             return kept, content + b" " * pad + rng.tail_decoded
