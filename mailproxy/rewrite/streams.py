@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from mailproxy.rewrite import transfer
 from mailproxy.rewrite.transfer import Edit, TransferError
 
-# A padding run followed, past any white space, by more base64: where one stream ends and the next
-# begins. Padding never occurs inside a stream, so a body without this match is one stream.
-_NEXT_STREAM = re.compile(rb"=+(?=[\s=]*[A-Za-z0-9+/])")
+# The last "=" of a padding run followed, past any white space, by more base64: where one stream ends
+# and the next begins. Padding never occurs inside a stream, so a body without this match is one
+# stream. Written to start with a literal byte, which the regex engine looks for at C speed: led by
+# the repeat "=+" it tried a match at every byte (about 1 ms per 130 KB body, twice per part).
+_NEXT_STREAM = re.compile(rb"=(?!=)(?=[\s=]*[A-Za-z0-9+/])")
 
 
 def _streams(encoded: bytes) -> list[tuple[int, int]] | None:
