@@ -2,8 +2,8 @@
 
 The stdlib ``email`` package parses into objects and loses where each part sits in the original bytes, but
 the rewriter must edit those bytes in place. This module finds the parts (RFC 2046 boundaries, nested
-multiparts, message/rfc822 attachments) and leaves header parsing to ``email.parser``, one header block at a
-time, which is lenient in the ways real mail needs.
+multiparts, message/rfc822 attachments) and reads each header block into a stdlib ``Message`` (compat32,
+lenient in the ways real mail needs), whose methods read the types and parameters.
 
 What matters is to find the parts the reader's client finds: a part we take for text/plain that a client
 renders as HTML would reach the reader unfiltered. So boundaries are matched as Dovecot (which IMAP clients
@@ -23,11 +23,10 @@ opaque body. Depth and part count are bounded so hostile nesting cannot exhaust 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import collapse_rfc2231_value
 
 MAX_DEPTH = 40
@@ -36,7 +35,6 @@ MAX_PARTS = 2000
 MAX_HEADER_BYTES = 1 << 20
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_parser = BytesHeaderParser(policy=compat32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,30 +80,41 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     return m.start(), m.end()
 
 
-# A field name the stdlib parser accepts (it ends the header block at any other line); a client
-# ignores a line without a colon, or with another name, and reads the fields after it.
-_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
-_LF = re.compile(rb"\r?\n")
-_ANY_BREAK = re.compile(rb"\r\n|\r|\n")
+# A field as a client reads it: a name the stdlib parser accepts, white space allowed before the colon,
+# and its continuation lines. A line without a colon or with another name is skipped, continuation lines
+# and all (it cannot start a match, and its continuation lines start with white space); the stdlib
+# parser would end the header block there. Lines end at LF (a CR before it is part of the line break).
+_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.MULTILINE)
 _LONE_CR = re.compile(rb"\r(?!\n)")
+_TYPE_FIELDS = ("content-type", "content-transfer-encoding")
 
 
-def _fields(lines: list[bytes]) -> bytes:
-    """The header lines as "name:value" fields only, as a client reads them: a name may have white space
-    before its colon; a field without a colon or a usable name is dropped, continuation lines and all."""
-    out: list[bytes] = []
-    keep = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                out.append(line)
-            continue
-        name, colon, value = line.partition(b":")
-        name = name.rstrip(b" \t")
-        keep = bool(colon) and _NAME.fullmatch(name) is not None
-        if keep:
-            out.append(name + b":" + value)
-    return b"\n".join(out) + b"\n"
+def _message(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]:
+    """The fields of a header block without a lone CR as the compat32 parser stores them, the first
+    Content-Type field, and whether a Content-Type or Content-Transfer-Encoding field is repeated.
+
+    This is what ``email.parser.BytesHeaderParser(policy=compat32)`` makes of the fields alone (several
+    times faster): the name as it stands; the value with the white space after the colon and the line
+    breaks' CRs dropped, its continuation lines joined with LF; bytes as ASCII with surrogate escapes."""
+    headers = Message()
+    content_type = None
+    seen: list[str] = []
+    repeated = False
+    for m in _FIELD.finditer(block):
+        name = m.group(1).decode("ascii")
+        value = m.group(2)
+        if b"\n" in value:
+            value = value.replace(b"\r\n", b"\n")
+        text = value.decode("ascii", "surrogateescape")
+        headers.set_raw(name, text)
+        low = name.lower()
+        if low in _TYPE_FIELDS:
+            repeated = repeated or low in seen
+            seen.append(low)
+            if content_type is None and low == "content-type":
+                content_type = (name, text)
+    headers.set_payload("")
+    return headers, content_type, repeated
 
 
 def _key(headers: Message) -> tuple[object, ...]:
@@ -116,21 +125,50 @@ def _key(headers: Message) -> tuple[object, ...]:
     )
 
 
-def _parse_headers(block: bytes) -> tuple[Message, bool]:
-    """The fields of a header block as Dovecot reads them (lines end at LF), and whether a client could
-    read its type or encoding otherwise: Thunderbird also ends a line at a lone CR, and a second
-    Content-Type or Content-Transfer-Encoding field with another value is not read alike by all."""
+def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]:
+    """The fields of a header block as Dovecot reads them (lines end at LF), its first Content-Type
+    field, and whether a client could read its type or encoding otherwise: Thunderbird also ends a line
+    at a lone CR, and a second Content-Type or Content-Transfer-Encoding field with another value is not
+    read alike by all."""
     lone_cr = b"\r" in block and _LONE_CR.search(block) is not None
-    lines = _LF.split(block)
-    headers = _parser.parsebytes(_fields([_LONE_CR.sub(b" ", x) for x in lines] if lone_cr else lines))
-    ambiguous = any(
+    headers, content_type, repeated = _message(_LONE_CR.sub(b" ", block) if lone_cr else block)
+    ambiguous = repeated and any(
         len({str(v).split(";")[0].strip().lower() for v in headers.get_all(name, [])}) > 1
-        for name in ("content-type", "content-transfer-encoding")
+        for name in _TYPE_FIELDS
     )
     if lone_cr and not ambiguous:
-        other = _parser.parsebytes(_fields(_ANY_BREAK.split(block)))
+        other = _message(_LONE_CR.sub(b"\n", block))[0]
         ambiguous = _key(other) != _key(headers)
-    return headers, ambiguous
+    return headers, content_type, ambiguous
+
+
+# Values up to this length are remembered (``_content_type``): longer ones are rare, and would make the
+# cache large.
+_CACHED_VALUE = 200
+
+
+def _content_type(name: str, value: str) -> tuple[str, str | None, str | None]:
+    """(type/subtype, boundary, charset) as compat32 reads them from a part's first Content-Type field."""
+    if len(value) > _CACHED_VALUE:
+        return _read_content_type(name, value)
+    return _cached_content_type(name, value)
+
+
+def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | None]:
+    # The stdlib reads them from the first field of the name alone: a message holding it gives the same.
+    headers = Message()
+    headers.set_raw(name, value)
+    param = headers.get_param("boundary")
+    boundary = collapse_rfc2231_value(param) if param is not None else None
+    return headers.get_content_type(), boundary, headers.get_content_charset()
+
+
+# Most parts of most messages have one of a few Content-Type values ('text/html; charset="utf-8"').
+_cached_content_type = functools.lru_cache(maxsize=1024)(_read_content_type)
+
+
+# Up to this many open boundaries, searching for each is faster than searching for "\n--" first.
+_FEW_NEEDLES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,19 +197,44 @@ class _Walker:
         if not stack:
             return None
         end = len(raw) if limit is None else limit
-        line = pos if pos > 0 and raw[pos - 1] == 0x0A else raw.find(b"\n--", pos, end) + 1
-        while 0 < line < end:
-            if raw.startswith(b"--", line):
-                best = -1
-                for level, boundary in enumerate(stack):
-                    if raw.startswith(boundary, line + 2) and (best < 0 or len(boundary) >= len(stack[best])):
-                        best = level
-                if best >= 0:
-                    after = line + 2 + len(stack[best])
-                    line_end = raw.find(b"\n", line) + 1 or len(raw)
-                    return _Delimiter(line, line_end, best, raw.startswith(b"--", after))
-            line = raw.find(b"\n--", line, end) + 1
-        return None
+        if 0 < pos < end and raw[pos - 1] == 0x0A and self._is_delimiter(pos, stack):
+            line = pos
+        else:
+            line = self._next_line(pos, end, stack) + 1
+            if line == 0:
+                return None
+        best = -1
+        for level, boundary in enumerate(stack):
+            if raw.startswith(boundary, line + 2) and (best < 0 or len(boundary) >= len(stack[best])):
+                best = level
+        after = line + 2 + len(stack[best])
+        line_end = raw.find(b"\n", line) + 1 or len(raw)
+        return _Delimiter(line, line_end, best, raw.startswith(b"--", after))
+
+    def _is_delimiter(self, line: int, stack: tuple[bytes, ...]) -> bool:
+        raw = self.raw
+        return raw.startswith(b"--", line) and any(raw.startswith(b, line + 2) for b in stack)
+
+    def _next_line(self, pos: int, end: int, stack: tuple[bytes, ...]) -> int:
+        """The line break before the first delimiter line of ``stack`` in raw[pos:end], or -1.
+
+        Each boundary is searched for with its line break and dashes: a long needle is found many times
+        faster than "\\n--" alone. The search runs over windows that double in size, so that a boundary
+        which does not occur for a long while is not looked for past the first delimiter of another one,
+        and under many open boundaries a window without any "\\n--" is skipped after one search: the cost
+        stays in proportion to the distance covered."""
+        raw = self.raw
+        needles = {b"\n--" + b for b in stack}
+        lo, last, window = pos, end - 3, 1 << 12  # a "\n--" at ``last`` is the last that fits before end
+        while lo <= last:
+            hi = min(last, lo + window)
+            if len(needles) <= _FEW_NEEDLES or raw.find(b"\n--", lo, hi + 3) >= 0:
+                # An occurrence starting in [lo, hi]: the needle must end by hi + len(needle).
+                hits = [i for n in needles if (i := raw.find(n, lo, hi + len(n))) >= 0]
+                if hits:
+                    return min(hits)
+            lo, window = hi + 1, window * 2
+        return -1
 
     def before(self, d: _Delimiter | None, floor: int) -> int:
         """Where the content before delimiter ``d`` ends: the line break before a delimiter belongs to
@@ -193,10 +256,12 @@ class _Walker:
         cut = self.delimiter(start, stack, hdr_end + 1) if stack else None
         if cut is not None:
             hdr_end = body_start = self.before(cut, start)
-        headers, ambiguous = _parse_headers(raw[start:hdr_end])
-        if headers.get("content-type") is None:
+        headers, field, ambiguous = _parse_headers(raw[start:hdr_end])
+        if field is None:
             headers.set_default_type(default_type)
-        ctype = headers.get_content_type()
+            ctype, boundary, charset = default_type, None, None
+        else:
+            ctype, boundary, charset = _content_type(*field)
         cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower() or "7bit"
         children: tuple[Part, ...] = ()
         end: int | None = None
@@ -206,8 +271,6 @@ class _Walker:
             ambiguous = ambiguous or ctype.startswith("multipart/") or ctype == "message/rfc822"
         else:
             if ctype.startswith("multipart/"):
-                param = headers.get_param("boundary")
-                boundary = collapse_rfc2231_value(param) if param is not None else None
                 # Without a boundary, or with an empty one (Dovecot then takes any line starting with
                 # "--" for a delimiter), clients do not agree on the parts.
                 ambiguous = ambiguous or not boundary
@@ -230,7 +293,7 @@ class _Walker:
             body_start=body_start,
             end=end,
             content_type=ctype,
-            charset=headers.get_content_charset(),
+            charset=charset,
             cte=cte,
             headers=headers,
             children=children,
