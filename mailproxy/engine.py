@@ -580,7 +580,11 @@ def _external_target(headers: Message) -> tuple[str, str]:
     when it is missing or given twice with different values; the target is "" when it cannot be told or
     stays on the reader's machine."""
     params: dict[str, set[str]] = {}
-    for name, value in headers.get_params(failobj=[])[1:]:  # the first is the media type
+    try:
+        pairs = headers.get_params(failobj=[])
+    except mime.UNREADABLE_PARAMS:
+        return "", ""
+    for name, value in pairs[1:]:  # the first is the media type
         params.setdefault(name.lower(), set()).add(collapse_rfc2231_value(value, errors="replace").strip())
 
     def one(name: str) -> str:

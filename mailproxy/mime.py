@@ -138,7 +138,10 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
     )
     if lone_cr and not ambiguous:
         other = _message(_LONE_CR.sub(b"\n", block))[0]
-        ambiguous = _key(other) != _key(headers)
+        try:
+            ambiguous = _key(other) != _key(headers)
+        except UNREADABLE_PARAMS:
+            ambiguous = True
     return headers, content_type, ambiguous
 
 
@@ -147,20 +150,31 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
 _CACHED_VALUE = 200
 
 
-def _content_type(name: str, value: str) -> tuple[str, str | None, str | None]:
-    """(type/subtype, boundary, charset) as compat32 reads them from a part's first Content-Type field."""
+def _content_type(name: str, value: str) -> tuple[str, str | None, str | None, bool]:
+    """(type/subtype, boundary, charset, whether the parameters are unreadable) as compat32 reads them
+    from a part's first Content-Type field."""
     if len(value) > _CACHED_VALUE:
         return _read_content_type(name, value)
     return _cached_content_type(name, value)
 
 
-def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | None]:
+# What the stdlib raises on RFC 2231 parameter sections it cannot put together: "name*" beside "name*0"
+# (TypeError), a section number too long for int() (ValueError).
+UNREADABLE_PARAMS = (TypeError, ValueError)
+
+
+def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | None, bool]:
     # The stdlib reads them from the first field of the name alone: a message holding it gives the same.
     headers = Message()
     headers.set_raw(name, value)
-    param = headers.get_param("boundary")
+    ctype = headers.get_content_type()
+    try:
+        param = headers.get_param("boundary")
+        charset = headers.get_content_charset()
+    except UNREADABLE_PARAMS:  # clients read such parameters each in their own way
+        return ctype, None, None, True
     boundary = collapse_rfc2231_value(param) if param is not None else None
-    return headers.get_content_type(), boundary, headers.get_content_charset()
+    return ctype, boundary, charset, False
 
 
 # Most parts of most messages have one of a few Content-Type values ('text/html; charset="utf-8"').
@@ -261,7 +275,8 @@ class _Walker:
             headers.set_default_type(default_type)
             ctype, boundary, charset = default_type, None, None
         else:
-            ctype, boundary, charset = _content_type(*field)
+            ctype, boundary, charset, unreadable = _content_type(*field)
+            ambiguous = ambiguous or unreadable
         cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower() or "7bit"
         children: tuple[Part, ...] = ()
         end: int | None = None

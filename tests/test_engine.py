@@ -970,3 +970,14 @@ def test_base64_after_padding_is_read_as_clients_that_decode_on_read_it(body: by
     seen = _streams_decoded(out[head:])
     assert not re.search(rb"(?i)https?:|[\"'=(\s]//", seen), seen
     assert b"world" in seen or out[head:].strip() == b""
+
+
+def test_external_body_with_parameters_the_stdlib_cannot_join_is_neutralized() -> None:
+    # "URL*" beside "URL*0": the stdlib raises reading them, clients join them each their own way.
+    raw = external(f'Content-Type: message/external-body; access-type=URL; URL*="{FILE}"; URL*0="{TRACKER}"')
+    result = ENGINE.rewrite(raw)
+    assert renamed(raw, result.data) == 1 and external_types(result.data) == []
+    assert result.failsafe_parts == ["2"]
+    assert [(f.vector, f.url, f.action) for f in result.findings] == [
+        (Vector.EXTERNAL_BODY, "", Action.STRIP)
+    ]

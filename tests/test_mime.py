@@ -159,3 +159,18 @@ def test_parts_beyond_the_limits_are_ambiguous() -> None:
     raw = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
     raw += b"--B\r\nContent-Type: text/plain\r\n\r\nx\r\n" * (mime.MAX_PARTS + 5) + b"--B--\r\n"
     assert mime.parse(raw).ambiguous
+
+
+def test_parameters_the_stdlib_cannot_join_are_ambiguous() -> None:
+    # RFC 2231 sections the stdlib's parameter reader raises on: "name*" beside "name*0" (TypeError), a
+    # section number too long for int() (ValueError). Clients join them each their own way.
+    body = b"\r\n\r\n--B\r\nContent-Type: text/html\r\n\r\n<img src=x>\r\n--B--\r\n"
+    for params in (
+        b"boundary*=B; boundary*0=B",
+        b"boundary=B; charset*=a; charset*0=b",
+        b"x*" + b"1" * 5000 + b"=y",
+    ):
+        root = mime.parse(b"Content-Type: multipart/mixed; " + params + body)
+        assert root.ambiguous and root.content_type == "multipart/mixed", params
+        # Read with a lone CR as a line break (Thunderbird), the field is there; read as Dovecot does, not.
+        assert mime.parse(b"X-A: 1\rContent-Type: multipart/mixed; " + params + body).ambiguous, params
