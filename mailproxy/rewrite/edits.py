@@ -12,7 +12,6 @@ span's own line breaks), so every edit here must be one where trailing spaces ar
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +22,10 @@ from mailproxy.rewrite.transfer import Edit
 # A transparent 1x1 GIF: blocked images keep their box, and nothing is fetched.
 PLACEHOLDER = b"data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 _EMPTY_DATA = b"data:,"
+# Module-level names for the enum members read for every decision: an enum class attribute costs a
+# lookup through the enum's metaclass.
+_ELEMENT, _RULE, _CSS = Kill.ELEMENT, Kill.RULE, Kill.CSS
+_ALLOW, _STRIP, _BLOCK = Action.ALLOW, Action.STRIP, Action.BLOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +37,10 @@ class Decision:
 
 def _stop(ref: Reference) -> Edit:
     start, end = ref.kill_span
-    if ref.kill is Kill.ELEMENT or ref.kill is Kill.RULE:
+    kill = ref.kill
+    if kill is _ELEMENT or kill is _RULE:
         return Edit(start, end, b"")
-    if ref.kill is Kill.CSS:
+    if kill is _CSS:
         return Edit(start, end, b"none" if end - start >= 4 else b"")
     return Edit(start, end, b"" if ref.quoted else b'""')
 
@@ -53,11 +57,12 @@ def _placeholder(ref: Reference) -> Edit:
 
 def _edit(d: Decision) -> Edit | None:
     ref = d.ref
-    if d.action is Action.ALLOW:
+    action = d.action
+    if action is _ALLOW:
         return None
-    if d.action is Action.STRIP:
+    if action is _STRIP:
         return _stop(ref)
-    if d.action is Action.BLOCK:
+    if action is _BLOCK:
         return _placeholder(ref)
     # CLEAN: shorten the raw URL in place; a URL that cannot be edited in place is blocked instead.
     if not d.cleaned or ref.url_span is None:
@@ -66,7 +71,7 @@ def _edit(d: Decision) -> Edit | None:
     if len(d.cleaned) > end - start:
         return _placeholder(ref)
     raw = d.cleaned.encode("latin-1", "replace")
-    if re.search(rb"[\r\n]", raw):
+    if b"\r" in raw or b"\n" in raw:
         return _placeholder(ref)
     return Edit(start, end, raw)
 
