@@ -6,15 +6,21 @@ On the same generated newsletters (about 100 KiB of HTML each, quoted-printable 
 and tracked links of many vendors) it times, per message:
 
 - ``mailproxy``: ``Engine.rewrite`` on the raw message (MIME walk, transfer decoding, detection, policy,
-  edits through the transfer encoding, and the safety net's independent HTML5 parse);
+  edits through the transfer encoding, and the safety net's independent HTML5 parse), timed once per
+  message, the first time the engine sees it (after a warm-up on other newsletters): that is what a
+  proxy does, and a message read again finds what the engine learnt of its URLs and styles in its
+  caches, which would flatter the figure;
+- ``mailproxy, same message again``: the same, best of ``rounds`` timings after that first one (how much
+  the caches help, for comparison only);
 - ``bs4 round trip``: ``BeautifulSoup(html, "html.parser")`` then ``str()`` of the decoded HTML;
 - ``lxml round trip``: ``lxml.html`` parse then ``tostring``;
 - ``selectolax parse``: lexbor parse alone (a bare C DOM parse, the speed of light for a DOM approach);
 - ``bytes copy``: copying the raw message (the floor).
 
-Each is reported as MB/s (median over messages of the best of ``rounds`` timings; MB of the input it
-works on: the raw message for mailproxy and the copy, the decoded HTML for the parsers) and as a ratio to
-mailproxy. Times are wall-clock and the figures depend on the machine: compare ratios, not absolutes.
+Each is reported as MB/s (median over messages of the best of ``rounds`` timings, of the one timing for
+the first row; MB of the input it works on: the raw message for mailproxy and the copy, the decoded HTML
+for the parsers) and as a ratio to mailproxy. Times are wall-clock and the figures depend on the
+machine: compare ratios, not absolutes.
 """
 
 from __future__ import annotations
@@ -67,14 +73,30 @@ def measure(n: int, seed: int, rounds: int) -> tuple[list[Row], dict[str, float]
     messages = generate(n, seed=seed, html_kb=(90, 110))
     htmls = [_html_of(m) for m in messages]
     engine = Engine()
-    for m in messages[:3]:
-        engine.rewrite(m)  # warm caches (tracker regexes, tldextract)
+    # Warm up on other newsletters (lazy tables, compiled patterns, tldextract), as a running proxy is.
+    for m in generate(10, seed=seed + 1000, html_kb=(90, 110)):
+        engine.rewrite(m)
+    # The engine caches what it learnt of URLs, queries and style sheets; a message read again finds its
+    # own in those caches. A proxy rewrites each message once (its cache serves re-reads), so the figure
+    # that counts is the first one, a single timing per message.
+    first: list[float] = []
+    for raw in messages:
+        t0 = time.perf_counter()
+        engine.rewrite(raw)
+        first.append(time.perf_counter() - t0)
+    rows: list[Row] = [
+        Row(
+            "mailproxy rewrite",
+            statistics.median(len(raw) / dt / 1e6 for raw, dt in zip(messages, first, strict=True)),
+            statistics.median(first) * 1e3,
+        )
+    ]
 
     def mailproxy_fn(raw: bytes) -> Callable[[], object]:
         return lambda: engine.rewrite(raw)
 
     candidates: list[tuple[str, Callable[[int], Callable[[], object]], Callable[[int], int]]] = [
-        ("mailproxy rewrite", lambda i: mailproxy_fn(messages[i]), lambda i: len(messages[i])),
+        ("mailproxy, same message again", lambda i: mailproxy_fn(messages[i]), lambda i: len(messages[i])),
         (
             "bs4 html.parser round trip",
             lambda i: lambda: str(BeautifulSoup(htmls[i], "html.parser")),
@@ -92,7 +114,6 @@ def measure(n: int, seed: int, rounds: int) -> tuple[list[Row], dict[str, float]
         ),
         ("bytes copy", lambda i: lambda: bytes(bytearray(messages[i])), lambda i: len(messages[i])),
     ]
-    rows: list[Row] = []
     for name, make, size in candidates:
         rates, times = [], []
         for i in range(len(messages)):
@@ -122,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(json.dumps(rows_json))
         return 0
-    print(f"{args.n} newsletters, ~100 KiB of HTML each, median of per-message best-of-{args.rounds}\n")
+    print(
+        f"{args.n} newsletters, ~100 KiB of HTML each; mailproxy: median of one timing per message, the first"
+        f" time it sees it; the others: median of per-message best-of-{args.rounds}\n"
+    )
     print(f"{'':30} {'MB/s':>9} {'ms/msg':>9} {'x mailproxy':>12}")
     for r in rows:
         print(f"{r.name:30} {r.mb_per_s:9.1f} {r.ms_per_msg:9.2f} {ratios[r.name]:12.2f}")
