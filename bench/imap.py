@@ -3,19 +3,25 @@
 
     python -m bench.imap [-n 1000] [--seed 1] [--repeat 3] [--json]
 
-Setup: a throwaway Dovecot (``bench.dovecot``) on loopback with three users: ``html@`` holds ``-n``
+Setup: a throwaway Dovecot (``bench.dovecot``) on loopback with four users: ``html@`` holds ``-n``
 generated newsletters (``bench.corpus``, 40-80 KiB of HTML each), ``plain@`` as many text-only
-messages of the same sizes, ``single@`` one newsletter of about 100 KB. A second Dovecot is the
-baseline proxy; mailproxy runs as ``python -m mailproxy run`` (its own process, HTTP half off)
-in front of the first Dovecot with plaintext loopback on both legs, like the Dovecot proxy.
+messages of the same sizes, ``single@`` ``--singles`` newsletters of about 100 KB (and 20 more for
+warming up), ``warm@`` 20 other newsletters. A second Dovecot is the baseline proxy; mailproxy runs
+as ``python -m mailproxy run`` (its own process, HTTP half off) in front of the first Dovecot with
+plaintext loopback on both legs, like the Dovecot proxy.
+
+mailproxy is measured on messages it has not seen before, as a proxy rewrites each message once: a
+message read again would find what the engine learnt of its URLs and styles in its caches. So each
+timed whole fetch and the chunk walks go to a freshly started mailproxy, warmed up on ``warm@``'s
+newsletters as one that has been running is, and each single newsletter is fetched once.
 
 Measured per route, with a minimal literal-aware socket client (the same for every route):
 
 - whole: ``UID FETCH 1:* BODY.PEEK[]`` of a mailbox, median of ``--repeat`` runs after one untimed;
 - chunked: every message walked as ``UID FETCH u BODY.PEEK[]<o.65536>``, one command at a time
-  (as Thunderbird does), once: cold for mailproxy, whose first chunk rewrites and caches the whole;
+  (as Thunderbird does), once: mailproxy's first chunk of a message rewrites and caches the whole;
 - noop: median round trip of ``NOOP`` (``--noops`` of them);
-- single: median round trip of ``UID FETCH 1 BODY.PEEK[]`` of the 100 KB newsletter (``--singles``).
+- single: median round trip of ``UID FETCH u BODY.PEEK[]`` over the ``--singles`` newsletters.
 
 The timed whole fetches and round trips take turns between the routes (one session per route, each
 round timing every route once), so a burst of load on the machine falls on all routes alike rather
@@ -50,6 +56,7 @@ from bench import dovecot
 
 ROUTES = ("direct", "dovecot_proxy", "mailproxy")
 CHUNK = 65536
+_WARMUP = 20  # newsletters a fresh mailproxy, and each session of the round trips, is warmed up on
 _LITERAL = re.compile(rb"~?\{([0-9]+)\}\r\n")
 _TAIL = 32
 
@@ -185,26 +192,34 @@ def _transfer(seconds: float, messages: int, octets: int) -> Transfer:
 
 
 def whole(
-    ports: dict[str, int], user: str, n: int, repeat: int, crcs: dict[str, list[int]] | None = None
+    ports: dict[str, int],
+    user: str,
+    n: int,
+    repeat: int,
+    fresh: Callable[[], int],
+    crcs: dict[str, list[int]] | None = None,
 ) -> dict[str, Transfer]:
-    """Whole-mailbox fetches of ``user`` through each route, the routes taking turns."""
+    """Whole-mailbox fetches of ``user`` through each route, the routes taking turns. mailproxy is
+    ``fresh()`` for each timed fetch: a proxy that has seen these messages would find what its engine
+    learnt of them in its caches (a proxy rewrites a message once; re-reads come from its own cache)."""
     times: dict[str, list[float]] = {route: [] for route in ports}
     octets: dict[str, int] = {}
-    with contextlib.ExitStack() as stack:
-        clients = {route: stack.enter_context(session(port, user)) for route, port in ports.items()}
-        for c in clients.values():
-            # One untimed pass first: the first route to open a mailbox would pay for Dovecot's index.
-            c.command(b"UID FETCH 1:* BODY.PEEK[]")
-        for r in range(repeat):
-            for route, c in clients.items():
+    for route, port in ports.items():
+        # One untimed pass first: the first route to open a mailbox would pay for Dovecot's index.
+        if route != "mailproxy":
+            with session(port, user) as c:
+                c.command(b"UID FETCH 1:* BODY.PEEK[]")
+    for r in range(repeat):
+        for route, port in ports.items():
+            with session(fresh() if route == "mailproxy" else port, user) as c:
                 got: list[int] = []
                 t0 = time.perf_counter()
                 _, octets[route], fetches = c.command(b"UID FETCH 1:* BODY.PEEK[]", got)
                 times[route].append(time.perf_counter() - t0)
-                if fetches != n:
-                    raise RuntimeError(f"{user} via {route}: {fetches} FETCH responses, expected {n}")
-                if r == 0 and crcs is not None:
-                    crcs[route] = got
+            if fetches != n:
+                raise RuntimeError(f"{user} via {route}: {fetches} FETCH responses, expected {n}")
+            if r == 0 and crcs is not None:
+                crcs[route] = got
     return {route: _transfer(statistics.median(times[route]), n, octets[route]) for route in ports}
 
 
@@ -222,16 +237,18 @@ def chunked(port: int, user: str, sizes: Sequence[int]) -> Transfer:
     return _transfer(seconds, len(sizes), total)
 
 
-def round_trips(ports: dict[str, int], user: str, command: bytes, count: int) -> dict[str, float]:
-    """Median round trip of ``command`` in milliseconds through each route (after a few warm-up
-    rounds), the routes taking turns."""
+def round_trips(
+    ports: dict[str, int], user: str, commands: Sequence[bytes], warmup: Sequence[bytes]
+) -> dict[str, float]:
+    """Median round trip in milliseconds of each of ``commands`` through each route (after the
+    ``warmup`` ones), the routes taking turns."""
     times: dict[str, list[float]] = {route: [] for route in ports}
     with contextlib.ExitStack() as stack:
         clients = {route: stack.enter_context(session(port, user)) for route, port in ports.items()}
         for c in clients.values():
-            for _ in range(min(20, count)):
+            for command in warmup:
                 c.command(command)
-        for _ in range(count):
+        for command in commands:
             for route, c in clients.items():
                 t0 = time.perf_counter()
                 c.command(command)
@@ -274,6 +291,24 @@ def mailproxy_process(upstream_port: int) -> Iterator[int]:
             errors.close()
 
 
+class FreshMailproxy:
+    """``mailproxy_process`` started anew on each call, and warmed up on other newsletters (the
+    ``warm`` user's) as a proxy that has been running is; returns its port."""
+
+    def __init__(self, stack: contextlib.ExitStack, upstream_port: int, warm: str) -> None:
+        self._stack, self._upstream, self._warm = stack, upstream_port, warm
+        self._running: contextlib.ExitStack | None = None
+
+    def __call__(self) -> int:
+        if self._running is not None:
+            self._running.close()
+        self._running = self._stack.enter_context(contextlib.ExitStack())
+        port = self._running.enter_context(mailproxy_process(self._upstream))
+        with session(port, self._warm) as c:
+            c.command(b"UID FETCH 1:* BODY.PEEK[]")
+        return port
+
+
 def _ratios(values: dict[str, float]) -> dict[str, float]:
     d, p, m = (values[r] for r in ROUTES)
     return {
@@ -299,8 +334,16 @@ def run(
     log(f"generating {n} newsletters")
     html = generate(n, seed=seed, html_kb=(40, 80), recipient="html@example.org")
     plain = plain_messages([len(m) for m in html], seed)
-    single = generate(1, seed=seed + 1, html_kb=(88, 88), recipient="single@example.org")
-    mailboxes = {"html@example.org": html, "plain@example.org": plain, "single@example.org": single}
+    # Each single newsletter is fetched once per route: a second fetch would find the engine's caches
+    # warm with its URLs. The last ones are for warming the sessions up.
+    single = generate(singles + _WARMUP, seed=seed + 1, html_kb=(88, 88), recipient="single@example.org")
+    warm = generate(_WARMUP, seed=seed + 2, html_kb=(40, 80), recipient="warm@example.org")
+    mailboxes = {
+        "html@example.org": html,
+        "plain@example.org": plain,
+        "single@example.org": single,
+        "warm@example.org": warm,
+    }
     sizes = {u: [len(m) for m in msgs] for u, msgs in mailboxes.items()}
     measures: dict[str, dict[str, Transfer]] = {
         k: {} for k in ("whole_html", "whole_plain", "chunked_html", "chunked_plain")
@@ -309,20 +352,24 @@ def run(
     with (
         dovecot.backend(mailboxes) as backend,
         dovecot.proxy(backend.port) as front,
-        mailproxy_process(backend.port) as mp_port,
+        contextlib.ExitStack() as stack,
     ):
-        ports = {"direct": backend.port, "dovecot_proxy": front.port, "mailproxy": mp_port}
-        log("whole-mailbox fetches, the routes taking turns")
-        measures["whole_html"] = whole(ports, "html@example.org", n, repeat, crcs)
-        measures["whole_plain"] = whole(ports, "plain@example.org", n, repeat)
+        fresh = FreshMailproxy(stack, backend.port, "warm@example.org")
+        ports = {"direct": backend.port, "dovecot_proxy": front.port, "mailproxy": 0}  # (fresh in whole)
+        log("whole-mailbox fetches, the routes taking turns (a fresh mailproxy for each)")
+        measures["whole_html"] = whole(ports, "html@example.org", n, repeat, fresh, crcs)
+        measures["whole_plain"] = whole(ports, "plain@example.org", n, repeat, fresh)
+        ports["mailproxy"] = fresh()
         for route in ROUTES:
             log(f"{route}: 64 KiB chunk walks")
             port = ports[route]
             measures["chunked_html"][route] = chunked(port, "html@example.org", sizes["html@example.org"])
             measures["chunked_plain"][route] = chunked(port, "plain@example.org", sizes["plain@example.org"])
         log("NOOP and single-message round trips, the routes taking turns")
-        noop_ms = round_trips(ports, "single@example.org", b"NOOP", noops)
-        single_ms = round_trips(ports, "single@example.org", b"UID FETCH 1 BODY.PEEK[]", singles)
+        warmup = [b"UID FETCH %d BODY.PEEK[]" % (singles + 1 + i) for i in range(_WARMUP)]
+        noop_ms = round_trips(ports, "single@example.org", [b"NOOP"] * noops, warmup)
+        fetches = [b"UID FETCH %d BODY.PEEK[]" % uid for uid in range(1, singles + 1)]
+        single_ms = round_trips(ports, "single@example.org", fetches, warmup)
     changed = sum(1 for a, b in zip(crcs["direct"], crcs["mailproxy"], strict=True) if a != b)
     unchanged_proxy = all(a == b for a, b in zip(crcs["direct"], crcs["dovecot_proxy"], strict=True))
     ratios = {k: _ratios({r: t.seconds for r, t in v.items()}) for k, v in measures.items()}
@@ -348,8 +395,8 @@ def run(
         "seed": seed,
         "repeat": repeat,
         "cpus": os.cpu_count(),
-        "mb": {u.split("@")[0]: round(sum(s) / 1e6, 2) for u, s in sizes.items()},
-        "single_bytes": sizes["single@example.org"][0],
+        "mb": {u.split("@")[0]: round(sum(s) / 1e6, 2) for u, s in sizes.items() if not u.startswith("warm")},
+        "single_bytes": round(statistics.median(sizes["single@example.org"][:singles])),
         "measures": {k: {r: asdict(t) for r, t in v.items()} for k, v in measures.items()},
         "noop_ms": noop_ms,
         "single_ms": single_ms,
