@@ -56,7 +56,7 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mailproxy.imap._cache import CacheKey, RewriteCache
 from mailproxy.imap._errors import LocalProtocolError
@@ -122,7 +122,9 @@ class _Held:
     event: Response
     job: RewriteJob
     result: bytes | None = None
-    done: dict[bytes, bytes] = field(default_factory=dict)
+    # (message, rewritten) pairs. Not a dict: hashing a message costs more than the few
+    # comparisons a response needs (bytes compare lengths first).
+    done: tuple[tuple[bytes, bytes], ...] = ()
 
 
 # Bytes held behind a pending rewrite before reading from the server stops: bounds what a stream of
@@ -181,7 +183,7 @@ class Session:
         self._open_jobs = 0
         self._new_jobs: list[RewriteJob] = []
         self._replaying = False
-        self._done: dict[bytes, bytes] = {}  # the results of the held response being replayed
+        self._done: tuple[tuple[bytes, bytes], ...] = ()  # the results of the held response being replayed
         self._cache = cache if cache is not None else RewriteCache()
         self._policy_key = policy_key
         self._offer_starttls = offer_starttls
@@ -300,12 +302,12 @@ class Session:
                     return
                 queue.popleft()
                 self._queued_bytes -= len(head.event.data)
-                self._done = {**head.done, head.job.whole: result}
+                self._done = (*head.done, (head.job.whole, result))
                 self._replaying = True
                 try:
                     self._server_event(head.event)
                 finally:
-                    self._done = {}
+                    self._done = ()
                     self._replaying = False
             elif isinstance(head, bytes):
                 queue.popleft()
@@ -603,7 +605,7 @@ class Session:
         return CacheKey(self.user or "", self.mailbox, self.uidvalidity, uid, self._policy_key)
 
     def _rewrite(self, whole: bytes) -> bytes:
-        done = self._done.get(whole)
+        done = next((out for seen, out in self._done if seen == whole), None)
         if done is not None:
             out = done
         elif self._may_change is not None and not self._may_change(whole):
