@@ -91,6 +91,8 @@ class _PatternSet(Generic[T]):
         "_prefixes",
         "_candidates",
         "_host_prefixes",
+        "_heads",
+        "_host_heads",
         "path_patterns",
     )
 
@@ -107,9 +109,13 @@ class _PatternSet(Generic[T]):
         self._by_char: dict[str, Alternation[T]] = {}
         # Per bucket, a literal prefix of each of its patterns; None when one pattern has none.
         self._prefixes: dict[str, tuple[str, ...] | None] = {}
+        # Per bucket, every start (proper or not, "" too) of those prefixes: "a prefix starts with the rest of
+        # the host" is then one set look-up instead of a loop over the prefixes (see _agrees).
+        self._heads: dict[str, frozenset[str]] = {}
         self._candidates: dict[str, tuple[_Candidate[T], ...]] = {}
         self._host: Alternation[T] | None = None
         self._host_prefixes: tuple[str, ...] | None = None
+        self._host_heads: frozenset[str] = frozenset()
         if anywhere:
             if rest:
                 self._any = Alternation("", rest)
@@ -124,12 +130,15 @@ class _PatternSet(Generic[T]):
                 other.append((p, v))
         self._by_char = {char: Alternation("", items) for char, items in buckets.items()}
         self._prefixes = {char: _literal_prefixes(p for p, _ in items) for char, items in buckets.items()}
+        self._heads = {char: _heads(ps) for char, ps in self._prefixes.items() if ps is not None}
         # The lazy label prefix tries the start of the host, then after each dot: "anchored at a label".
         self._host = Alternation(r"(?:[^/.]*\.)*?", other) if other else None
         # Literal prefixes of these patterns, one of which a label of the host must start with (or the host
         # end with the start of one); None when one pattern has none.
         leading = [_leading_prefixes(p) for p, _ in other]
         self._host_prefixes = tuple(p for ps in leading for p in ps) if all(leading) else None
+        if self._host_prefixes is not None:
+            self._host_heads = _heads(self._host_prefixes)
 
     def find(
         self,
@@ -180,12 +189,11 @@ class _PatternSet(Generic[T]):
         found: list[_Candidate[T]] = []
         i = 0
         while i < len(host):
-            bucket = self._by_char.get(host[i])
+            char = host[i]
+            bucket = self._by_char.get(char)
             if bucket is not None:
-                prefixes = self._prefixes[host[i]]
-                rest = host[i:]
-                # A prefix either ends inside the host or runs on into the path.
-                if prefixes is None or any(rest.startswith(p) or p.startswith(rest) for p in prefixes):
+                prefixes = self._prefixes[char]
+                if prefixes is None or _agrees(host[i:], prefixes, self._heads[char]):
                     found.append((i, bucket, prefixes))
             i = host.find(".", i) + 1
             if i == 0:
@@ -203,10 +211,10 @@ class _PatternSet(Generic[T]):
         prefixes = self._host_prefixes
         if prefixes is None:
             return True
+        heads = self._host_heads
         i = 0
         while True:
-            rest = host[i:]
-            if any(rest.startswith(p) or p.startswith(rest) for p in prefixes):
+            if _agrees(host[i:], prefixes, heads):
                 return True
             i = host.find(".", i) + 1
             if i == 0:
@@ -214,6 +222,18 @@ class _PatternSet(Generic[T]):
 
 
 _Candidate = tuple[int, Alternation[T], tuple[str, ...] | None]
+
+
+def _heads(prefixes: Iterable[str]) -> frozenset[str]:
+    """Every start of every prefix, "" and the prefixes themselves included."""
+    return frozenset(p[:k] for p in prefixes for k in range(len(p) + 1))
+
+
+def _agrees(rest: str, prefixes: tuple[str, ...], heads: frozenset[str]) -> bool:
+    """Whether a key whose host ends with `rest` may start, where `rest` starts, with one of `prefixes`: a
+    prefix either ends inside the host (`rest` starts with it) or runs on into the path (it starts with
+    `rest`, that is `rest` is one of `heads`, the starts of the prefixes)."""
+    return rest.startswith(prefixes) or rest in heads
 
 
 def _holds_any(text: str, needles: tuple[str, ...]) -> bool:
