@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ pytestmark = [
 
 PASSWORD = "x-unchecked-7Q"  # any password will do; it must never reach a log line
 CREDENTIALS = f"alice@example.org:{PASSWORD}"
+HTPASSWD_PASSWORD = "s3cret-in-htpasswd"
 
 
 @dataclass
@@ -40,7 +42,19 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("proxy-auth")
+    yield from running(tmp_path_factory.mktemp("proxy-auth"))
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The same, with mitmproxy checking passwords against an htpasswd file (docs/deployment.md)."""
+    tmp = tmp_path_factory.mktemp("proxy-auth-htpasswd")
+    digest = base64.b64encode(hashlib.sha1(HTPASSWD_PASSWORD.encode()).digest()).decode()
+    (tmp / "htpasswd").write_text(f"alice@example.org:{{SHA}}{digest}\n", encoding="utf-8")
+    yield from running(tmp, f"--set=proxyauth=@{tmp / 'htpasswd'}")
+
+
+def running(tmp: Path, *extra: str) -> Iterator[World]:
     with http_and_https(Recorder()) as servers:
         origin_ca = tmp / "origin-ca.pem"
         servers.ca.cert_pem.write_to_path(str(origin_ca))
@@ -53,7 +67,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )
         # -vv: debug logging, so the password check below covers every log line there is.
         args = [sys.executable, "-m", "mailproxy", "-vv", "run", "-c", str(config), "--tls", "intercept"]
-        args += ["--confdir", str(tmp / "mitmproxy"), f"--set=ssl_verify_upstream_trusted_ca={origin_ca}"]
+        args += [
+            "--confdir",
+            str(tmp / "mitmproxy"),
+            f"--set=ssl_verify_upstream_trusted_ca={origin_ca}",
+            *extra,
+        ]
         with log.open("wb") as out:
             proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -118,3 +137,19 @@ def test_a_warning_when_there_are_no_users_to_pick(tmp_path: Path, caplog: pytes
     with caplog.at_level(logging.WARNING, logger="mailproxy.http.server"):
         asyncio.run(go())
     assert "require_user is on but there are no [users] tables" in caplog.text
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_htpasswd_file_makes_the_password_count(checked: World, scheme: str) -> None:
+    # require_user sets mitmproxy's proxyauth to "any"; an admin's --set proxyauth=@FILE comes after it.
+    for who, credentials in (("nobody", None), ("wrong", "alice@example.org:guess"), ("bob", "bob@x.org:y")):
+        got = fetch(checked, scheme, f"/{who}-{scheme}.png", *(as_user(credentials) if credentials else ()))
+        assert got.status == 407 or (got.exit_code != 0 and "407" in got.stderr), (who, got)
+    got = fetch(checked, scheme, f"/alice-{scheme}.png", *as_user(f"alice@example.org:{HTPASSWD_PASSWORD}"))
+    assert got.exit_code == 0 and got.status == 200, got.stderr
+    assert checked.servers.recorder.headers_of(f"/alice-{scheme}.png")["dnt"] == ["0"]  # her settings
+    assert not {f"/{who}-{scheme}.png" for who in ("nobody", "wrong", "bob")} & set(
+        checked.servers.recorder.paths()
+    )
+    text = checked.log.read_text(errors="replace")
+    assert HTPASSWD_PASSWORD not in text and "guess" not in text
