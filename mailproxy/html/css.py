@@ -124,6 +124,24 @@ _URL_BODY = re.compile(
     rf"[ \t\n\r\f]*+((?:[^\"'()\\ \t\n\r\f\x01-\x08\x0b\x0e-\x1f\x7f]|{_ESC})*+)[ \t\n\r\f]*+(?:\)|\Z)"
 )
 _BAD_URL_REMNANTS = re.compile(r"(?:\\[^\n\r\f]|[^)\\]|\\)*+\)?")
+
+
+class _Bodies(NamedTuple):
+    """The patterns that read a string's or a url's body."""
+
+    string: dict[str, re.Pattern[str]]
+    url: re.Pattern[str]
+    bad_url: re.Pattern[str]
+
+
+_BODIES = _Bodies(_STRING, _URL_BODY, _BAD_URL_REMNANTS)
+# The same for text without a backslash, where no escape can occur: one character class instead of an
+# alternation with the escape, which the regex engine runs several times faster over a long URL.
+_BODIES_PLAIN = _Bodies(
+    {q: re.compile(rf"{q}[^{q}\n\r\f]*+(?:({q})|(?=[\n\r\f])|\Z)") for q in "\"'"},
+    re.compile(r"[ \t\n\r\f]*+([^\"'()\\ \t\n\r\f\x01-\x08\x0b\x0e-\x1f\x7f]*+)[ \t\n\r\f]*+(?:\)|\Z)"),
+    re.compile(r"[^)]*+\)?"),
+)
 _IDENT_FULL = re.compile(_IDENT)
 _UNESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})(?:\r\n|[ \t\n\r\f])?|(\r\n|[\n\r\f])|([\s\S])|\Z)")
 _FIRST_COLON = re.compile(r"(?:[^\\:]|\\[\s\S])*+:")
@@ -270,20 +288,20 @@ def _function_kind(name: str) -> int:
     return _FUNC
 
 
-def _url_end(css: str, body_at: int) -> tuple[int, int]:
+def _url_end(css: str, body_at: int, bodies: _Bodies) -> tuple[int, int]:
     """Kind and end of what follows 'url(' (its name already read): function, url or bad url."""
     if _URL_QUOTED.match(css, body_at):
         return _URLFUNC, body_at
-    um = _URL_BODY.match(css, body_at)
+    um = bodies.url.match(css, body_at)
     if um is not None:
         return _URL, um.end()
-    bm = _BAD_URL_REMNANTS.match(css, body_at)
+    bm = bodies.bad_url.match(css, body_at)
     assert bm is not None  # the pattern can match the empty string
     return _BADURL, bm.end()
 
 
-def _string_end(css: str, pos: int) -> tuple[int, int]:
-    sm = _STRING[css[pos]].match(css, pos)
+def _string_end(css: str, pos: int, bodies: _Bodies) -> tuple[int, int]:
+    sm = bodies.string[css[pos]].match(css, pos)
     assert sm is not None  # the pattern matches any quote
     end = sm.end()
     return (_BADSTR if sm.group(1) is None and end < len(css) else _STR), end
@@ -313,11 +331,11 @@ def _tokenize_exact(css: str) -> _Tokens:
             end = size if close < 0 else close + 2
             kind = _COMMENT
         elif group == "s":
-            kind, end = _string_end(css, pos)
+            kind, end = _string_end(css, pos, _BODIES)
         elif group == "f":
             kind = _function_kind(css[pos : end - 1])
             if kind == _URL:
-                kind, end = _url_end(css, end)
+                kind, end = _url_end(css, end, _BODIES)
         else:
             kind = _AT
         kinds.append(kind)
@@ -341,8 +359,9 @@ def _starts_ident(word: str) -> bool:
     return second == "-" or second in _IDENT_START_ASCII or second >= "\x80"
 
 
-def _tokenize_plain(css: str) -> _Tokens:
-    """_tokenize_exact for text without a backslash."""
+def _tokenize_plain(css: str, until: int = -1) -> _Tokens:
+    """_tokenize_exact for text without a backslash; with ``until`` >= 0, stopping after the first ';'
+    past that offset (see _tokenize)."""
     kinds: list[int] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -376,9 +395,9 @@ def _tokenize_plain(css: str) -> _Tokens:
                     start = s
                     kind = _function_kind(word)
                     if kind == _URL:
-                        kind, end = _url_end(css, end)
+                        kind, end = _url_end(css, end, _BODIES_PLAIN)
         elif c == '"' or c == "'":
-            kind, end = _string_end(css, pos)
+            kind, end = _string_end(css, pos, _BODIES_PLAIN)
         elif c == "/":
             if not css.startswith("*", end):
                 pos = end
@@ -398,6 +417,8 @@ def _tokenize_plain(css: str) -> _Tokens:
         kinds.append(kind)
         starts.append(start)
         ends.append(end)
+        if c == ";" and 0 <= until < pos:
+            break
         pos = last_end = end
     return kinds, starts, ends
 
@@ -406,13 +427,21 @@ _REF_KINDS = frozenset({_URL, _URLFUNC, _IMGSET, _AT})
 
 
 @lru_cache(maxsize=16)
-def _tokenize(css: str) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+def _tokenize(css: str, until: int = -1) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
     """Tokens, match[i] (the index of opener i's closing token, or len(tokens) if none), and the
     indices of the tokens that can yield a reference (url, url(), image-set(), at-keyword).
 
+    With ``until`` >= 0 (for text without a backslash), the tokens may end with the first ';' past that
+    offset outside any block or function, for a caller that has no use for the rest: the tokens up to it
+    and their matches are those of the whole text, as tokenizing goes left to right and nothing after
+    that ';' closes anything before it.
+
     Cached: the HTML layer asks for the hiding rules and the references of the same stylesheet.
     """
-    kinds, starts, ends = _tokenize_exact(css) if "\\" in css else _tokenize_plain(css)
+    if "\\" in css:
+        kinds, starts, ends = _tokenize_exact(css)
+    else:
+        kinds, starts, ends = _tokenize_plain(css, until)
     n = len(kinds)
     match = [-1] * n
     stack: list[int] = []
@@ -422,16 +451,22 @@ def _tokenize(css: str) -> tuple[list[int], list[int], list[int], list[int], lis
         elif kind in _CLOSERS and stack and _CLOSER_OF[kinds[stack[-1]]] == kind:
             # Inside a block only its own closing token ends it; any other closer is an ordinary token.
             match[stack.pop()] = index
+    if stack and until >= 0:
+        return _tokenize(css, -1)  # (maybe) stopped inside a block or function: its end may be further on
     for index in stack:
         match[index] = n
     ref_tokens = [index for index, kind in enumerate(kinds) if kind in _REF_KINDS]
     return kinds, starts, ends, match, ref_tokens
 
 
+def _ascii_lower(css: str) -> str:
+    # (str.lower() may change the length of non-ASCII text, which would shift offsets)
+    return css.lower() if css.isascii() else css.translate(_ASCII_LOWER)
+
+
 def _hide_hints(css: str) -> list[int]:
     """Sorted offsets of the words that a hiding declaration needs (see _HIDE_WORDS)."""
-    # str.lower() may change the length of non-ASCII text, which would shift offsets.
-    low = css.lower() if css.isascii() else css.translate(_ASCII_LOWER)
+    low = _ascii_lower(css)
     hits: list[int] = []
     for word in _HIDE_WORDS:
         k = low.find(word)
@@ -482,6 +517,7 @@ _Cursor = tuple[int, int]
 
 class _Parser:
     __slots__ = (
+        "bodies",
         "css",
         "decl_props",
         "ends",
@@ -504,12 +540,16 @@ class _Parser:
         want_decls: bool = False,
         hiding: bool = False,
         props: frozenset[str] | None = None,
+        until: int = -1,
     ) -> None:
+        """``until``: see _tokenize; only for the references of a declaration list (which the text after a
+        top-level ';' cannot change)."""
         self.css = css
         self.size = len(css)
-        self.kinds, self.starts, self.ends, self.match, self.ref_tokens = _tokenize(css)
+        self.kinds, self.starts, self.ends, self.match, self.ref_tokens = _tokenize(css, until)
         self.n = len(self.kinds)
         self.plain = "\\" not in css
+        self.bodies = _BODIES_PLAIN if self.plain else _BODIES
         self.refs: list[CssRef] = []
         self.want_decls = want_decls or hiding
         # Hiding rules only need the properties is_hiding reads; normalising the others is waste.
@@ -564,7 +604,7 @@ class _Parser:
     # -- URL extraction ----------------------------------------------------------------------------
     def string_inner(self, index: int) -> tuple[int, int, str]:
         start = self.starts[index]
-        sm = _STRING[self.css[start]].match(self.css, start)
+        sm = self.bodies.string[self.css[start]].match(self.css, start)
         assert sm is not None
         end = sm.end() - 1 if sm.group(1) is not None else sm.end()
         return start + 1, end, self.css[start + 1 : end]
@@ -581,7 +621,7 @@ class _Parser:
 
     def url_token(self, index: int) -> tuple[str, tuple[int, int] | None]:
         body_at = self.css.index("(", self.starts[index]) + 1
-        um = _URL_BODY.match(self.css, body_at)
+        um = self.bodies.url.match(self.css, body_at)
         assert um is not None  # the tokenizer made this a url token because it matched
         raw = um.group(1)
         return self.finish_url(um.start(1), raw, _unescape(raw))
@@ -1051,6 +1091,20 @@ def _scan_declarations(css: str) -> list[CssRef]:
     return parser.refs
 
 
+def _style_refs(css: str, low: str) -> list[CssRef]:
+    """The references of a style attribute, whose ASCII-lower-cased text is ``low``."""
+    if not _may_have_refs(css):
+        return []
+    # In a style attribute only url() and image-set() can load (at-rules mean nothing there), spelled as
+    # such in text without a backslash: the tokens past the first ';' after the last one are not needed.
+    parser = _Parser(css, until=max(low.rfind("url("), low.rfind("image-set(")))
+    parser.declaration_list(attr=True)
+    return parser.refs
+
+
+_NOT_HIDING: tuple[tuple[str, ...], str | None, str | None] = ((), None, None)
+
+
 def style_hiding(css: str) -> tuple[tuple[str, ...], str | None, str | None]:
     """What a style attribute says about its element's visibility: the reasons ``is_hiding`` gives for its
     declarations, and its width and height values (as ``parse_declarations`` gives them)."""
@@ -1060,6 +1114,13 @@ def style_hiding(css: str) -> tuple[tuple[str, ...], str | None, str | None]:
 
 
 def _style(css: str) -> tuple[tuple[tuple[str, ...], str | None, str | None], list[CssRef]]:
+    low = _ascii_lower(css)
+    if not may_hide(low) and "width" not in low and "height" not in low:
+        # No declaration can hide (see may_hide) and none is named width or height (an escape would be a
+        # backslash, which may_hide counts; outside ASCII, the parser's str.lower() maps only the Kelvin
+        # sign and "İ" to ASCII letters, "k" and "i" plus a combining dot, which spell none of these
+        # names): only the references are wanted. The most common case: a background image.
+        return _NOT_HIDING, _style_refs(css, low)
     decls, refs = _parse_declarations(css, _HIDING_PROPS)
     values = _cascade(decls)
     return (is_hiding(values), values.get("width"), values.get("height")), refs

@@ -621,6 +621,21 @@ def test_fast_tokenizer_agrees_with_exact_tokenizer(text: str) -> None:
     assert C._tokenize_plain(text) == C._tokenize_exact(text)
 
 
+@settings(max_examples=400)
+@given(_CSS_TEXT, st.booleans())
+@example("height:100px;background:url(x)", True)  # (no hiding, but its height counts)
+@example("a:url(x) (;) {}", True)  # (the ';' after the url is no end: the '{}' makes "a" a nested rule)
+def test_style_shortcuts_agree_with_the_full_parse(text: str, plain: bool) -> None:
+    # A style that cannot hide is only scanned for references, and its tokens stop after the last one's
+    # declaration; what style_hiding and scan_declarations say must be what the full parse says.
+    if plain:
+        text = text.replace("\\", "")
+    for css in (text, "background:url(x);" + text, text + ";background:url(x);color:red"):
+        decls, refs = C._parse_declarations(css, C._HIDING_PROPS)
+        values = C._cascade(decls)
+        assert C._style(css) == ((is_hiding(values), values.get("width"), values.get("height")), refs)
+
+
 @given(st.sampled_from(["background", "content", "src"]), st.text(alphabet="abc/:.?=&-_%~", max_size=30))
 def test_url_roundtrip(prop: str, url: str) -> None:
     for text in (f"{prop}:url({url})", f'{prop}:url("{url}")'):
