@@ -12,7 +12,9 @@ Rules:
 2. Only tokens a WHATWG parser treats as tags count (see ``tokenizer``). Comments are skipped, except
    Outlook conditional comments (``<!--[if ...]>``), whose content Outlook renders: it is scanned as markup.
 3. References that share an element (an ``<img>`` and its ``srcset``, a ``<picture>`` and its sources)
-   share a ``group`` so that they share a verdict.
+   share a ``group`` so that they share a verdict. Groups are a partition of one document's references:
+   their only user (the engine) compares them for equality. A group is named by where its element starts
+   (see ``_Extractor``), not counted, so how closely a tag is looked at never changes another's group.
 
 Speed: the walk runs on every HTML part of every message, about a thousand tags per newsletter, so Python
 does as little per tag as it can. It reads the tokenizer's regex matches directly; a start tag's facts
@@ -400,11 +402,14 @@ class _Extractor:
     def __init__(self, text: str) -> None:
         self.text = text
         self.doc = Document()
-        self.group = 0
         # Open elements. Whether an element hides its descendants is worked out only when a reference
         # appears below it: most elements of a newsletter never need their attributes parsed. The reasons
         # are known for a bottom part of the stack (working them out for one element does all below it).
         self.stack: list[_Open] = []
+        # The group of the open <picture>'s sources and image. An element's own group is where its start tag
+        # starts, a style block's where its text starts (no tag starts there, or it is empty), and a
+        # <picture>'s the complement of its start (negative, so apart from the <picture>'s own references):
+        # each offset is scanned once, even through conditional comments, so groups never collide.
         self.picture_group: int | None = None
         # Simple selectors (".cls", "#id", "tag", "tag.cls") that hide, from <style> blocks.
         self.hiding: dict[str, tuple[str, ...]] = {}
@@ -440,8 +445,8 @@ class _Extractor:
                     if entry is not None:
                         stack.append(entry)
                     if loads is not False:  # (seldom: a tag that may load, or a <picture>)
-                        if name == "picture":
-                            self.open_picture()
+                        if name == "picture":  # (before any reference of its own)
+                            self.picture_group = ~m.start()
                         if loads:
                             self.start_tag(name, m.span(), *m.span(OPEN), in_comment, entry is not None)
                 elif kind == CLOSE:
@@ -480,11 +485,6 @@ class _Extractor:
             elif kind == UNCLOSED:  # a browser drops it, a lenient client might not
                 self.doc.unclosed.append((s, e))
         return None
-
-    def open_picture(self) -> None:
-        """A <picture> start tag: its sources and image share a group (before any reference of its own)."""
-        self.group += 1
-        self.picture_group = self.group
 
     def end_tag(self, name: str) -> None:
         """An end tag closes the nearest open element of its name and everything opened after it, if there
@@ -539,8 +539,8 @@ class _Extractor:
         hidden = inherited + own
         if opened:  # (what its descendants inherit: see ``inherited``)
             self.stack[-1] = (*self.stack[-1][:2], inherited or own)
-        self.group += 1
-        group = self.picture_group if name in ("source", "img") and self.picture_group else self.group
+        picture = self.picture_group
+        group = picture if picture is not None and name in ("source", "img") else tag[0]
         add = self.doc.refs.append
 
         if name == "input":
@@ -721,9 +721,8 @@ class _Extractor:
                 key = sel.strip().lower()
                 if key:
                     self.hiding[key] = reasons
-        self.group += 1
         for r in css.scan_stylesheet(sheet):
-            self.doc.refs.append(self.css_ref(r, "style", None, start, None, (), self.group, in_comment))
+            self.doc.refs.append(self.css_ref(r, "style", None, start, None, (), start, in_comment))
 
     def css_ref(
         self,

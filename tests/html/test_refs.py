@@ -20,6 +20,22 @@ def test_nested_conditional_comments_neither_recurse_nor_rescan() -> None:
     assert ref.kill_span == (len(text) - len('<img src="http://t.example/o.gif">'), len(text))
 
 
+def test_groups_partition_references_by_element_and_picture() -> None:
+    # Groups are compared for equality only: an element's references share one, a <picture>'s sources and
+    # image share one (not the <picture>'s own), and no two elements share one, inside or outside a
+    # conditional comment, whatever the tags in between.
+    text = (
+        "<style>p{background:url(s1)} q{background:url(s2)}</style>"
+        '<picture style="background:url(p)"><source srcset="c 1x, d 2x"><img src="i" srcset="j">'
+        "</picture><a href=url><img src=k srcset=l><td background=m>"
+        '<!--[if mso]><v:fill src="n"><img src=o><![endif]-->'
+    )
+    refs = extract(text).refs
+    partition = sorted(sorted(r.url for r in refs if r.group == g) for g in {r.group for r in refs})
+    expected = [["c", "d", "i", "j"], ["k", "l"], ["m"], ["n"], ["o"], ["p"], ["s1", "s2"]]
+    assert partition == expected
+
+
 # -- hidden ancestors --------------------------------------------------------------------------------------
 PIXEL = '<img src="https://t.example/p.gif">'
 
