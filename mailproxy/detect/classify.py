@@ -25,7 +25,7 @@ from functools import lru_cache
 import tldextract
 
 from mailproxy.detect.identity import IdentityMatcher
-from mailproxy.detect.params import identifying_params_and_names
+from mailproxy.detect.params import ParamHit, params_given_identity
 from mailproxy.detect.trackers import TrackerDB
 from mailproxy.model import Party, Tier, Verdict
 
@@ -119,6 +119,7 @@ def _verdict(key: _VerdictKey) -> UrlVerdict:
 # through the enum's metaclass.
 _TRACKER, _IDENTIFYING, _CLEAN = Verdict.TRACKER, Verdict.IDENTIFYING, Verdict.CLEAN
 _FIRST, _THIRD, _UNKNOWN = Party.FIRST, Party.THIRD, Party.UNKNOWN
+_LOW = Tier.LOW
 
 
 class Classifier:
@@ -174,23 +175,28 @@ class Classifier:
         else:
             party = _FIRST if domain == sender_domain else _THIRD
 
+        match = self.db.match(full)
+        identity = self._identity
+        identity_hits = identity.find_uncached(full) if identity is not None else ()
+        params, remove = params_given_identity(full, identity_hits)
+        if match is None and not identity_hits and not conditional and not (is_image and hidden):
+            # Most URLs: nothing but their query parameters can speak (the end of the general path below).
+            if not params:
+                return _verdict((_CLEAN, _LOW, host_vendor, (), remove, domain, party))
+            return self._by_params(params, remove, host_vendor, domain, party)
+
         reasons: list[str] = []
         rank = 0  # of the strongest tier fired, in _TIER_RANK
-        match = self.db.match(full)
         if match is not None:
             vendor = match.vendor
             reasons.append(match.reason)
             rank = _TIER_RANK[match.tier]
         else:
             vendor = None
-        identity = self._identity
-        identity_hits = identity.find(full) if identity is not None else []
         for hit in identity_hits:
             if hit.location in ("host", "path"):
                 reasons.append(f"recipient-identity:{hit.encoding}-in-{hit.location}")
                 rank = 2
-        # Without hits the matcher has nothing to add; asking again would only cost its cache look-up.
-        params, remove = identifying_params_and_names(full, identity if identity_hits else None)
         if conditional:
             reasons.append(f"conditional-css:{conditional}")
             rank = max(rank, 1)
@@ -203,15 +209,19 @@ class Classifier:
             vendor = host_vendor
 
         if reasons:
-            verdict = _TRACKER
-        elif params:
-            # Nothing else fired (rank is 0): the strongest parameter sets the tier.
-            verdict = _IDENTIFYING
-            reasons = [f"{p.reason}:{p.name}" for p in params]
-            rank = 1 if all(p.reason == "high-entropy" for p in params) else 2
-        else:
-            verdict = _CLEAN
-        return _verdict((verdict, _TIERS[rank], vendor, tuple(reasons), remove, domain, party))
+            return _verdict((_TRACKER, _TIERS[rank], vendor, tuple(reasons), remove, domain, party))
+        if params:
+            return self._by_params(params, remove, vendor, domain, party)
+        return _verdict((_CLEAN, _LOW, vendor, (), remove, domain, party))
+
+    @staticmethod
+    def _by_params(
+        params: Sequence[ParamHit], remove: frozenset[str], vendor: str | None, domain: str, party: Party
+    ) -> UrlVerdict:
+        """Nothing but identifying parameters fired: the strongest one sets the tier."""
+        tier = Tier.MEDIUM if all(p.reason == "high-entropy" for p in params) else Tier.HIGH
+        reasons = tuple(f"{p.reason}:{p.name}" for p in params)
+        return _verdict((_IDENTIFYING, tier, vendor, reasons, remove, domain, party))
 
     def _host_info(self, origin: str, url: str) -> tuple[str, str | None]:
         """The registrable domain and the vendor of the URL's host; ("", None) for no host. Cached in _hosts

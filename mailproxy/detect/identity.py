@@ -454,6 +454,14 @@ class IdentityMatcher:
             self._cache[url] = tuple(hits)
         return hits
 
+    def find_uncached(self, url: str) -> list[IdentityHit]:
+        """``find`` without its per-URL cache, for a caller that keeps its own answers per URL (the
+        classifier: a second cache in front of the same URLs would only cost a look-up and a store)."""
+        needles = self._needles
+        if needles is None or not isinstance(url, str) or not url:
+            return []
+        return self._search(needles, url)
+
     def _search(self, needles: _Needles, url: str) -> list[IdentityHit]:
         # Fast path: the whole URL, as is and decoded, in a few scans. Decoding the whole URL finds
         # everything decoding each part would, since percent-decoding never joins text across "/",

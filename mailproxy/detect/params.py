@@ -19,13 +19,14 @@ import functools
 import html
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote, unquote_plus
 
 from mailproxy.detect.identity import (
     _QUERY_SEP_RE,
+    IdentityHit,
     IdentityMatcher,
     _fragment_at,
     _looks_like_address,
@@ -474,8 +475,27 @@ def identifying_params_and_names(
     query = _query_of(url)
     if not query:
         return _NO_HITS
-    if identity:
-        carriers = {hit.param for hit in identity.find(url) if hit.location == "query" and hit.param}
+    return _params_of_query(query, identity.find(url) if identity else ())
+
+
+def params_given_identity(
+    url: str, identity_hits: Sequence[IdentityHit]
+) -> tuple[tuple[ParamHit, ...], frozenset[str]]:
+    """``identifying_params_and_names(url, identity)`` for a caller that has ``identity.find(url)`` already
+    (the classifier): the same answer without asking the matcher again."""
+    if "?" not in url:
+        return _NO_HITS
+    query = _query_of(url)
+    if not query:
+        return _NO_HITS
+    return _params_of_query(query, identity_hits)
+
+
+def _params_of_query(
+    query: str, identity_hits: Sequence[IdentityHit]
+) -> tuple[tuple[ParamHit, ...], frozenset[str]]:
+    if identity_hits:
+        carriers = {hit.param for hit in identity_hits if hit.location == "query" and hit.param}
         if carriers:
             return _query_hits(query, carriers)
     # Without carriers the answer depends on the query alone, and queries recur across the URLs of a

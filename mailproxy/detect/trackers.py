@@ -87,12 +87,12 @@ class _PatternSet(Generic[T]):
         "_host",
         "_path",
         "_any",
-        "_any_prefixes",
         "_prefixes",
         "_candidates",
         "_host_prefixes",
         "_heads",
         "_host_heads",
+        "any_gate",
         "path_patterns",
     )
 
@@ -103,9 +103,6 @@ class _PatternSet(Generic[T]):
         self._path = Alternation("/", [(p[1:], v) for p, v in slash]) if slash else None
         self.path_patterns = tuple(p for p, _ in slash)
         self._any: Alternation[T] | None = None
-        # A literal prefix of each "anywhere" pattern (None when one has none): a match needs one of them in
-        # the key, and a few substring tests cost half the regex search that most keys fail.
-        self._any_prefixes: tuple[str, ...] | None = None
         self._by_char: dict[str, Alternation[T]] = {}
         # Per bucket, a literal prefix of each of its patterns; None when one pattern has none.
         self._prefixes: dict[str, tuple[str, ...] | None] = {}
@@ -116,10 +113,14 @@ class _PatternSet(Generic[T]):
         self._host: Alternation[T] | None = None
         self._host_prefixes: tuple[str, ...] | None = None
         self._host_heads: frozenset[str] = frozenset()
+        # A literal prefix of each "anywhere" pattern: a match needs one of them in the key, and a few
+        # substring tests cost half the regex search that most keys fail. () without such patterns (nothing
+        # can match), None when one pattern has no literal prefix (only the search can tell).
+        self.any_gate: tuple[str, ...] | None = ()
         if anywhere:
             if rest:
                 self._any = Alternation("", rest)
-                self._any_prefixes = _literal_prefixes(p for p, _ in rest)
+                self.any_gate = _literal_prefixes(p for p, _ in rest)
             return
         buckets: dict[str, list[tuple[str, T]]] = {}
         other: list[tuple[str, T]] = []
@@ -154,8 +155,8 @@ class _PatternSet(Generic[T]):
         if found is None and paths and self._path is not None:
             found = self._path.search(key, path_start)
         if found is None and self._any is not None:
-            prefixes = self._any_prefixes
-            if prefixes is None or _holds_any(key, prefixes):
+            gate = self.any_gate
+            if gate is None or _holds_any(key, gate):
                 found = self._any.search(key, path_start)
         return found
 
@@ -690,6 +691,11 @@ class TrackerDB:
             if hit is not None:
                 return hit
         # Generic shapes are never anchored at the host: no candidates.
+        # Without a "/" pattern in the key only the shapes searched anywhere can match, and most keys hold
+        # none of their literal prefixes: find() would say None, after a call and a few tests.
+        gate = core.generic.any_gate
+        if not paths and gate is not None and not _holds_any(key, gate):
+            return None
         return core.generic.find(key, path_start, paths, ())
 
     def _host_plan(self, host: str) -> _HostPlan:
