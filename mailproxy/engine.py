@@ -29,6 +29,7 @@ from mailproxy.detect.classify import Classifier, UrlVerdict, is_remote
 from mailproxy.detect.identity import recipients_from_headers
 from mailproxy.detect.params import clean_raw_url
 from mailproxy.detect.trackers import TrackerDB
+from mailproxy.errors import UncheckableError
 from mailproxy.html.refs import Reference, extract
 from mailproxy.model import IMAGE_VECTORS, Action, Finding, Tier, Vector, Verdict
 from mailproxy.policy import EffectivePolicy, Policy
@@ -316,7 +317,14 @@ class Engine:
             # AMP parts load dynamic, per-open content: neutralize everything remote, whatever was found.
             edits = _merge(edits, safety.break_everything(_apply(text, edits)))
         else:
-            edits, misses = self._safety_net(text, edits, stopped - kept, kept, effective, classifier, part)
+            try:
+                edits, misses = self._safety_net(
+                    text, edits, stopped - kept, kept, effective, classifier, part
+                )
+            except UncheckableError as exc:
+                log.warning("part %s cannot be checked (%s): neutralizing it", label, exc)
+                result.failsafe_parts.append(label)
+                edits, misses = _merge(edits, safety.break_everything(_apply(text, edits))), 0
             result.misses += misses
             for start, end in doc.unclosed:
                 tail = safety.break_everything(text_for_refs[start:end])

@@ -32,3 +32,7 @@ class FilterListError(MailproxyError):
 
 class InputError(MailproxyError):
     """An input (message file, mailbox) cannot be read at all."""
+
+
+class UncheckableError(MailproxyError):
+    """The safety net cannot check a part (hostile nesting beyond its bounds): the part is neutralized."""

@@ -981,3 +981,19 @@ def test_external_body_with_parameters_the_stdlib_cannot_join_is_neutralized() -
     assert [(f.vector, f.url, f.action) for f in result.findings] == [
         (Vector.EXTERNAL_BODY, "", Action.STRIP)
     ]
+
+
+def test_a_part_too_deeply_nested_to_check_is_neutralized_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Conditional comments in conditional comments: each level is one more parse for the safety net,
+    # which gives up past its bound. The part is then neutralized, its text kept, nothing loads.
+    html = "<p>Hello</p>" + '<!--[if mso]><img src="https://t.example/p.gif">' * 3000 + "-->"
+    raw = message(html, cte="8bit")
+    with caplog.at_level("WARNING", logger="mailproxy.engine"):
+        r = Engine().rewrite(raw)
+    assert len(r.data) == len(raw) and r.data.count(b"\n") == raw.count(b"\n")
+    assert r.failsafe_parts == ["2"]
+    assert b"https://t.example" not in r.data and b"<p>Hello</p>" in r.data
+    assert "cannot be checked" in caplog.text and "Traceback" not in caplog.text
+    assert all(rec.levelname == "WARNING" for rec in caplog.records)

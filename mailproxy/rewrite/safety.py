@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from selectolax.lexbor import LexborHTMLParser
 
+from mailproxy.errors import UncheckableError
 from mailproxy.rewrite.transfer import Edit
 
 # Attributes whose value is a URL that some element loads. The safety net is deliberately broader than
@@ -225,9 +226,34 @@ def _attr_urls(tag: str, attrs: dict[str, str | None], out: list[Survivor]) -> N
                 out.append(Survivor(m.group(1), tag, "content"))
 
 
+# Conditional comments inside conditional comments, at most (Outlook's own markup nests two or three):
+# each level is parsed again, so hostile nesting must not cost a parse per level.
+MAX_NESTING = 16
+
+
 def loading_urls(text: str) -> list[Survivor]:
-    """Every URL the rewritten document could still make a client load."""
+    """Every URL the rewritten document could still make a client load, its conditional comments'
+    included (depth first, in document order).
+
+    Raises UncheckableError for conditional comments nested more than MAX_NESTING deep.
+    """
     out: list[Survivor] = []
+    pending = [(text, 0)]
+    while pending:
+        doc, depth = pending.pop()
+        _document_urls(doc, out)
+        # Outlook renders the content of conditional comments, which an HTML5 parser leaves as comments.
+        # Most of them are table markup with nothing to load, which is not worth a parse.
+        if "[if" in doc:
+            nested = [content for content in _conditional_comments(doc) if _may_load(content)]
+            if nested and depth == MAX_NESTING:
+                raise UncheckableError(f"conditional comments nested more than {MAX_NESTING} deep")
+            pending.extend((content, depth + 1) for content in reversed(nested))
+    return out
+
+
+def _document_urls(text: str, out: list[Survivor]) -> None:
+    """The URLs ``text`` loads as lexbor parses it (conditional comments aside), appended to ``out``."""
     styled: list[Survivor] = []
     root = LexborHTMLParser(text).root
     for node in root.traverse() if root is not None else ():
@@ -247,13 +273,6 @@ def loading_urls(text: str) -> list[Survivor]:
         if style and ("url" in (low := style.lower()) or "image-set" in low or "\\" in style):
             styled.extend(Survivor(u, raw, "style") for u in _css_urls(style))
     out += styled
-    # Outlook renders the content of conditional comments, which an HTML5 parser leaves as comments. Most
-    # of them are table markup with nothing to load, which is not worth a parse.
-    if "[if" in text:
-        for content in _conditional_comments(text):
-            if _may_load(content):
-                out.extend(loading_urls(content))
-    return out
 
 
 def break_urls(text: str, urls: Iterable[str]) -> list[Edit] | None:

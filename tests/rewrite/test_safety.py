@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from mailproxy.rewrite.safety import Survivor, loading_urls
+import pytest
+
+from mailproxy.errors import UncheckableError
+from mailproxy.rewrite.safety import MAX_NESTING, Survivor, loading_urls
 
 
 def test_svg_elements_keep_their_case_and_are_still_listed() -> None:
@@ -77,3 +80,14 @@ def test_srcset_candidates_are_split_as_browsers_split_them() -> None:
         "https://b.example/b.png",
         "https://c.example/c.png",
     ]
+
+
+def test_conditional_comments_nested_beyond_the_bound_are_refused_without_recursing() -> None:
+    def nested(depth: int) -> str:
+        return '<!--[if mso]><img src="https://t.example/p.gif">' * depth + "-->"
+
+    assert len(loading_urls(nested(MAX_NESTING))) == MAX_NESTING  # one per level, each parsed
+    with pytest.raises(UncheckableError):
+        loading_urls(nested(MAX_NESTING + 1))
+    with pytest.raises(UncheckableError):  # not a RecursionError, however deep
+        loading_urls(nested(5000))
