@@ -25,7 +25,7 @@ import functools
 import logging
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -271,18 +271,9 @@ def _leading_prefixes(pattern: str) -> tuple[str, ...]:
         return ()
     alternatives: list[str] = []
     depth = 0
-    in_set = False
-    start = i = 3
-    while i < len(pattern):  # the same scan as in _literal_prefix, up to the group's ")"
-        c = pattern[i]
-        if c == "\\":
-            i += 1
-        elif in_set:
-            in_set = c != "]"
-        elif c == "[":
-            in_set = True
-            i += 2 if pattern.startswith("^]", i + 1) else 1 if pattern.startswith("]", i + 1) else 0
-        elif c == "(":
+    start = 3
+    for i, c in _structure(pattern, start):  # up to the group's ")"
+        if c == "(":
             depth += 1
         elif c == ")" and depth > 0:
             depth -= 1
@@ -290,21 +281,18 @@ def _leading_prefixes(pattern: str) -> tuple[str, ...]:
             if pattern[i + 1 : i + 2] in ("?", "*", "{"):
                 return ()  # the group may match nothing
             alternatives.append(pattern[start:i])
-            prefixes = tuple(_literal_prefix(a) for a in alternatives)
-            return () if "" in prefixes else prefixes
-        elif c == "|" and depth == 0:
+            return _literal_prefixes(alternatives) or ()
+        elif depth == 0:  # a "|" between the group's alternatives
             alternatives.append(pattern[start:i])
             start = i + 1
-        i += 1
     return ()
 
 
-def _literal_prefix(pattern: str) -> str:
-    """Text every match of `pattern` starts with (maybe ""), read conservatively from its source."""
-    depth = 0
+def _structure(pattern: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """Where "(", ")" and "|" stand in `pattern` from `start`, escapes and character sets skipped."""
     in_set = False
-    i = 0
-    while i < len(pattern):  # an alternation at the top level makes the pattern's own prefix meaningless
+    i = start
+    while i < len(pattern):
         c = pattern[i]
         if c == "\\":
             i += 1
@@ -313,13 +301,21 @@ def _literal_prefix(pattern: str) -> str:
         elif c == "[":
             in_set = True
             i += 2 if pattern.startswith("^]", i + 1) else 1 if pattern.startswith("]", i + 1) else 0
-        elif c == "(":
+        elif c in "()|":
+            yield i, c
+        i += 1
+
+
+def _literal_prefix(pattern: str) -> str:
+    """Text every match of `pattern` starts with (maybe ""), read conservatively from its source."""
+    depth = 0
+    for _, c in _structure(pattern):  # an alternation at the top level makes the pattern's prefix meaningless
+        if c == "(":
             depth += 1
         elif c == ")":
             depth -= 1
-        elif c == "|" and depth == 0:
+        elif depth == 0:
             return ""
-        i += 1
     prefix: list[str] = []
     i = 0
     while i < len(pattern):
