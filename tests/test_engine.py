@@ -997,3 +997,12 @@ def test_a_part_too_deeply_nested_to_check_is_neutralized_with_a_warning(
     assert b"https://t.example" not in r.data and b"<p>Hello</p>" in r.data
     assert "cannot be checked" in caplog.text and "Traceback" not in caplog.text
     assert all(rec.levelname == "WARNING" for rec in caplog.records)
+
+
+def test_a_pixel_hidden_by_a_style_block_after_it_is_stopped() -> None:
+    html = '<p>Hi</p><img class="o" src="https://px.metrics-co.example/o/a8f3c2.gif"><style>.o{display:none}</style>'
+    r = Engine().rewrite(message(html, cte="8bit"))
+    assert [(f.verdict, f.action) for f in r.findings if "metrics-co" in f.url] == [
+        (Verdict.TRACKER, Action.STRIP)
+    ]
+    assert b"px.metrics-co.example" not in r.data

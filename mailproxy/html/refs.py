@@ -398,8 +398,13 @@ def _start_facts(name: str, body: str) -> _Start:
     return name, entry, loads or (None if name == "picture" else False)
 
 
+# Elements whose references hiding does not concern (nothing of theirs is rendered) and which come
+# before the styles in a newsletter's head.
+_HEAD_ELEMENTS = frozenset({"style", "link", "meta", "base"})
+
+
 class _Extractor:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, hiding: dict[str, tuple[str, ...]] | None = None) -> None:
         self.text = text
         self.doc = Document()
         # Open elements. Whether an element hides its descendants is worked out only when a reference
@@ -412,7 +417,9 @@ class _Extractor:
         # each offset is scanned once, even through conditional comments, so groups never collide.
         self.picture_group: int | None = None
         # Simple selectors (".cls", "#id", "tag", "tag.cls") that hide, from <style> blocks.
-        self.hiding: dict[str, tuple[str, ...]] = {}
+        self.hiding: dict[str, tuple[str, ...]] = dict(hiding or {})
+        # A <style> block brought hiding rules after references that they may concern (see ``extract``).
+        self.late_rules = False
         # Newsletters repeat their tags: what was learnt about each distinct start tag text, and (reset when
         # hiding rules come) about each element (name, attribute text) as an ancestor and each set of the
         # attributes own_hiding reads.
@@ -715,6 +722,7 @@ class _Extractor:
     def style_block(self, start: int, end: int, in_comment: bool) -> None:
         sheet = self.text[start:end]
         for selector, reasons in css.hiding_rules(sheet):
+            self.late_rules = self.late_rules or any(r.element not in _HEAD_ELEMENTS for r in self.doc.refs)
             self.ancestors.clear()
             self.own.clear()
             for sel in selector.split(","):
@@ -897,4 +905,10 @@ def extract(text: str) -> Document:
     """All loading references of one HTML or SVG document."""
     ex = _Extractor(text)
     ex.run(0, len(text))
+    if ex.late_rules:
+        # CSS applies to the whole document: a <style> block hides the elements before it too. Such a
+        # document is read again with every hiding rule known from its start (newsletters put their
+        # styles first, so this is rare).
+        ex = _Extractor(text, ex.hiding)
+        ex.run(0, len(text))
     return ex.doc

@@ -161,3 +161,12 @@ def test_rules_that_do_not_hide_an_ancestor(sheet: str, ancestor: str) -> None:
 def test_hiding_rules_on_deep_nesting_stay_linear() -> None:
     deep = "<style>div{display:none}</style>" + "<div>" * 40000 + PIXEL
     assert extract(deep).refs[0].hidden == ("display:none (div)",)
+
+
+def test_a_style_block_hides_the_elements_before_it_too() -> None:
+    # CSS applies to the whole document: a rule after the image hides it as one before it would.
+    late = extract('<p><img class="px" src="https://a.example/i.png"></p><style>.px{display:none}</style>')
+    early = extract('<style>.px{display:none}</style><p><img class="px" src="https://a.example/i.png"></p>')
+    assert [r.hidden for r in late.refs] == [r.hidden for r in early.refs] == [("display:none (.px)",)]
+    other = extract('<p><img class="logo" src="https://a.example/i.png"></p><style>.px{display:none}</style>')
+    assert [r.hidden for r in other.refs] == [()]
