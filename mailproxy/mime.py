@@ -181,6 +181,8 @@ def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | No
 _cached_content_type = functools.lru_cache(maxsize=1024)(_read_content_type)
 
 
+# What C's isspace() takes for white space (Thunderbird strips it from the end of a delimiter line).
+_C_SPACE = b" \t\n\v\f\r"
 # Up to this many open boundaries, searching for each is faster than searching for "\n--" first.
 _FEW_NEEDLES = 4
 
@@ -292,8 +294,8 @@ class _Walker:
                 if boundary is not None:
                     sub = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
                     own = boundary.encode("latin-1", "replace")
-                    children, end, complete = self.multipart(body_start, own, number, depth, stack, sub)
-                    ambiguous = ambiguous or not complete
+                    children, end, agreed = self.multipart(body_start, own, number, depth, stack, sub)
+                    ambiguous = ambiguous or not agreed
             elif ctype == "message/rfc822":
                 if cte in ("7bit", "8bit", "binary"):
                     inner = self.entity(body_start, number, depth + 1, stack, "text/plain")
@@ -325,11 +327,14 @@ class _Walker:
         default_type: str,
     ) -> tuple[tuple[Part, ...], int, bool]:
         """The children of a multipart whose body starts at ``body_start``, where it ends, and whether
-        they are all there (not cut by the part limit)."""
+        clients agree on them: they are all there (not cut by the part limit), and each delimiter is
+        one for Thunderbird too (``_exact``)."""
         stack = (*outer, own)
         parts: list[Part] = []
         d = self.delimiter(body_start, stack)  # after the preamble
+        agreed = True
         while d is not None and d.level == len(outer) and not d.close and self.count < MAX_PARTS:
+            agreed = agreed and self._exact(d, own)
             sub = f"{number}.{len(parts) + 1}" if number else str(len(parts) + 1)
             child = self.entity(d.line_end, sub, depth + 1, stack, default_type)
             parts.append(child)
@@ -337,9 +342,19 @@ class _Walker:
         if d is not None and d.level == len(outer):
             # The close delimiter, or the part limit: the rest (the epilogue) runs to a delimiter of an
             # enclosing multipart.
-            return tuple(parts), self.before(self.delimiter(d.line_end, outer), d.line_end), d.close
+            agreed = agreed and d.close and self._exact(d, own)
+            return tuple(parts), self.before(self.delimiter(d.line_end, outer), d.line_end), agreed
         # No close delimiter: an enclosing multipart's delimiter (or the message's end) ends this one.
-        return tuple(parts), self.before(d, body_start), True
+        return tuple(parts), self.before(d, body_start), agreed
+
+    def _exact(self, d: _Delimiter, boundary: bytes) -> bool:
+        """Whether Thunderbird takes delimiter line ``d`` for one too. Its libmime (mimemult.cpp,
+        MimeMultipart_check_boundary) wants the whole line, trailing white space aside, to be
+        "--boundary" or "--boundary--", where Dovecot and this parser take a prefix: past a line like
+        "--B1x" Thunderbird reads on in the part before it, headers of the next one included, and would
+        render what we take for another part (a text/plain one, say) as the HTML it follows."""
+        line = self.raw[d.line : d.line_end].rstrip(_C_SPACE)
+        return line[2:].removesuffix(b"--" if d.close else b"") == boundary
 
 
 def parse(raw: bytes) -> Part:

@@ -855,7 +855,7 @@ def test_quoted_printable_rewrite_keeps_the_decoded_length_too() -> None:
 
 BEACON_HTML = f'<p>Hi</p><img src="{TRACKER}" width=1 height=1>'.encode()
 ODD_STRUCTURES = {
-    # Dovecot and Thunderbird match a boundary as a prefix of the line.
+    # Dovecot matches a boundary as a prefix of the line, Thunderbird the whole line: neutralized whole.
     "boundary followed by other characters": b"Content-Type: multipart/mixed; boundary=B1\r\n\r\n"
     b"--B1\r\nContent-Type: text/plain\r\n\r\nhi\r\n--B1x\r\nContent-Type: text/html\r\n\r\n"
     + BEACON_HTML
@@ -863,6 +863,11 @@ ODD_STRUCTURES = {
     # Clients skip such header lines and read the Content-Type after them.
     "header line without a colon": b"a stray line\r\nContent-Type: text/html\r\n\r\n" + BEACON_HTML,
     "space before the colon": b"Content-Type : text/html\r\n\r\n" + BEACON_HTML,
+    # Thunderbird reads "--B1x" as text of the HTML part, and the "text/plain" part after it as HTML.
+    "plain part after a prefix delimiter": b"Content-Type: multipart/mixed; boundary=B1\r\n\r\n"
+    b"--B1\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--B1x\r\nContent-Type: text/plain\r\n\r\n"
+    + BEACON_HTML
+    + b"\r\n--B1--\r\n",
     # Ambiguous: neutralized whole.
     "lone CR in the header": b"X-A: 1\rContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\n"
     + BEACON_HTML,

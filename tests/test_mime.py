@@ -5,6 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.policy import SMTP
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,7 +111,7 @@ def types(raw: bytes) -> list[tuple[str, str]]:
 
 
 def test_a_boundary_followed_by_other_characters_is_a_delimiter() -> None:
-    # Dovecot, Thunderbird and OpenSSL match the boundary as a prefix of the line; the rest is ignored.
+    # Dovecot (BODYSTRUCTURE, BODY[n]) matches the boundary as a prefix of the line; the rest is ignored.
     raw = (
         b"Content-Type: multipart/mixed; boundary=B1\r\n\r\n--B1\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
         b"--B1x\r\nContent-Type: text/html\r\n\r\n<img src=x>\r\n--B1-- trailing\r\n"
@@ -119,6 +120,28 @@ def test_a_boundary_followed_by_other_characters_is_a_delimiter() -> None:
     assert types(raw) == [("1", "text/plain"), ("2", "text/html")]
     html = mime.parse(raw).leaves()[1]
     assert body(raw, html) == b"<img src=x>"
+    # Thunderbird wants the whole line: to it "--B1x" is text of part 1, so the parts are ambiguous.
+    assert mime.parse(raw).ambiguous
+
+
+@pytest.mark.parametrize(
+    ("separator", "close", "ambiguous"),
+    [
+        (b"--B1", b"--B1--", False),
+        (b"--B1 \t", b"--B1-- \t", False),  # trailing white space: a delimiter for every client
+        (b"--B1x", b"--B1--", True),
+        (b"--B1", b"--B1--x", True),
+        (b"--B1", b"--B1-", True),  # for Dovecot "--B1-" delimits; for Thunderbird it is text
+    ],
+)
+def test_delimiters_thunderbird_does_not_take_make_the_multipart_ambiguous(
+    separator: bytes, close: bytes, ambiguous: bool
+) -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=B1\r\n\r\n--B1\r\nContent-Type: text/html\r\n\r\n<p>hi"
+        b"\r\n" + separator + b"\r\nContent-Type: text/plain\r\n\r\n<img src=x>\r\n" + close + b"\r\n"
+    )
+    assert mime.parse(raw).ambiguous is ambiguous
 
 
 def test_nested_boundaries_that_are_prefixes_of_each_other() -> None:
