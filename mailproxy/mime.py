@@ -7,10 +7,11 @@ lenient in the ways real mail needs), whose methods read the types and parameter
 
 What matters is to find the parts the reader's client finds: a part we take for text/plain that a client
 renders as HTML would reach the reader unfiltered. So boundaries are matched as Dovecot (which IMAP clients
-see through BODYSTRUCTURE and BODY[n]) and Thunderbird match them, as prefixes of a line, and header lines
-those clients skip (no colon, white space before the colon) are skipped instead of ending the header block
-as they do for the stdlib. A part whose type or encoding clients may read differently is marked
-``ambiguous``, for the engine to neutralize.
+see through BODYSTRUCTURE and BODY[n]) matches them, as prefixes of a line, and header lines clients skip
+(no colon, white space before the colon) are skipped instead of ending the header block as they do for the
+stdlib. A part whose parts, type or encoding clients may read differently (a delimiter Thunderbird, which
+matches whole lines, does not take for one; an unreadable Content-Type) is marked ``ambiguous``, for the
+engine to neutralize.
 
 Part numbers follow IMAP (RFC 3501 section 6.4.5): the children of a multipart are 1, 2, ...; a
 message/rfc822 part N holds its message's parts as N.1, N.2 (or N.1 alone when that message is not
@@ -196,11 +197,11 @@ class _Delimiter:
 
 
 class _Walker:
-    """One pass over the message the way Dovecot's parser (lib-mail/message-parser.c) and Thunderbird's
-    libmime read it: every open multipart's boundary ends a part, and a line is a delimiter when it
-    starts with "--" and a boundary; what follows on the line is ignored ("--B1x" is a delimiter of B1,
-    "--B1--x" its close delimiter). When several open boundaries match, the longest wins (nested "B"
-    and "BB"); a delimiter of an enclosing multipart ends every part inside it."""
+    """One pass over the message the way Dovecot's parser (lib-mail/message-parser.c) reads it: every
+    open multipart's boundary ends a part, and a line is a delimiter when it starts with "--" and a
+    boundary; what follows on the line is ignored ("--B1x" is a delimiter of B1, "--B1--x" its close
+    delimiter; Thunderbird disagrees, see ``_exact``). When several open boundaries match, the longest
+    wins (nested "B" and "BB"); a delimiter of an enclosing multipart ends every part inside it."""
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
