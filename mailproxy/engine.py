@@ -63,6 +63,10 @@ _CONTENT_TYPE_FIELD = re.compile(rb"(?im)^(content-type)[ \t]*:((?:[^\r\n]|\r?\n
 _LOCAL_ACCESS = frozenset({"local-file", "content-id"})
 _FTP_SCHEMES = {"ftp": "ftp", "anon-ftp": "ftp", "tftp": "tftp"}
 _URL_JUNK = re.compile(r'[\s"]')
+# Transfer encodings beyond RFC 2045's that Thunderbird decodes before it renders a part (libmime's
+# mimeleaf: uuencode under four names, yEnc), a comment or parameter after the name allowed. The
+# engine cannot edit through them, so such a markup part is blanked.
+_CLIENT_DECODED = re.compile(r"(?:x-uuencode|x-uue|uuencode|uue|x-yencode)(?:[\s;(].*)?", re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -235,6 +239,12 @@ class Engine:
     ) -> None:
         encoded = raw[part.body_start : part.end]
         label = mime.body_number(part)
+        if _CLIENT_DECODED.fullmatch(part.cte):
+            log.warning("part %s is uuencoded or yEncoded (clients decode it, we do not): blanking it", label)
+            result.failsafe_parts.append(label)
+            if out is not None:
+                out[part.body_start : part.end] = _blanked(encoded)
+            return
         try:
             decoded = decode(encoded, part.cte)
             if _ascii_compatible(part.charset):
@@ -451,6 +461,11 @@ def _failsafe_body(encoded: bytes, part: mime.Part, decoded: bytes | None) -> by
     # not see; with no decoded text to edit, nothing else is safe. The body is blanked to spaces,
     # line breaks kept (base64 ignores them: the part decodes empty): the reader loses this part's
     # text, never the message, and nothing loads.
+    return _blanked(encoded)
+
+
+def _blanked(encoded: bytes) -> bytes:
+    """``encoded`` as spaces, its line breaks kept: the last resort for markup no edit can reach."""
     return re.sub(rb"[^\r\n]", b" ", encoded)
 
 

@@ -8,6 +8,7 @@ html5lib (a second WHATWG parser; the engine's safety net uses lexbor) lists wha
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
 import quopri
@@ -1011,3 +1012,28 @@ def test_a_pixel_hidden_by_a_style_block_after_it_is_stopped() -> None:
         (Verdict.TRACKER, Action.STRIP)
     ]
     assert b"px.metrics-co.example" not in r.data
+
+
+@pytest.mark.parametrize("cte", ["x-uuencode", "X-UUE", "uuencode (ancient)", "uue", "x-yencode"])
+def test_markup_in_encodings_clients_decode_and_we_do_not_is_blanked(cte: str) -> None:
+    # Thunderbird decodes uuencode and yEnc parts (libmime's mimeleaf) and renders the HTML inside.
+    html = b'<p>Hi</p><img src="' + TRACKER.encode() + b'" width=1 height=1>'
+    uu = b"".join(binascii.b2a_uu(html[i : i + 45]).replace(b"\n", b"\r\n") for i in range(0, len(html), 45))
+    raw = (
+        b"From: Shop <news@shop.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n"
+        b"Content-Transfer-Encoding: " + cte.encode() + b"\r\n\r\nbegin 644 a.html\r\n" + uu + b"`\r\nend\r\n"
+    )
+    r = ENGINE.rewrite(raw)
+    assert r.failsafe_parts == ["1"]
+    assert len(r.data) == len(raw) and r.data.count(b"\n") == raw.count(b"\n")
+    body = r.data[raw.index(b"begin") :]
+    assert not body.strip()  # nothing left to decode
+
+
+def test_an_unknown_encoding_name_is_read_as_the_bytes_it_is() -> None:
+    # Clients show a part with a transfer encoding they do not know ("8-bit") as it is: so does the engine.
+    raw = message(f'<img src="{TRACKER}" width=1 height=1>', cte="8bit").replace(
+        b"Content-Transfer-Encoding: 8bit", b"Content-Transfer-Encoding: 8-bit"
+    )
+    r = ENGINE.rewrite(raw)
+    assert not r.failsafe_parts and TRACKER_HOST.encode() not in r.data
