@@ -486,6 +486,9 @@ def _wide_edits(old: bytes, text: str, edits: list[Edit], charset: str) -> list[
 # without findings, so it need not go in.
 _RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
 _MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
+# With the types a client may read as another (``mime._retyped``): a "?" in the type, or one typed by
+# file name.
+_MAY_CHANGE_TYPES = (*_MARKUP_SUBTYPES, b"?", b"octet-stream", b"x-unknown-content-type")
 # And message/external-body parts (``Engine._external_bodies``), which it finds in a header block
 # however the field is spelled: the word anywhere the other types are looked for is enough.
 _EXTERNAL_BODY = b"external-body"
@@ -514,8 +517,9 @@ def may_change(raw: bytes) -> bool:
     (the IMAP filter lets other mail skip the engine).
 
     False only when the top header names no receipt field, "external-body" is not where types are
-    looked for, and no ``Content-Type`` field names a markup or stylesheet type (in any case,
-    folded or not): the engine's MIME parser takes the type
+    looked for, and no ``Content-Type`` field names a markup or stylesheet type, or a type clients
+    may read as another (``mime._retyped``) (in any case, folded or not): the engine's MIME parser
+    takes the type
     from exactly those bytes (compat32, no decoding), and a part without the field is text/plain or
     message/rfc822. Only when the top header names a multipart or message type can other header
     blocks matter, and then the whole message is searched. Anything else, a stray
@@ -532,7 +536,7 @@ def may_change(raw: bytes) -> bool:
         return True
     nested = False
     for value in _content_types(header):
-        if any(sub in value for sub in _MARKUP_SUBTYPES):
+        if any(sub in value for sub in _MAY_CHANGE_TYPES):
             return True
         nested = nested or b"multipart" in value or b"message" in value
     if not nested:
@@ -541,7 +545,7 @@ def may_change(raw: bytes) -> bool:
     # An attached message may hide its types behind a transfer encoding a client decodes (the engine
     # neutralizes such a part: ``mime.Part.ambiguous``).
     return _EXTERNAL_BODY in low or any(
-        b"rfc822" in value or any(sub in value for sub in _MARKUP_SUBTYPES) for value in _content_types(low)
+        b"rfc822" in value or any(sub in value for sub in _MAY_CHANGE_TYPES) for value in _content_types(low)
     )
 
 

@@ -182,6 +182,27 @@ def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | No
 _cached_content_type = functools.lru_cache(maxsize=1024)(_read_content_type)
 
 
+# Thunderbird (libmime's mime_create) reads a part's type otherwise in two ways that matter: it keeps
+# what follows the last "?" of the type ("=?windows-1252?q?text/html" is HTML to it), and it types an
+# application/octet-stream part (or one of its unknown type) by its file name ("a.html" is rendered as
+# HTML, "a.eml" read as a message). Such parts are ambiguous.
+_TYPED_BY_NAME = frozenset({"application/octet-stream", "application/x-unknown-content-type"})
+_RENDERED_NAME = re.compile(r"\.(?:s?html?|ehtml|xht(?:ml)?|svgz?|xml|css|eml|mht(?:ml)?)\b", re.IGNORECASE)
+
+
+def _retyped(value: str, ctype: str, headers: Message) -> bool:
+    """Whether Thunderbird may take the part of Content-Type ``value`` for another type than ``ctype``."""
+    if "?" in value.split(";", 1)[0]:
+        return True
+    if ctype not in _TYPED_BY_NAME:
+        return False
+    try:
+        name = headers.get_filename()
+    except UNREADABLE_PARAMS:
+        return True
+    return name is not None and _RENDERED_NAME.search(name) is not None
+
+
 # What C's isspace() takes for white space (Thunderbird strips it from the end of a delimiter line).
 _C_SPACE = b" \t\n\v\f\r"
 # Up to this many open boundaries, searching for each is faster than searching for "\n--" first.
@@ -279,7 +300,7 @@ class _Walker:
             ctype, boundary, charset = default_type, None, None
         else:
             ctype, boundary, charset, unreadable = _content_type(*field)
-            ambiguous = ambiguous or unreadable
+            ambiguous = ambiguous or unreadable or _retyped(field[1], ctype, headers)
         cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower() or "7bit"
         children: tuple[Part, ...] = ()
         end: int | None = None

@@ -869,6 +869,15 @@ ODD_STRUCTURES = {
     b"--B1\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--B1x\r\nContent-Type: text/plain\r\n\r\n"
     + BEACON_HTML
     + b"\r\n--B1--\r\n",
+    # Thunderbird keeps what follows the last "?" of a type, and types octet-stream by its file name.
+    "encoded word before the type": b"Content-Type: =?windows-1252?q?text/html\r\n\r\n" + BEACON_HTML,
+    "octet-stream named .html": b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+    b'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="news.html"\r\n'
+    b"\r\n" + BEACON_HTML + b"\r\n--B--\r\n",
+    "octet-stream named .eml": b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+    b'Content-Type: application/octet-stream; name="fwd.eml"\r\n\r\nContent-Type: text/html\r\n\r\n'
+    + BEACON_HTML
+    + b"\r\n--B--\r\n",
     # Ambiguous: neutralized whole.
     "lone CR in the header": b"X-A: 1\rContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\n"
     + BEACON_HTML,

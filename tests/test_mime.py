@@ -197,3 +197,21 @@ def test_parameters_the_stdlib_cannot_join_are_ambiguous() -> None:
         assert root.ambiguous and root.content_type == "multipart/mixed", params
         # Read with a lone CR as a line break (Thunderbird), the field is there; read as Dovecot does, not.
         assert mime.parse(b"X-A: 1\rContent-Type: multipart/mixed; " + params + body).ambiguous, params
+
+
+@pytest.mark.parametrize(
+    ("content_type", "ambiguous"),
+    [
+        (b"=?windows-1252?q?text/html", True),  # Thunderbird keeps what follows the last "?"
+        (b'application/octet-stream; name="news.HTML"', True),  # and types octet-stream by file name
+        (b"application/octet-stream; name*=utf-8''a%2Eeml", True),
+        (b'application/octet-stream\r\nContent-Disposition: attachment; filename="a.svg"', True),
+        (b'application/octet-stream; name="report.pdf"', False),
+        (b'application/pdf; name="a.html"', False),  # a named type is kept
+        (b"text/html", False),
+    ],
+)
+def test_types_thunderbird_reads_otherwise_are_ambiguous(content_type: bytes, ambiguous: bool) -> None:
+    raw = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: " + content_type
+    raw += b"\r\n\r\n<p>x</p>\r\n--B--\r\n"
+    assert mime.parse(raw).children[0].ambiguous is ambiguous
