@@ -86,14 +86,32 @@ class Result:
         return self.sender.rpartition("@")[2] or None if self.sender else None
 
 
-def _ascii_compatible(charset: str | None) -> bool:
+# The labels of UTF-16 in the WHATWG Encoding Standard, which Thunderbird's converters follow (Python's
+# codecs know few of them), and the byte order each means: a byte-order mark overrides it.
+_WHATWG_UTF16 = {
+    **dict.fromkeys(
+        ("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff", "utf-16", "utf-16le"), "utf-16-le"
+    ),
+    **dict.fromkeys(("unicodefffe", "utf-16be"), "utf-16-be"),
+}
+_UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+
+
+def _wide_codec(charset: str | None, decoded: bytes) -> str | None:
+    """The codec for a part's ``decoded`` body when its charset is not ASCII-compatible (UTF-16,
+    UTF-32, UTF-7, EBCDIC), else None: ASCII-compatible text is edited as bytes. UTF-16 has a fixed
+    byte order, so that edits re-encode to the same bytes (a byte-order mark stays a character)."""
     if not charset:
-        return True
+        return None
+    label = charset.strip("\t\n\f\r ").lower()
+    if label in _WHATWG_UTF16:
+        return _UTF16_BOMS.get(decoded[:2], _WHATWG_UTF16[label])
     try:
-        name = codecs.lookup(charset).name
+        name = codecs.lookup(label).name
     except LookupError:
-        return True  # unknown labels are treated as the ASCII-compatible default, as clients do
-    return not name.startswith(("utf-16", "utf-32", "utf_16", "utf_32", "utf-7", "utf_7", "cp037", "cp1140"))
+        return None  # unknown labels are treated as the ASCII-compatible default, as clients do
+    wide = ("utf-16", "utf-32", "utf_16", "utf_32", "utf-7", "utf_7", "cp037", "cp1140")
+    return label if name.startswith(wide) else None
 
 
 def sender_of(headers: object) -> str | None:
@@ -247,12 +265,8 @@ class Engine:
             return
         try:
             decoded = decode(encoded, part.cte)
-            if _ascii_compatible(part.charset):
-                text = decoded.decode("latin-1")
-                wide = None
-            else:
-                wide = part.charset or "utf-8"
-                text = decoded.decode(wide)
+            wide = _wide_codec(part.charset, decoded)
+            text = decoded.decode(wide or "latin-1")
         except (TransferError, UnicodeDecodeError, LookupError) as exc:
             log.warning("part %s cannot be decoded (%s): neutralizing it", label, type(exc).__name__)
             self._failsafe(encoded, part, label, out, result, decoded=None)
@@ -440,10 +454,11 @@ def _failsafe_body(encoded: bytes, part: mime.Part, decoded: bytes | None) -> by
     encoded bytes go through the neutralizer, which reads quoted-printable and base64 as clients
     decode them, with the part taken as text whatever bytes it holds (it is markup).
     """
-    wide = None if _ascii_compatible(part.charset) else part.charset or "utf-8"
+    wide = _wide_codec(part.charset, decoded or b"")
     try:
         if decoded is None:
             decoded = decode(encoded, part.cte)
+            wide = _wide_codec(part.charset, decoded)
         if wide is None:
             edits = safety.break_everything(decoded.decode("latin-1"))
         else:

@@ -1046,3 +1046,26 @@ def test_an_unknown_encoding_name_is_read_as_the_bytes_it_is() -> None:
     )
     r = ENGINE.rewrite(raw)
     assert not r.failsafe_parts and TRACKER_HOST.encode() not in r.data
+
+
+@pytest.mark.parametrize(
+    ("label", "codec", "bom"),
+    [
+        ("unicode", "utf-16-le", False),  # WHATWG labels of UTF-16 that Python does not know
+        ("ucs-2", "utf-16-le", True),
+        ("csUnicode", "utf-16-le", False),
+        ("unicodeFFFE", "utf-16-be", False),
+        ("utf-16", "utf-16-be", True),  # a byte-order mark overrides the label's order
+        ("utf-16", "utf-16-le", False),
+    ],
+)
+def test_utf16_under_any_label_is_rewritten_in_place(label: str, codec: str, bom: bool) -> None:
+    # Thunderbird's converters follow the WHATWG labels: read as bytes, this HTML hid its tracker.
+    html = f'<p>Hello</p><img src="{TRACKER}" width=1 height=1><img src="https://cdn.shop.example/a.png">'
+    body = ("\ufeff" + html if bom else html).encode(codec)
+    head = f"From: Shop <news@shop.example>\r\nContent-Type: text/html; charset={label}\r\n"
+    raw = head.encode() + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(body)
+    r = ENGINE.rewrite(raw)
+    assert len(r.data) == len(raw) and not r.failsafe_parts
+    text = base64.b64decode(r.data[len(raw) - len(base64.encodebytes(body)) :]).decode(codec)
+    assert TRACKER_HOST not in text and "https://cdn.shop.example/a.png" in text and "Hello" in text
