@@ -98,20 +98,38 @@ _UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 
 
 def _wide_codec(charset: str | None, decoded: bytes) -> str | None:
-    """The codec for a part's ``decoded`` body when its charset is not ASCII-compatible (UTF-16,
-    UTF-32, UTF-7, EBCDIC), else None: ASCII-compatible text is edited as bytes. UTF-16 has a fixed
-    byte order, so that edits re-encode to the same bytes (a byte-order mark stays a character)."""
-    if not charset:
+    """The codec for a part's ``decoded`` body when its charset is UTF-16 (the only encodings of the
+    WHATWG standard that are not ASCII-compatible), else None: text is then edited as the bytes it is.
+    The byte order is fixed, so that edits re-encode to the same bytes (a byte-order mark picks it and
+    stays a character)."""
+    label = _label(charset)
+    if label not in _WHATWG_UTF16:
         return None
-    label = charset.strip("\t\n\f\r ").lower()
-    if label in _WHATWG_UTF16:
-        return _UTF16_BOMS.get(decoded[:2], _WHATWG_UTF16[label])
+    return _UTF16_BOMS.get(decoded[:2], _WHATWG_UTF16[label])
+
+
+def _label(charset: str | None) -> str:
+    return (charset or "").strip("\t\n\f\r ").lower()
+
+
+_PROBE = '<img src="https://x.example/a?b=1&c=2">'
+
+
+def _other_reading(charset: str | None) -> str | None:
+    """A codec Python knows for ``charset`` that reads markup otherwise than as ASCII bytes (UTF-32,
+    UTF-7, EBCDIC; UTF-16 under other spellings than WHATWG's), else None. Thunderbird does not know
+    these labels and reads such a part as ASCII-compatible bytes, as the engine does; a client that
+    knows them would read other text."""
+    label = _label(charset)
+    if not label or label in _WHATWG_UTF16:
+        return None
     try:
         name = codecs.lookup(label).name
-    except LookupError:
-        return None  # unknown labels are treated as the ASCII-compatible default, as clients do
-    wide = ("utf-16", "utf-32", "utf_16", "utf_32", "utf-7", "utf_7", "cp037", "cp1140")
-    return label if name.startswith(wide) else None
+        if name == "utf-8-sig":
+            return None
+        return name if name == "utf-7" or _PROBE.encode(name) != _PROBE.encode() else None
+    except Exception:  # unknown labels, and codecs that are not text encodings ("base64")
+        return None
 
 
 def sender_of(headers: object) -> str | None:
@@ -266,6 +284,14 @@ class Engine:
         try:
             decoded = decode(encoded, part.cte)
             wide = _wide_codec(part.charset, decoded)
+            other = _other_reading(part.charset)
+            if other is not None and safety.break_everything(decoded.decode(other, "replace")):
+                # Read as its label says, it spells remote URLs the byte view used here does not see.
+                log.warning("part %s spells remote URLs in its own charset: blanking it", label)
+                result.failsafe_parts.append(label)
+                if out is not None:
+                    out[part.body_start : part.end] = _blanked(encoded)
+                return
             text = decoded.decode(wide or "latin-1")
         except (TransferError, UnicodeDecodeError, LookupError) as exc:
             log.warning("part %s cannot be decoded (%s): neutralizing it", label, type(exc).__name__)

@@ -1069,3 +1069,24 @@ def test_utf16_under_any_label_is_rewritten_in_place(label: str, codec: str, bom
     assert len(r.data) == len(raw) and not r.failsafe_parts
     text = base64.b64decode(r.data[len(raw) - len(base64.encodebytes(body)) :]).decode(codec)
     assert TRACKER_HOST not in text and "https://cdn.shop.example/a.png" in text and "Hello" in text
+
+
+@pytest.mark.parametrize(
+    ("label", "codec", "blanked"),
+    [
+        ("cp037", "ascii", False),  # Thunderbird knows no EBCDIC: it reads the bytes, and so must we
+        ("utf-32", "ascii", False),
+        ("utf-16-le", "ascii", False),  # not a WHATWG label (that is "utf-16le")
+        ("cp037", "cp037", True),  # a client that knows the label would see the tracker: blanked
+        ("utf-32", "utf-32", True),
+    ],
+)
+def test_charsets_thunderbird_does_not_know_are_read_as_bytes(label: str, codec: str, blanked: bool) -> None:
+    html = f'<p>Hi</p><img src="{TRACKER}" width=1 height=1>'
+    raw = (
+        f"From: Shop <news@shop.example>\r\nContent-Type: text/html; charset={label}\r\n"
+        "Content-Transfer-Encoding: binary\r\n\r\n"
+    ).encode() + html.encode(codec)
+    r = ENGINE.rewrite(raw)
+    assert len(r.data) == len(raw) and r.failsafe_parts == (["1"] if blanked else [])
+    assert TRACKER_HOST.encode() not in r.data and TRACKER_HOST not in r.data.decode(codec, "replace")
