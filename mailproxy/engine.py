@@ -63,6 +63,7 @@ _CONTENT_TYPE_FIELD = re.compile(rb"(?im)^(content-type)[ \t]*:((?:[^\r\n]|\r?\n
 _LOCAL_ACCESS = frozenset({"local-file", "content-id"})
 _FTP_SCHEMES = {"ftp": "ftp", "anon-ftp": "ftp", "tftp": "tftp"}
 _URL_JUNK = re.compile(r'[\s"]')
+_QP_BARE_CR = re.compile(rb"=\r(?!\n)")
 # Transfer encodings beyond RFC 2045's that Thunderbird decodes before it renders a part (libmime's
 # mimeleaf: uuencode under four names, yEnc), a comment or parameter after the name allowed. The
 # engine cannot edit through them, so such a markup part is blanked.
@@ -275,6 +276,14 @@ class Engine:
     ) -> None:
         encoded = raw[part.body_start : part.end]
         label = mime.body_number(part)
+        if part.cte == "quoted-printable" and _QP_BARE_CR.search(encoded):
+            # Thunderbird drops "=\r" as a soft line break, "decode" keeps it: "htt=\rps://" spells a URL
+            # to the one and not to the other. The neutralizer reads such soft breaks as Thunderbird does.
+            log.warning("part %s has soft line breaks clients read otherwise: neutralizing it", label)
+            result.failsafe_parts.append(label)
+            if out is not None:
+                out[part.body_start : part.end] = neutralize_section(encoded, text=True)[0]
+            return
         if _CLIENT_DECODED.fullmatch(part.cte):
             log.warning("part %s is uuencoded or yEncoded (clients decode it, we do not): blanking it", label)
             result.failsafe_parts.append(label)

@@ -1090,3 +1090,17 @@ def test_charsets_thunderbird_does_not_know_are_read_as_bytes(label: str, codec:
     r = ENGINE.rewrite(raw)
     assert len(r.data) == len(raw) and r.failsafe_parts == (["1"] if blanked else [])
     assert TRACKER_HOST.encode() not in r.data and TRACKER_HOST not in r.data.decode(codec, "replace")
+
+
+def test_a_soft_line_break_on_a_bare_cr_is_read_as_thunderbird_reads_it() -> None:
+    # Thunderbird's quoted-printable decoder drops "=\r" as a soft line break: to it this spells the
+    # tracker's URL, which a decoder that keeps "=\r" (the engine's) does not see.
+    split = TRACKER.replace("https", "htt=\rps", 1).replace("=", "=3D").replace("=3D\rps", "=\rps")
+    raw = (
+        b"From: Shop <news@shop.example>\r\nContent-Type: text/html\r\n"
+        b'Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Hi</p><img src=3D"' + split.encode() + b'">'
+    )
+    r = ENGINE.rewrite(raw)
+    assert r.failsafe_parts == ["1"] and len(r.data) == len(raw)
+    as_thunderbird_decodes = quopri.decodestring(r.data.split(b"\r\n\r\n", 1)[1].replace(b"=\r", b""))
+    assert TRACKER_HOST.encode() in as_thunderbird_decodes and b"https://" not in as_thunderbird_decodes

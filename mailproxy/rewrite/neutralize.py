@@ -57,8 +57,9 @@ _REMOTE = re.compile(
     rb"|(?<=\n/)(?=/[^\s/][^\n]{0,72}?[^A-Za-z0-9+/=\s]))"
 )
 _HOLD = 80  # bytes held back between chunks: longer than any match, its look-ahead included
-# A quoted-printable escape, or a soft line break (transport padding allowed before its line end).
-_QP_UNIT = re.compile(rb"=(?:[0-9A-Fa-f]{2}|[ \t]*\r?\n)")
+# A quoted-printable escape, or a soft line break (transport padding allowed before its line end; a
+# bare CR ends a line for Thunderbird's decoder, which drops "=\r" as it drops "=\r\n").
+_QP_UNIT = re.compile(rb"=(?:[0-9A-Fa-f]{2}|[ \t]*\r?\n|\r)")
 _CONTROL = bytes(range(9)) + b"\x0b\x0c" + bytes(range(14, 32)) + b"\x7f"
 # Where a partial fetch cuts a reference in two: the start of a scheme (or a "/", "&", "\") at the
 # end of the chunk, the rest of one ("tps://", "//", "/x", the "#" of "&#") at its start. Each half
