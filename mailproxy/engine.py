@@ -36,7 +36,7 @@ from mailproxy.policy import EffectivePolicy, Policy
 from mailproxy.rewrite import edits as planner
 from mailproxy.rewrite import safety
 from mailproxy.rewrite.neutralize import neutralize_section
-from mailproxy.rewrite.streams import apply_edits, decode
+from mailproxy.rewrite.streams import apply_edits, decode, groups_agree
 from mailproxy.rewrite.transfer import Edit, TransferError
 
 log = logging.getLogger(__name__)
@@ -283,6 +283,12 @@ class Engine:
             result.failsafe_parts.append(label)
             if out is not None:
                 out[part.body_start : part.end] = neutralize_section(encoded, text=True)[0]
+            return
+        if part.cte == "base64" and not groups_agree(encoded):
+            log.warning("part %s has base64 padding clients read otherwise: blanking it", label)
+            result.failsafe_parts.append(label)
+            if out is not None:
+                out[part.body_start : part.end] = _blanked(encoded)
             return
         if _CLIENT_DECODED.fullmatch(part.cte):
             log.warning("part %s is uuencoded or yEncoded (clients decode it, we do not): blanking it", label)

@@ -24,6 +24,7 @@ from mailproxy.config import load_config
 from mailproxy.engine import Engine
 from mailproxy.model import Action, Vector, Verdict
 from mailproxy.policy import Policy
+from mailproxy.rewrite import streams
 
 TRACKER = (
     "https://news.us5.list-manage.com/track/open.php?u=0123456789abcdef012345678&id=abcdef0123&e=0a1b2c3d4e"
@@ -1104,3 +1105,33 @@ def test_a_soft_line_break_on_a_bare_cr_is_read_as_thunderbird_reads_it() -> Non
     assert r.failsafe_parts == ["1"] and len(r.data) == len(raw)
     as_thunderbird_decodes = quopri.decodestring(r.data.split(b"\r\n\r\n", 1)[1].replace(b"=\r", b""))
     assert TRACKER_HOST.encode() in as_thunderbird_decodes and b"https://" not in as_thunderbird_decodes
+
+
+B64_HTML_HEAD = (
+    b"From: Shop <news@shop.example>\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("lead", [b"Q=UI", b"QQ=A", b"A===", b"QQ=\r\nQ"])
+def test_base64_padding_inside_a_group_is_blanked(lead: bytes) -> None:
+    # Thunderbird decodes base64 in groups of four across the whole body ("Q=UI" is one group): after a
+    # group with padding in its middle, its reading and the engine's stream by stream fall out of step.
+    body = lead + base64.b64encode(f'<p>Hi</p><img src="{TRACKER}" width=1 height=1>'.encode())
+    raw = B64_HTML_HEAD + body + b"\r\n"
+    r = ENGINE.rewrite(raw)
+    assert r.failsafe_parts == ["1"] and len(r.data) == len(raw) and r.data.count(b"\n") == raw.count(b"\n")
+    assert not r.data.split(b"\r\n\r\n", 1)[1].strip()
+
+
+def test_base64_streams_padded_to_whole_groups_are_still_rewritten() -> None:
+    first = base64.b64encode(b"<p>Hi</p>!")  # ends with "==": a whole group
+    raw = (
+        B64_HTML_HEAD
+        + first
+        + base64.b64encode(f'<img src="{TRACKER}" width=1 height=1><p>Bye</p>'.encode())
+        + b"\r\n"
+    )
+    r = ENGINE.rewrite(raw)
+    assert not r.failsafe_parts
+    text = streams.decode(r.data.split(b"\r\n\r\n", 1)[1], "base64")
+    assert b"Bye" in text and TRACKER_HOST.encode() not in text

@@ -32,6 +32,26 @@ def _streams(encoded: bytes) -> list[tuple[int, int]] | None:
     return list(zip(bounds, bounds[1:], strict=False))
 
 
+_NOT_BASE64 = bytes(
+    c for c in range(256) if c not in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+)
+
+
+def groups_agree(encoded: bytes) -> bool:
+    """Whether a base64 body reads the same in groups of four characters taken across the whole body
+    (as Thunderbird's decoder takes them, a "=" anywhere only shortening its group's output) and in
+    streams (``decode``): true when padding only ends groups. Otherwise the two readings fall out of
+    step after the first bad group, and markup one of them shows the other does not see."""
+    stream = encoded.translate(None, _NOT_BASE64)
+    pad = stream.find(b"=")
+    while pad >= 0:
+        at = pad % 4
+        if at < 2 or (at == 2 and stream[pad + 1 : pad + 2] not in (b"=", b"")):
+            return False
+        pad = stream.find(b"=", pad + 1)
+    return True
+
+
 def _is_base64(cte: str) -> bool:
     return cte.strip().lower() == "base64"
 
