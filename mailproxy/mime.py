@@ -203,6 +203,17 @@ def _retyped(value: str, ctype: str, headers: Message) -> bool:
     return name is not None and _RENDERED_NAME.search(name) is not None
 
 
+_TOKEN = re.compile(r"[\t\n\v\f\r ]*([^\t\n\v\f\r ;(]*)")
+
+
+def _first_token(value: str) -> str:
+    """A field's first token, lower-cased: what Thunderbird reads a Content-Transfer-Encoding as
+    ("base64 (x)", "base64; x"), and Dovecot too (it skips comments)."""
+    m = _TOKEN.match(value)
+    assert m is not None  # (everything in it is optional)
+    return m.group(1).lower()
+
+
 # What C's isspace() takes for white space (Thunderbird strips it from the end of a delimiter line).
 _C_SPACE = b" \t\n\v\f\r"
 # Up to this many open boundaries, searching for each is faster than searching for "\n--" first.
@@ -301,7 +312,7 @@ class _Walker:
         else:
             ctype, boundary, charset, unreadable = _content_type(*field)
             ambiguous = ambiguous or unreadable or _retyped(field[1], ctype, headers)
-        cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower() or "7bit"
+        cte = _first_token(str(headers.get("content-transfer-encoding", ""))) or "7bit"
         children: tuple[Part, ...] = ()
         end: int | None = None
         if cut is not None:

@@ -215,3 +215,13 @@ def test_types_thunderbird_reads_otherwise_are_ambiguous(content_type: bytes, am
     raw = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: " + content_type
     raw += b"\r\n\r\n<p>x</p>\r\n--B--\r\n"
     assert mime.parse(raw).children[0].ambiguous is ambiguous
+
+
+@pytest.mark.parametrize(
+    ("field", "cte"),
+    [(b"base64 (from a gateway)", "base64"), (b"Quoted-Printable; x=1", "quoted-printable"), (b"", "7bit")],
+)
+def test_the_transfer_encoding_is_the_fields_first_token(field: bytes, cte: str) -> None:
+    # As Thunderbird and Dovecot read it: a comment or parameter after it does not hide the encoding.
+    raw = b"Content-Type: text/html\r\nContent-Transfer-Encoding: " + field + b"\r\n\r\n<p>x</p>\r\n"
+    assert mime.parse(raw).cte == cte
