@@ -152,8 +152,9 @@ _CACHED_VALUE = 200
 
 
 def _content_type(name: str, value: str) -> tuple[str, str | None, str | None, bool]:
-    """(type/subtype, boundary, charset, whether the parameters are unreadable) as compat32 reads them
-    from a part's first Content-Type field."""
+    """(type/subtype, boundary, charset, whether clients may read the field otherwise: its parameters
+    are unreadable, or its first token is another type) as compat32 reads them from a part's first
+    Content-Type field."""
     if len(value) > _CACHED_VALUE:
         return _read_content_type(name, value)
     return _cached_content_type(name, value)
@@ -165,6 +166,7 @@ UNREADABLE_PARAMS = (TypeError, ValueError)
 
 
 def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | None, bool]:
+    """See ``_content_type``; the last item also says whether clients may read another type."""
     # The stdlib reads them from the first field of the name alone: a message holding it gives the same.
     headers = Message()
     headers.set_raw(name, value)
@@ -175,7 +177,9 @@ def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | No
     except UNREADABLE_PARAMS:  # clients read such parameters each in their own way
         return ctype, None, None, True
     boundary = collapse_rfc2231_value(param) if param is not None else None
-    return ctype, boundary, charset, False
+    # Thunderbird takes the value's first token for the type (up to white space, ";" or a NUL, which
+    # ends its C string): "text/html (comment)" or "text/html\0" is HTML to it, not to the stdlib.
+    return ctype, boundary, charset, _first_token(value.partition("\0")[0]) not in ("", ctype)
 
 
 # Most parts of most messages have one of a few Content-Type values ('text/html; charset="utf-8"').

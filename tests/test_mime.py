@@ -225,3 +225,18 @@ def test_the_transfer_encoding_is_the_fields_first_token(field: bytes, cte: str)
     # As Thunderbird and Dovecot read it: a comment or parameter after it does not hide the encoding.
     raw = b"Content-Type: text/html\r\nContent-Transfer-Encoding: " + field + b"\r\n\r\n<p>x</p>\r\n"
     assert mime.parse(raw).cte == cte
+
+
+@pytest.mark.parametrize(
+    ("content_type", "ambiguous"),
+    [
+        (b"text/html (a comment)", True),  # Thunderbird reads the first token: HTML
+        (b"text/html\x00junk", True),  # its C string ends at the NUL: HTML
+        (b"multipart/mixed (c); boundary=B", True),
+        (b"text/html ; charset=utf-8", False),
+        (b"TEXT/HTML", False),
+    ],
+)
+def test_a_type_whose_first_token_reads_otherwise_is_ambiguous(content_type: bytes, ambiguous: bool) -> None:
+    raw = b"Content-Type: " + content_type + b"\r\n\r\n<p>x</p>\r\n"
+    assert mime.parse(raw).ambiguous is ambiguous
