@@ -34,9 +34,9 @@ from mailproxy.html.refs import Reference, extract
 from mailproxy.model import IMAGE_VECTORS, Action, Finding, Tier, Vector, Verdict
 from mailproxy.policy import EffectivePolicy, Policy
 from mailproxy.rewrite import edits as planner
-from mailproxy.rewrite import safety
+from mailproxy.rewrite import safety, streams
 from mailproxy.rewrite.neutralize import neutralize_section
-from mailproxy.rewrite.streams import apply_edits, decode, groups_agree
+from mailproxy.rewrite.streams import apply_edits, decode
 from mailproxy.rewrite.transfer import Edit, TransferError
 
 log = logging.getLogger(__name__)
@@ -276,37 +276,17 @@ class Engine:
     ) -> None:
         encoded = raw[part.body_start : part.end]
         label = mime.body_number(part)
-        if part.cte == "quoted-printable" and _QP_BARE_CR.search(encoded):
-            # Thunderbird drops "=\r" as a soft line break, "decode" keeps it: "htt=\rps://" spells a URL
-            # to the one and not to the other. The neutralizer reads such soft breaks as Thunderbird does.
-            log.warning("part %s has soft line breaks clients read otherwise: neutralizing it", label)
+        otherwise = _read_otherwise(part, encoded)
+        if otherwise is not None:
+            why, body = otherwise
+            log.warning("part %s %s: neutralizing it", label, why)
             result.failsafe_parts.append(label)
             if out is not None:
-                out[part.body_start : part.end] = neutralize_section(encoded, text=True)[0]
-            return
-        if part.cte == "base64" and not groups_agree(encoded):
-            log.warning("part %s has base64 padding clients read otherwise: blanking it", label)
-            result.failsafe_parts.append(label)
-            if out is not None:
-                out[part.body_start : part.end] = _blanked(encoded)
-            return
-        if _CLIENT_DECODED.fullmatch(part.cte):
-            log.warning("part %s is uuencoded or yEncoded (clients decode it, we do not): blanking it", label)
-            result.failsafe_parts.append(label)
-            if out is not None:
-                out[part.body_start : part.end] = _blanked(encoded)
+                out[part.body_start : part.end] = body
             return
         try:
             decoded = decode(encoded, part.cte)
             wide = _wide_codec(part.charset, decoded)
-            other = _other_reading(part.charset)
-            if other is not None and safety.break_everything(decoded.decode(other, "replace")):
-                # Read as its label says, it spells remote URLs the byte view used here does not see.
-                log.warning("part %s spells remote URLs in its own charset: blanking it", label)
-                result.failsafe_parts.append(label)
-                if out is not None:
-                    out[part.body_start : part.end] = _blanked(encoded)
-                return
             text = decoded.decode(wide or "latin-1")
         except (TransferError, UnicodeDecodeError, LookupError) as exc:
             log.warning("part %s cannot be decoded (%s): neutralizing it", label, type(exc).__name__)
@@ -518,6 +498,28 @@ def _failsafe_body(encoded: bytes, part: mime.Part, decoded: bytes | None) -> by
     # line breaks kept (base64 ignores them: the part decodes empty): the reader loses this part's
     # text, never the message, and nothing loads.
     return _blanked(encoded)
+
+
+def _read_otherwise(part: mime.Part, encoded: bytes) -> tuple[str, bytes] | None:
+    """Why clients may read a markup part's bytes otherwise than ``decode`` does, and the body to
+    deliver then (neutralized or blanked, so that no reading loads anything); None when they agree."""
+    if part.cte == "quoted-printable" and _QP_BARE_CR.search(encoded):
+        # Thunderbird drops "=\r" as a soft line break, ``decode`` keeps it: "htt=\rps://" spells a URL
+        # to the one only. The neutralizer reads such soft breaks as Thunderbird does.
+        return "has soft line breaks clients read otherwise", neutralize_section(encoded, text=True)[0]
+    if part.cte == "base64" and not streams.groups_agree(encoded):
+        return "has base64 padding clients read otherwise", _blanked(encoded)
+    if _CLIENT_DECODED.fullmatch(part.cte):
+        return "is uuencoded or yEncoded (clients decode it, the engine does not)", _blanked(encoded)
+    other = _other_reading(part.charset)
+    if other is not None:
+        try:
+            decoded = decode(encoded, part.cte)
+        except TransferError:
+            return None  # (the caller cannot decode it either, and takes the fail-safe)
+        if safety.break_everything(decoded.decode(other, "replace")):
+            return "spells remote URLs in the charset it names", _blanked(encoded)
+    return None
 
 
 def _blanked(encoded: bytes) -> bytes:
