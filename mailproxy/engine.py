@@ -189,6 +189,11 @@ class Engine:
             log.warning("part %s may be read otherwise by clients: neutralizing it", mime.body_number(part))
             result.failsafe_parts.append(mime.body_number(part))
             if out is not None:
+                # Its header block too: a client that ends it elsewhere (at a line of a lone CR, say)
+                # reads part of it as the body. (From ``out``: receipt fields may be renamed there.)
+                out[part.start : part.body_start] = neutralize_section(
+                    bytes(out[part.start : part.body_start])
+                )[0]
                 out[part.body_start : part.end] = _neutralized_body(raw, part)
         for part in leaves:
             if part.content_type in _MARKUP or part.content_type == _STYLESHEET:

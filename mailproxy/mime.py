@@ -207,12 +207,13 @@ def _retyped(value: str, ctype: str, headers: Message) -> bool:
     return name is not None and _RENDERED_NAME.search(name) is not None
 
 
-_TOKEN = re.compile(r"[\t\n\v\f\r ]*([^\t\n\v\f\r ;(]*)")
+_TOKEN = re.compile(r"[\t\n\v\f\r ]*([^\t\n\v\f\r ;,(]*)")
 
 
 def _first_token(value: str) -> str:
     """A field's first token, lower-cased: what Thunderbird reads a Content-Transfer-Encoding as
-    ("base64 (x)", "base64; x"), and Dovecot too (it skips comments)."""
+    ("base64 (x)", "base64; x", "base64,x": MimeHeaders_get stops at white space, ";" and ","), and
+    Dovecot too (it skips comments)."""
     m = _TOKEN.match(value)
     assert m is not None  # (everything in it is optional)
     return m.group(1).lower()

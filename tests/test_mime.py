@@ -219,7 +219,12 @@ def test_types_thunderbird_reads_otherwise_are_ambiguous(content_type: bytes, am
 
 @pytest.mark.parametrize(
     ("field", "cte"),
-    [(b"base64 (from a gateway)", "base64"), (b"Quoted-Printable; x=1", "quoted-printable"), (b"", "7bit")],
+    [
+        (b"base64 (from a gateway)", "base64"),
+        (b"Quoted-Printable; x=1", "quoted-printable"),
+        (b"base64,x", "base64"),
+        (b"", "7bit"),
+    ],
 )
 def test_the_transfer_encoding_is_the_fields_first_token(field: bytes, cte: str) -> None:
     # As Thunderbird and Dovecot read it: a comment or parameter after it does not hide the encoding.
