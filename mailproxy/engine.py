@@ -129,7 +129,7 @@ def _other_reading(charset: str | None) -> str | None:
         if name == "utf-8-sig":
             return None
         return name if name == "utf-7" or _PROBE.encode(name) != _PROBE.encode() else None
-    except Exception:  # unknown labels, and codecs that are not text encodings ("base64")
+    except (LookupError, TypeError, ValueError):  # unknown labels, codecs of no text encoding ("base64")
         return None
 
 
@@ -519,10 +519,10 @@ def _read_otherwise(part: mime.Part, encoded: bytes) -> tuple[str, bytes] | None
     other = _other_reading(part.charset)
     if other is not None:
         try:
-            decoded = decode(encoded, part.cte)
-        except TransferError:
-            return None  # (the caller cannot decode it either, and takes the fail-safe)
-        if safety.break_everything(decoded.decode(other, "replace")):
+            text = decode(encoded, part.cte).decode(other, "replace")
+        except (TransferError, ValueError):  # (the caller's decode takes the fail-safe; a codec that
+            return None  # fails whatever the errors argument, like punycode, shows nothing)
+        if safety.break_everything(text):
             return "spells remote URLs in the charset it names", _blanked(encoded)
     return None
 
