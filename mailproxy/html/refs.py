@@ -29,9 +29,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import cast
 
 from mailproxy.html import css
 from mailproxy.html.tokenizer import (
@@ -76,52 +75,6 @@ class Reference:
     hidden: tuple[str, ...] = ()
     conditional: str | None = None  # "print" | "prefers-color-scheme" | "forward": serves no reader
     in_comment: bool = False  # found inside an Outlook conditional comment
-
-
-class _Draft:
-    """A mutable twin of ``Reference`` (the same slots, in the same order) that becomes one. Building a
-    frozen dataclass sets each of its 13 fields through ``object.__setattr__``, about five times the cost
-    of plain attribute stores, and a newsletter has a hundred references: ``_reference`` stores them here,
-    then assigns the instance's class, which Python allows between classes of the same layout."""
-
-    __slots__ = Reference.__slots__
-
-    def __init__(
-        self,
-        url: str,
-        vector: Vector,
-        element: str,
-        attr: str | None,
-        kill: Kill,
-        kill_span: tuple[int, int],
-        value_span: tuple[int, int] | None,
-        quoted: bool,
-        url_span: tuple[int, int] | None,
-        group: int,
-        hidden: tuple[str, ...],
-        conditional: str | None,
-        in_comment: bool,
-    ) -> None:
-        self.url = url
-        self.vector = vector
-        self.element = element
-        self.attr = attr
-        self.kill = kill
-        self.kill_span = kill_span
-        self.value_span = value_span
-        self.quoted = quoted
-        self.url_span = url_span
-        self.group = group
-        self.hidden = hidden
-        self.conditional = conditional
-        self.in_comment = in_comment
-        self.__class__ = Reference  # type: ignore[assignment]
-
-
-# (positional arguments in field order, all of them)
-_reference = cast(Callable[..., Reference], _Draft)
-if tuple(f.name for f in fields(Reference)) != _Draft.__init__.__code__.co_varnames[1:14]:
-    raise AssertionError("_Draft.__init__ must set every field of Reference, in order")
 
 
 @dataclass(slots=True)
@@ -612,7 +565,7 @@ class _Extractor:
             trail = len(raw) - len(raw.rstrip(_ASCII_WS))
             url_span = (value_start + lead, value_end - trail)
         kill_span = tag if kill is Kill.ELEMENT else value_span
-        return _reference(
+        return Reference(
             url,
             vector,
             element,
@@ -646,7 +599,7 @@ class _Extractor:
                 continue
             # (kill: blanking one candidate would let its descriptor ("2x") be read as a URL: blank all)
             add(
-                _reference(
+                Reference(
                     url,
                     Vector.SRCSET,
                     name,
@@ -757,7 +710,7 @@ class _Extractor:
         vector = {"import": Vector.CSS_IMPORT, "font": Vector.FONT}.get(r.kind, Vector.CSS_URL)
         if vector is Vector.CSS_URL and r.property in ("src",):
             vector = Vector.FONT
-        return _reference(
+        return Reference(
             r.url.strip(_ASCII_WS),
             vector,
             element,
