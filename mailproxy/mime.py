@@ -10,8 +10,8 @@ renders as HTML would reach the reader unfiltered. So boundaries are matched as 
 see through BODYSTRUCTURE and BODY[n]) matches them, as prefixes of a line, and header lines clients skip
 (no colon, white space before the colon) are skipped instead of ending the header block as they do for the
 stdlib. A part whose parts, type or encoding clients may read differently (a delimiter Thunderbird, which
-matches whole lines, does not take for one; an unreadable Content-Type) is marked ``ambiguous``, for the
-engine to neutralize.
+matches whole lines, does not take for one; one after a lone CR, a line break to K-9's mime4j; an
+unreadable Content-Type) is marked ``ambiguous``, for the engine to neutralize.
 
 Part numbers follow IMAP (RFC 3501 section 6.4.5): the children of a multipart are 1, 2, ...; a
 message/rfc822 part N holds its message's parts as N.1, N.2 (or N.1 alone when that message is not
@@ -128,9 +128,9 @@ def _key(headers: Message) -> tuple[object, ...]:
 
 def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]:
     """The fields of a header block as Dovecot reads them (lines end at LF), its first Content-Type
-    field, and whether a client could read its type or encoding otherwise: Thunderbird also ends a line
-    at a lone CR, and a second Content-Type or Content-Transfer-Encoding field with another value is not
-    read alike by all."""
+    field, and whether a client could read its type, encoding or extent otherwise: Thunderbird and K-9
+    also end a line at a lone CR, and a second Content-Type or Content-Transfer-Encoding field with
+    another value is not read alike by all."""
     lone_cr = b"\r" in block and _LONE_CR.search(block) is not None
     headers, content_type, repeated = _message(_LONE_CR.sub(b" ", block) if lone_cr else block)
     ambiguous = repeated and any(
@@ -138,7 +138,13 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
         for name in _TYPE_FIELDS
     )
     if lone_cr and not ambiguous:
-        other = _message(_LONE_CR.sub(b"\n", block))[0]
+        lines = _LONE_CR.sub(b"\n", block)
+        # A blank line there ends the header block for those clients (K-9's mime4j converts each lone
+        # CR to CRLF before parsing, EOLConvertingInputStream; MimeEntity.readRawField stops at the
+        # first empty line): what follows is their body, header lines to Dovecot.
+        if lines.startswith((b"\n", b"\r\n")) or _HEADER_END.search(lines) is not None:
+            return headers, content_type, True
+        other = _message(lines)[0]
         try:
             ambiguous = _key(other) != _key(headers)
         except UNREADABLE_PARAMS:
@@ -179,7 +185,29 @@ def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | No
     boundary = collapse_rfc2231_value(param) if param is not None else None
     # Thunderbird takes the value's first token for the type (up to white space, ";" or a NUL, which
     # ends its C string): "text/html (comment)" or "text/html\0" is HTML to it, not to the stdlib.
-    return ctype, boundary, charset, _first_token(value.partition("\0")[0]) not in ("", ctype)
+    otherwise = _first_token(value.partition("\0")[0]) not in ("", ctype)
+    if ctype.startswith("multipart/"):
+        otherwise = otherwise or _boundary_read_otherwise(value)
+    return ctype, boundary, charset, otherwise
+
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_BOUNDARY_PARAM = re.compile(r";[ \t\r\n]*boundary[ \t\r\n]*=[ \t\r\n]*", re.IGNORECASE)
+# A boundary value all clients read alike: a quoted string or a token, then the parameter's end.
+_PLAIN_BOUNDARY = re.compile(r'(?:""|[^\s;()"\\]+)[ \t\r\n]*(?:;|$)')
+
+
+def _boundary_read_otherwise(value: str) -> bool:
+    """Whether clients may take another boundary from a multipart's Content-Type ``value`` than the
+    stdlib (its first "boundary" parameter, comments and white space kept as text). K-9's mime4j
+    (FallbackBodyDescriptorBuilder.parseContentType) keeps the last of several "boundary" parameters,
+    and its RawFieldParser, like Dovecot, skips comments and joins the words of a value split by white
+    space: "boundary=B (c)" is "B" to them and a boundary that never occurs to the stdlib."""
+    bare = _QUOTED.sub('""', value)  # quoted strings cannot hide a parameter or a comment
+    params = list(_BOUNDARY_PARAM.finditer(bare))
+    if "(" in bare or len(params) > 1:
+        return True
+    return bool(params) and _PLAIN_BOUNDARY.match(bare, params[0].end()) is None
 
 
 # Most parts of most messages have one of a few Content-Type values ('text/html; charset="utf-8"').
@@ -333,7 +361,9 @@ class _Walker:
                     sub = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
                     own = boundary.encode("latin-1", "replace")
                     children, end, agreed = self.multipart(body_start, own, number, depth, stack, sub)
-                    ambiguous = ambiguous or not agreed
+                    # A delimiter after a lone CR: K-9 (mime4j's EOLConvertingInputStream makes the CR
+                    # a line break) finds a part there that Dovecot reads as text.
+                    ambiguous = ambiguous or not agreed or raw.find(b"\r--" + own, body_start, end) >= 0
             elif ctype == "message/rfc822":
                 if cte in ("7bit", "8bit", "binary"):
                     inner = self.entity(body_start, number, depth + 1, stack, "text/plain")

@@ -1,0 +1,109 @@
+"""Messages K-9 Mail / Thunderbird for Android reads otherwise than mime.py and the engine.
+
+K-9 fetches a message whole (BODY.PEEK[] below its download limit), parses it with Apache mime4j
+(MimeMessage.parse: EOLConvertingInputStream, MimeStreamParser with FallbackBodyDescriptorBuilder) and
+picks what to render with its own code (MessageExtractor, MessageViewInfoExtractor), which reads types
+and charsets with its own header parser (MimeParameterDecoder). Each test builds a message where that
+reading finds markup the engine did not see, and checks that what K-9 would render loads nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailproxy import mime
+from mailproxy.engine import Engine, may_change
+
+ENGINE = Engine()
+HOST = b"tracker.example"
+PIXEL = b'<p>Hi</p><img src="https://tracker.example/open.gif?u=42" width=1 height=1>'
+HEAD = b"From: Shop <news@shop.example>\r\nMIME-Version: 1.0\r\n"
+
+
+def _k9_lines(raw: bytes) -> bytes:
+    """The message as mime4j's EOLConvertingInputStream hands it to K-9's parser: a lone CR (or LF)
+    becomes CRLF."""
+    return re.sub(rb"\r(?!\n)|(?<!\r)\n", b"\r\n", raw)
+
+
+def _rewrite(raw: bytes) -> bytes:
+    assert may_change(raw)
+    out = ENGINE.rewrite(raw).data
+    assert len(out) == len(raw) and out.count(b"\n") == raw.count(b"\n")
+    return out
+
+
+def _loads_tracker(data: bytes) -> bool:
+    return b"https://" + HOST in data
+
+
+# -- structure: lone CRs and boundary parameters ---------------------------------------------------
+
+
+def test_a_delimiter_after_a_lone_cr_is_a_delimiter_to_k9() -> None:
+    """mime4j's EOLConvertingInputStream turns a lone CR into CRLF before MimeBoundaryInputStream looks
+    for "--boundary" at line starts: "\\r--B" starts a part for K-9 (here a text/html one inside what
+    Dovecot and mime.py read as one text/plain part)."""
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nhello\r--B\rContent-Type: text/html\r\r"
+        + PIXEL
+        + b"\r\n--B--\r\n"
+    )
+    k9 = mime.parse(_k9_lines(raw))
+    assert [p.content_type for p in k9.children] == ["text/plain", "text/html"]
+    assert mime.parse(raw).ambiguous
+    out = _rewrite(raw)
+    assert not _loads_tracker(out) and not _loads_tracker(_k9_lines(out))
+
+
+def test_a_header_block_ended_by_lone_crs_is_ambiguous() -> None:
+    """MimeEntity.readRawField ends the header block at the first empty line after EOL conversion:
+    "X: y\\r\\r" ends it for K-9 (and Thunderbird), and the markup after it is the HTML body, which
+    Dovecot and mime.py read as header lines. Such a part is neutralized, its header block too."""
+    raw = HEAD + b"Content-Type: text/html\r\nX-Note: y\r\r" + PIXEL + b"\r\n\r\n<p>after</p>\r\n"
+    k9 = mime.parse(_k9_lines(raw))
+    assert k9.content_type == "text/html" and PIXEL in _k9_lines(raw)[k9.body_start : k9.end]
+    root = mime.parse(raw)
+    assert root.ambiguous and PIXEL not in raw[root.body_start :]
+    assert not _loads_tracker(_rewrite(raw))
+
+
+def test_a_lone_cr_that_ends_no_header_block_is_left_alone() -> None:
+    raw = HEAD + b"Content-Type: text/html\r\nX-Note: a\rb\r\n\r\n<p>hi</p>\r\n"
+    assert not mime.parse(raw).ambiguous
+
+
+BOUNDARY_PARAMETERS = {
+    # FallbackBodyDescriptorBuilder.parseContentType puts the parameters in a HashMap: the last wins.
+    "two boundary parameters": (b'boundary="B"; boundary="C"', b"C"),
+    # RawFieldParser.parseValue skips comments and joins words split by white space.
+    "comment after the boundary": (b"boundary=C (note)", b"C"),
+    "comment before the boundary": (b"boundary=(note)C", b"C"),
+}
+
+
+def _hidden_html(params: bytes, k9_boundary: bytes) -> bytes:
+    """A multipart whose parts, found with K-9's boundary, include a text/html one; with the stdlib's
+    boundary (the first parameter, the comment kept) that HTML is a preamble or a text/plain part."""
+    return (
+        HEAD + b"Content-Type: multipart/mixed; " + params + b"\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b"--" + k9_boundary + b"\r\nContent-Type: text/html\r\n\r\n" + PIXEL + b"\r\n"
+        b"--" + k9_boundary + b"--\r\n--B--\r\n"
+    )
+
+
+def test_boundary_parameters_k9_reads_otherwise_make_the_multipart_ambiguous() -> None:
+    for name, (params, k9_boundary) in BOUNDARY_PARAMETERS.items():
+        raw = _hidden_html(params, k9_boundary)
+        root = mime.parse(raw)
+        assert root.ambiguous, name
+        assert all(p.content_type != "text/html" for p in root.walk()), name  # unseen by the stdlib reading
+        assert not _loads_tracker(_rewrite(raw)), name
+
+
+def test_plain_boundary_parameters_are_not_ambiguous() -> None:
+    for params in (b"boundary=B", b'boundary="B"', b"boundary = B ; charset=x", b'boundary="(B) x"'):
+        raw = HEAD + b"Content-Type: multipart/mixed; " + params + b"\r\n\r\n--B\r\n\r\nx\r\n--B--\r\n"
+        assert not mime.parse(raw).ambiguous, params
