@@ -42,7 +42,11 @@ from mailproxy.rewrite.transfer import Edit, TransferError
 log = logging.getLogger(__name__)
 
 # Parts whose content the client renders as markup (or loads from markup, for cid: stylesheets and SVG).
-_MARKUP = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/x-amp-html"})
+# K-9 renders application/pgp (mutt's old inline PGP) as HTML: MessageExtractor.isPartTextualBody takes it
+# for text, and findViewablesAndAttachments makes every such part but text/plain an Html viewable.
+_MARKUP = frozenset(
+    {"text/html", "application/xhtml+xml", "image/svg+xml", "text/x-amp-html", "application/pgp"}
+)
 _AMP = "text/x-amp-html"
 _STYLESHEET = "text/css"
 RECEIPT_HEADERS = ("disposition-notification-to", "return-receipt-to", "x-confirm-reading-to")
@@ -64,6 +68,12 @@ _LOCAL_ACCESS = frozenset({"local-file", "content-id"})
 _FTP_SCHEMES = {"ftp": "ftp", "anon-ftp": "ftp", "tftp": "tftp"}
 _URL_JUNK = re.compile(r'[\s"]')
 _QP_BARE_CR = re.compile(rb"=\r(?!\n)")
+# "=", then white space up to the line break, with a byte that is white space to Java but not transport
+# padding (VT, FF, FS, GS, RS, US): a soft line break to K-9's decoder (mime4j QuotedPrintableInputStream
+# takes "=" and any Character.isWhitespace run before the line break for one), text to the engine.
+_QP_CLIENT_SOFT_BREAK = re.compile(
+    rb"=[\t\x0b\x0c\x1c-\x1f ]*[\x0b\x0c\x1c-\x1f][\t\x0b\x0c\x1c-\x1f ]*(?=\r?\n)"
+)
 # Transfer encodings beyond RFC 2045's that Thunderbird decodes before it renders a part (libmime's
 # mimeleaf: uuencode under four names, yEnc), a comment or parameter after the name allowed. The
 # engine cannot edit through them, so such a markup part is blanked.
@@ -297,6 +307,13 @@ class Engine:
             log.warning("part %s cannot be decoded (%s): neutralizing it", label, type(exc).__name__)
             self._failsafe(encoded, part, label, out, result, decoded=None)
             return
+        misread = _charset_otherwise(part, decoded, wide)
+        if misread is not None:
+            log.warning("part %s %s: neutralizing it", label, misread)
+            result.failsafe_parts.append(label)
+            if out is not None:
+                out[part.body_start : part.end] = _blanked(encoded)
+            return
 
         if part.content_type == _STYLESHEET:
             text_for_refs = "<style>" + text + "</style>"
@@ -512,18 +529,52 @@ def _read_otherwise(part: mime.Part, encoded: bytes) -> tuple[str, bytes] | None
         # Thunderbird drops "=\r" as a soft line break, ``decode`` keeps it: "htt=\rps://" spells a URL
         # to the one only. The neutralizer reads such soft breaks as Thunderbird does.
         return "has soft line breaks clients read otherwise", neutralize_section(encoded, text=True)[0]
+    if part.cte == "quoted-printable" and b"=" in encoded and _QP_CLIENT_SOFT_BREAK.search(encoded):
+        k9 = decode(_QP_CLIENT_SOFT_BREAK.sub(b"=", encoded), part.cte)
+        if safety.break_everything(k9.decode("latin-1")):
+            return "has soft line breaks clients read otherwise", _blanked(encoded)
     if part.cte == "base64" and not streams.groups_agree(encoded):
         return "has base64 padding clients read otherwise", _blanked(encoded)
     if _CLIENT_DECODED.fullmatch(part.cte):
         return "is uuencoded or yEncoded (clients decode it, the engine does not)", _blanked(encoded)
-    other = _other_reading(part.charset)
-    if other is not None:
+    return None
+
+
+# What K-9 reads the charset of a text/html part without one from (MessageExtractor.getTextFromTextPart:
+# this pattern in the first 256 bytes of the decoded body, read as ASCII); Java then decodes with any
+# charset it knows (CharsetSupport.readToString).
+_META_CHARSET = re.compile(rb'(?i)<meta http-equiv="?Content-Type"? content="text/html; charset=(.+?)">')
+_META_PREFIX = 256
+# The readings of a body holding NUL bytes that spell ASCII markup otherwise than the bytes do.
+_WIDE_READINGS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+
+
+def _charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str | None:
+    """Why clients may read a markup part's ``decoded`` body as other text than the engine (which reads
+    it with ``wide``, or as bytes) that spells remote URLs, or None.
+
+    A client that knows a label Thunderbird does not (``_other_reading``) reads other text. K-9 also
+    takes a text/html part's charset from a <meta> in its first bytes, and Java reads UTF-16 without a
+    byte-order mark as big-endian where WHATWG (and the engine) read little-endian; K-9's parameter
+    reader skips comments and drops a charset given twice with two values. Rather than follow every
+    label, a body with a NUL byte (without one no UTF-16 or UTF-32 reading holds ASCII) is read in
+    each byte order of both."""
+    readings = [_other_reading(part.charset)]
+    if part.content_type == "text/html":
+        sniffed = _META_CHARSET.search(decoded, 0, _META_PREFIX)
+        if sniffed is not None:
+            readings.append(_other_reading(sniffed.group(1).decode("latin-1")))
+    if b"\0" in decoded:
+        readings.extend(codec for codec in _WIDE_READINGS if codec != wide)
+    for codec in readings:
+        if codec is None:
+            continue
         try:
-            text = decode(encoded, part.cte).decode(other, "replace")
-        except (TransferError, ValueError):  # (the caller's decode takes the fail-safe; a codec that
-            return None  # fails whatever the errors argument, like punycode, shows nothing)
+            text = decoded.decode(codec, "replace")
+        except ValueError:  # a codec that fails whatever the errors argument (punycode) shows nothing
+            continue
         if safety.break_everything(text):
-            return "spells remote URLs in the charset it names", _blanked(encoded)
+            return f"spells remote URLs when read as {codec}"
     return None
 
 

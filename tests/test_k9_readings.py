@@ -9,6 +9,8 @@ reading finds markup the engine did not see, and checks that what K-9 would rend
 
 from __future__ import annotations
 
+import base64
+import quopri
 import re
 
 from mailproxy import mime
@@ -107,3 +109,102 @@ def test_plain_boundary_parameters_are_not_ambiguous() -> None:
     for params in (b"boundary=B", b'boundary="B"', b"boundary = B ; charset=x", b'boundary="(B) x"'):
         raw = HEAD + b"Content-Type: multipart/mixed; " + params + b"\r\n\r\n--B\r\n\r\nx\r\n--B--\r\n"
         assert not mime.parse(raw).ambiguous, params
+
+
+# -- what K-9 renders as HTML, and how it decodes it -----------------------------------------------
+
+
+def test_application_pgp_is_rendered_as_html_by_k9() -> None:
+    """MessageExtractor.isPartTextualBody takes application/pgp (mutt's old inline PGP) for a textual
+    body and findViewablesAndAttachments makes every textual part but text/plain an Html viewable, which
+    MessageViewInfoExtractor.buildHtml hands to the WebView as it is."""
+    for body in (
+        HEAD + b"Content-Type: application/pgp; x-action=sign\r\n\r\n" + PIXEL + b"\r\n",
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        b"Content-Type: application/pgp\r\n\r\n" + PIXEL + b"\r\n--B--\r\n",
+    ):
+        assert _loads_tracker(body)
+        out = _rewrite(body)
+        assert not _loads_tracker(out) and b"<p>Hi</p>" in out
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _html_part(content_type: bytes, body: bytes) -> bytes:
+    return (
+        HEAD
+        + b"Content-Type: "
+        + content_type
+        + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + _b64(body)
+    )
+
+
+def _body(out: bytes) -> bytes:
+    root = mime.parse(out)
+    return base64.b64decode(out[root.body_start : root.end])
+
+
+def test_a_meta_charset_k9_reads_is_checked() -> None:
+    """MessageExtractor.getTextFromTextPart: a text/html part without a charset parameter takes the
+    charset from '<meta http-equiv="Content-Type" content="text/html; charset=...">' in its first 256
+    bytes, and CharsetSupport.readToString decodes the body with any charset Java knows (here UTF-7,
+    whose "+ADw-" is "<"): the engine read ASCII and found nothing."""
+    meta = b'<meta http-equiv="Content-Type" content="text/html; charset=utf-7">'
+    hidden = PIXEL.replace(b"<", b"+ADw-").replace(b">", b"+AD4-").replace(b"https:", b"htt+AHA-s:")
+    raw = _html_part(b"text/html", meta + hidden)
+    assert _body(raw)[len(meta) :].decode("utf-7") == PIXEL.decode()
+    assert b"<img" not in _body(raw) and not _loads_tracker(_body(raw))
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == ["1"]
+    assert "tracker.example" not in _body(result.data).decode("utf-7", "replace")
+
+
+UTF16_READINGS = {
+    # Java's UTF-16 decoder reads a body without a byte-order mark as big-endian; WHATWG, Thunderbird
+    # and the engine as little-endian.
+    "utf-16 without a byte-order mark": (b"text/html; charset=utf-16", "utf-16-be"),
+    # MimeParameterDecoder skips comments: the stdlib keeps "(x)utf-16" and reads bytes.
+    "charset after a comment": (b"text/html; charset=(x)utf-16le", "utf-16-le"),
+    # PartExtensions.charset drops a charset given twice with two values; the <meta> then names it.
+    "meta charset, utf-16": (b"text/html", "utf-16-le"),
+}
+
+
+def test_utf16_readings_k9_makes_are_checked() -> None:
+    meta = b'<meta http-equiv="Content-Type" content="text/html; charset=utf-16le">'.ljust(256)
+    for name, (content_type, codec) in UTF16_READINGS.items():
+        body = PIXEL.decode().encode(codec)
+        if content_type == b"text/html":
+            body = meta + body
+        raw = _html_part(content_type, body)
+        result = ENGINE.rewrite(raw)
+        assert result.failsafe_parts == ["1"], name
+        assert "tracker.example" not in _body(result.data)[-len(body) :].decode(codec, "replace"), name
+
+
+def test_utf16_in_its_own_byte_order_is_still_edited() -> None:
+    for codec, bom in (("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")):
+        body = bom + PIXEL.decode().encode(codec)
+        result = ENGINE.rewrite(_html_part(b"text/html; charset=utf-16", body))
+        assert result.failsafe_parts == [] and result.findings, codec
+        text = _body(result.data)[2:].decode(codec)
+        assert "tracker.example" not in text and "<p>Hi</p>" in text
+
+
+def test_quoted_printable_soft_breaks_k9_reads_are_checked() -> None:
+    """mime4j's QuotedPrintableInputStream takes "=" followed by any run of Character.isWhitespace
+    bytes (VT, FF, FS to US as well as space and tab) up to the line break for a soft line break; the
+    engine reads "=\\x0c" as text, and "htt=\\x0c\\r\\nps://" spelled a URL to K-9 only."""
+    for odd in (b"\x0c", b" \x0b", b"\x1f\t"):
+        raw = (
+            HEAD + b"Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b'<p>Hi</p><img src=3D"htt=' + odd + b'\r\nps://tracker.example/open.gif?u=3D42">\r\n'
+        )
+        k9 = quopri.decodestring(re.sub(rb"=[\s\x1c-\x1f]*\r\n", b"", raw))
+        assert _loads_tracker(k9)
+        result = ENGINE.rewrite(raw)
+        assert result.failsafe_parts == ["1"], odd
+        assert b"tracker" not in result.data and len(result.data) == len(raw)
