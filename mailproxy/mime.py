@@ -271,6 +271,9 @@ class _Walker:
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.count = 0
+        # Levels of open multiparts a delimiter line was taken for where Evolution takes it for an inner
+        # one's (``delimiter``): their parts are not the same to it.
+        self.disputed: set[int] = set()
 
     def delimiter(self, pos: int, stack: tuple[bytes, ...], limit: int | None = None) -> _Delimiter | None:
         """The first delimiter line of an open boundary starting at or after ``pos`` (a line start
@@ -285,10 +288,18 @@ class _Walker:
             line = self._next_line(pos, end, stack) + 1
             if line == 0:
                 return None
-        best = -1
+        best = innermost = -1
         for level, boundary in enumerate(stack):
-            if raw.startswith(boundary, line + 2) and (best < 0 or len(boundary) >= len(stack[best])):
-                best = level
+            if raw.startswith(boundary, line + 2):
+                innermost = level
+                if best < 0 or len(boundary) >= len(stack[best]):
+                    best = level
+        if innermost != best:
+            # Evolution's camel (camel-mime-parser.c, folder_boundary_check) takes the innermost open
+            # boundary that prefixes the line, not the longest: to it "--BB" in a part of boundary "B"
+            # inside one of "BB" is a delimiter of "B" ("--BB--" too, no close one), and what follows
+            # is a part of the inner multipart, the outer one's epilogue (never parsed) included.
+            self.disputed.add(best)
         after = line + 2 + len(stack[best])
         line_end = raw.find(b"\n", line) + 1 or len(raw)
         return _Delimiter(line, line_end, best, raw.startswith(b"--", after))
@@ -395,9 +406,10 @@ class _Walker:
         default_type: str,
     ) -> tuple[tuple[Part, ...], int, bool]:
         """The children of a multipart whose body starts at ``body_start``, where it ends, and whether
-        clients agree on them: they are all there (not cut by the part limit), and each delimiter is
-        one for Thunderbird too (``_exact``)."""
+        clients agree on them: they are all there (not cut by the part limit), each delimiter is one
+        for Thunderbird too (``_exact``), and Evolution takes none for an inner multipart's."""
         stack = (*outer, own)
+        self.disputed.discard(len(outer))
         parts: list[Part] = []
         d = self.delimiter(body_start, stack)  # after the preamble
         agreed = True
@@ -411,9 +423,11 @@ class _Walker:
             # The close delimiter, or the part limit: the rest (the epilogue) runs to a delimiter of an
             # enclosing multipart.
             agreed = agreed and d.close and self._exact(d, own)
-            return tuple(parts), self.before(self.delimiter(d.line_end, outer), d.line_end), agreed
-        # No close delimiter: an enclosing multipart's delimiter (or the message's end) ends this one.
-        return tuple(parts), self.before(d, body_start), agreed
+            end = self.before(self.delimiter(d.line_end, outer), d.line_end)
+        else:
+            # No close delimiter: an enclosing multipart's delimiter (or the message's end) ends this one.
+            end = self.before(d, body_start)
+        return tuple(parts), end, agreed and len(outer) not in self.disputed
 
     def _exact(self, d: _Delimiter, boundary: bytes) -> bool:
         """Whether Thunderbird takes delimiter line ``d`` for one too. Its libmime (mimemult.cpp,
