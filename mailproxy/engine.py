@@ -612,8 +612,9 @@ _EXTERNAL_BODY = b"external-body"
 _TYPE_VALUE = re.compile(rb"(?:[^;\n]|\n[ \t])*")
 
 
-# The name may have white space before its colon (``mime`` reads such fields, as clients do).
-_CONTENT_TYPE_NAME = re.compile(rb"content-type[ \t]*:")
+# The name may have white space before its colon (``mime`` reads such fields, as clients do), or a NUL
+# and anything after it (where Evolution's camel ends the name: ``mime._camel_reading``).
+_CONTENT_TYPE_NAME = re.compile(rb"content-type(?:[ \t]*|\x00[^:\n]*):")
 
 
 def _content_types(low: bytes) -> Iterator[bytes]:

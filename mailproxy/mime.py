@@ -137,8 +137,10 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
         len({str(v).split(";")[0].strip().lower() for v in headers.get_all(name, [])}) > 1
         for name in _TYPE_FIELDS
     )
+    lines = _LONE_CR.sub(b"\n", block) if lone_cr else block
+    if not ambiguous and (lines.startswith((b" ", b"\t")) or b"(" in lines):
+        ambiguous = any(_mime4j_name(line) in _TYPE_FIELDS for line in _COMMENTED_NAMES.findall(lines))
     if lone_cr and not ambiguous:
-        lines = _LONE_CR.sub(b"\n", block)
         # A blank line there ends the header block for those clients (K-9's mime4j converts each lone
         # CR to CRLF before parsing, EOLConvertingInputStream; MimeEntity.readRawField stops at the
         # first empty line): what follows is their body, header lines to Dovecot.
@@ -150,6 +152,25 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
         except UNREADABLE_PARAMS:
             ambiguous = True
     return headers, content_type, ambiguous
+
+
+# A field K-9 reads and Dovecot does not: the block's first line led by white space (mime4j's
+# MimeEntity.readRawField starts a field with the first line whatever it starts with), or a name with a
+# comment in it (RawFieldParser.parseField reads the name with parseToken, which skips comments).
+_COMMENTED_NAMES = re.compile(rb"\A[ \t][^\r\n]*|(?m:^[^ \t:\r\n][^:\r\n]*\([^\r\n]*)")
+_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
+
+
+def _mime4j_name(line: bytes) -> str:
+    """The field name mime4j reads from a header line: what precedes the first colon outside comments,
+    the comments dropped, white space around it stripped (lower-cased)."""
+    while True:
+        bare = _COMMENT.sub(b"", line)
+        if bare == line:
+            break
+        line = bare
+    name, colon, _ = line.partition(b":")
+    return name.strip(b" \t").decode("latin-1").lower() if colon and b"(" not in name else ""
 
 
 # Values up to this length are remembered (``_content_type``): longer ones are rare, and would make the
@@ -245,6 +266,70 @@ def _first_token(value: str) -> str:
     m = _TOKEN.match(value)
     assert m is not None  # (everything in it is optional)
     return m.group(1).lower()
+
+
+# The fields Evolution's camel reads a part's type and transfer encoding from: the first of each name
+# (camel-mime-parser.c, header_raw_find), which has no white space before its colon (the name is all
+# that precedes it) and may end at a NUL (C strings end there).
+_CAMEL_FIELD = re.compile(
+    rb"(?im)^(content-type|content-transfer-encoding)(?:\x00[^:\n]*)?:((?:[^\n]|\n[ \t])*)"
+)
+# A token as camel reads it (camel-mime-utils.c, decode_token): up to white space, a control character
+# or a tspecial; bytes above 127 belong to it.
+_CAMEL_TOKEN = re.compile(r'[^\x00-\x20\x7f()<>@,;:\\"/\[\]?=]*')
+_CAMEL_SPACE = " \t\r\n"
+# The encodings camel decodes (camel_transfer_encoding_from_string, camel-data-wrapper.c), and those the
+# engine decodes or blanks as uuencoded, by the name they read.
+_CAMEL_DECODES = {
+    "base64": "base64",
+    "quoted-printable": "quoted-printable",
+    "x-uuencode": "uu",
+    "uuencode": "uu",
+}
+_DECODES = {
+    "base64": "base64",
+    "quoted-printable": "quoted-printable",
+    **dict.fromkeys(("x-uuencode", "x-uue", "uuencode", "uue", "x-yencode"), "uu"),
+}
+
+
+def _camel_token(value: str, pos: int = 0) -> tuple[str, int]:
+    """The token at ``pos`` of ``value`` as camel reads it, white space and nested comments before it
+    skipped (header_decode_lwsp), and where it ends."""
+    n = len(value)
+    while pos < n and (value[pos] in _CAMEL_SPACE or value[pos] == "("):
+        if value[pos] != "(":
+            pos += 1
+            continue
+        depth, pos = 1, pos + 1
+        while depth and pos < n:
+            c = value[pos]
+            if c == "\\" and pos + 1 < n:
+                pos += 1
+            elif c in "()":
+                depth += 1 if c == "(" else -1
+            pos += 1
+    m = _CAMEL_TOKEN.match(value, pos)
+    assert m is not None  # (the pattern matches the empty string)
+    return m.group(), m.end()
+
+
+def _camel_reading(block: bytes, default_type: str) -> tuple[str, str]:
+    """The type/subtype and transfer encoding camel reads from a header block (lower-cased; "" for no
+    encoding), given the type of a part without one (camel_content_type_decode: comments skipped, a
+    type's tokens end at tspecials, "text" alone is text/plain)."""
+    fields: dict[bytes, str] = {}
+    for m in _CAMEL_FIELD.finditer(block):
+        fields.setdefault(m.group(1).lower(), m.group(2).decode("latin-1").partition("\0")[0])
+    ctype = default_type
+    value = fields.get(b"content-type")
+    if value is not None:
+        kind, pos = _camel_token(value)
+        if kind:
+            _, pos = _camel_token(value, pos)  # the white space and comments before a "/"
+            sub = _camel_token(value, pos + 1)[0] if value.startswith("/", pos) else ""
+            ctype = f"{kind}/{sub or ('plain' if kind.lower() == 'text' else '')}".lower()
+    return ctype, _camel_token(fields.get(b"content-transfer-encoding", ""))[0].lower()
 
 
 # What C's isspace() takes for white space (Thunderbird strips it from the end of a delimiter line).
@@ -357,6 +442,15 @@ class _Walker:
             ctype, boundary, charset, unreadable = _content_type(*field)
             ambiguous = ambiguous or unreadable or _retyped(field[1], ctype, headers)
         cte = _first_token(str(headers.get("content-transfer-encoding", ""))) or "7bit"
+        # Evolution reads the type and encoding from other bytes than compat32 may (``_camel_reading``);
+        # where it reads plain text, it renders nothing.
+        theirs, encoding = _camel_reading(raw[start:hdr_end], default_type)
+        ambiguous = ambiguous or theirs not in (ctype, "text/plain")
+        if _CAMEL_DECODES.get(encoding) != _DECODES.get(cte):
+            if _CAMEL_DECODES.get(encoding) == "uu":
+                cte = encoding  # as camel decodes it: only blanking (the engine's reading of it) is safe
+            elif _DECODES.get(cte) != "uu":  # (blanked; camel shows its text)
+                ambiguous = True
         children: tuple[Part, ...] = ()
         end: int | None = None
         if cut is not None:

@@ -6,6 +6,11 @@ leave nothing remote in what Evolution would render.
 
 from __future__ import annotations
 
+import base64
+import binascii
+
+import pytest
+
 from mailproxy import mime
 from mailproxy.engine import Engine, may_change
 
@@ -47,3 +52,62 @@ def test_nested_boundaries_evolution_reads_alike_stay_unambiguous() -> None:
         + b"\r\n--BB--\r\n--B--\r\n"
     )
     assert not mime.parse(raw).walk()[1].ambiguous and not mime.parse(raw).ambiguous
+
+
+def body_of(data: bytes) -> bytes:
+    return data.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        b"(ad) text/html",  # camel_content_type_decode skips comments before a token
+        b"text/html=1",  # a token ends at a tspecial
+        b"text/html\x01",  # or a control character
+        b"text/ (x) html",
+    ],
+)
+def test_a_type_camel_reads_as_html_is_neutralized(content_type: bytes) -> None:
+    raw = HEAD + b"Content-Type: " + content_type + b"\r\n\r\n" + BEACON + b"\r\n"
+    assert mime.parse(raw).ambiguous
+    assert TRACKER.encode() not in rewritten(raw)
+
+
+def test_a_type_field_named_up_to_a_nul_is_read_by_camel() -> None:
+    # camel-mime-parser.c, header_raw_find compares the name as a C string: "Content-Type\0x" is
+    # Content-Type to it; Dovecot and the stdlib skip the line and read text/plain.
+    raw = HEAD + b"Content-Type\x00x: text/html\r\n\r\n" + BEACON + b"\r\n"
+    assert mime.parse(raw).ambiguous
+    assert TRACKER.encode() not in rewritten(raw)
+
+
+@pytest.mark.parametrize("cte", [b"(x) base64", b"base64:x", b"base64=", b'base64"'])
+def test_an_encoding_camel_reads_as_base64_is_neutralized(cte: bytes) -> None:
+    # camel_content_transfer_encoding_decode: comments skipped, the token ends at a tspecial. Read as
+    # the bytes they are, these parts showed the engine base64 text and nothing to rewrite.
+    raw = (
+        HEAD
+        + b"Content-Type: text/html\r\nContent-Transfer-Encoding: "
+        + cte
+        + b"\r\n\r\n"
+        + base64.encodebytes(BEACON).replace(b"\n", b"\r\n")
+    )
+    assert mime.parse(raw).ambiguous
+    assert TRACKER.encode() not in base64.b64decode(body_of(rewritten(raw)))
+
+
+def test_an_encoding_camel_reads_as_uuencode_is_blanked() -> None:
+    uu = b"".join(
+        binascii.b2a_uu(BEACON[i : i + 45]).replace(b"\n", b"\r\n") for i in range(0, len(BEACON), 45)
+    )
+    raw = (
+        HEAD + b"Content-Type: text/html\r\nContent-Transfer-Encoding: x-uuencode=1\r\n\r\n"
+        b"begin 644 a.html\r\n" + uu + b"`\r\nend\r\n"
+    )
+    assert not body_of(rewritten(raw)).strip()
+
+
+def test_encodings_read_alike_stay_as_they_are() -> None:
+    for cte in (b"base64", b"BASE64 (x)", b"quoted-printable", b"7bit", b"8bit; x"):
+        raw = HEAD + b"Content-Type: text/html\r\nContent-Transfer-Encoding: " + cte + b"\r\n\r\nx\r\n"
+        assert not mime.parse(raw).ambiguous, cte
