@@ -647,7 +647,7 @@ def may_change(raw: bytes) -> bool:
     if lf_only >= 0:
         end = lf_only
     header = raw[: end + 3].lower() if end >= 0 else raw.lower()
-    if _renames(header):
+    if _renames(header) or mime.k9_type_field(header):  # "content-type(x):" (the engine neutralizes it)
         return True
     nested = False
     for value in _content_types(header):
@@ -659,8 +659,13 @@ def may_change(raw: bytes) -> bool:
     low = raw.lower()
     # An attached message may hide its types behind a transfer encoding a client decodes (the engine
     # neutralizes such a part: ``mime.Part.ambiguous``).
-    return _EXTERNAL_BODY in low or any(
-        b"rfc822" in value or any(sub in value for sub in _MAY_CHANGE_TYPES) for value in _content_types(low)
+    return (
+        _EXTERNAL_BODY in low
+        or any(
+            b"rfc822" in value or any(sub in value for sub in _MAY_CHANGE_TYPES)
+            for value in _content_types(low)
+        )
+        or mime.k9_type_field(low)
     )
 
 

@@ -129,8 +129,9 @@ def _key(headers: Message) -> tuple[object, ...]:
 def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]:
     """The fields of a header block as Dovecot reads them (lines end at LF), its first Content-Type
     field, and whether a client could read its type, encoding or extent otherwise: Thunderbird and K-9
-    also end a line at a lone CR, and a second Content-Type or Content-Transfer-Encoding field with
-    another value is not read alike by all."""
+    also end a line at a lone CR, K-9 reads a field named with a comment in it or on a first line led by
+    white space, and a second Content-Type or Content-Transfer-Encoding field with another value is not
+    read alike by all."""
     lone_cr = b"\r" in block and _LONE_CR.search(block) is not None
     headers, content_type, repeated = _message(_LONE_CR.sub(b" ", block) if lone_cr else block)
     ambiguous = repeated and any(
@@ -138,8 +139,7 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
         for name in _TYPE_FIELDS
     )
     lines = _LONE_CR.sub(b"\n", block) if lone_cr else block
-    if not ambiguous and (lines.startswith((b" ", b"\t")) or b"(" in lines):
-        ambiguous = any(_mime4j_name(line) in _TYPE_FIELDS for line in _COMMENTED_NAMES.findall(lines))
+    ambiguous = ambiguous or k9_type_field(lines)
     if lone_cr and not ambiguous:
         # A blank line there ends the header block for those clients (K-9's mime4j converts each lone
         # CR to CRLF before parsing, EOLConvertingInputStream; MimeEntity.readRawField stops at the
@@ -159,6 +159,15 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
 # comment in it (RawFieldParser.parseField reads the name with parseToken, which skips comments).
 _COMMENTED_NAMES = re.compile(rb"\A[ \t][^\r\n]*|(?m:^[^ \t:\r\n][^:\r\n]*\([^\r\n]*)")
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
+
+
+def k9_type_field(block: bytes) -> bool:
+    """Whether K-9 reads a Content-Type or Content-Transfer-Encoding field in header lines ``block``
+    where Dovecot and the stdlib read none: a name with a comment in it, or a first line led by white
+    space."""
+    if not block.startswith((b" ", b"\t")) and b"(" not in block:
+        return False
+    return any(_mime4j_name(line) in _TYPE_FIELDS for line in _COMMENTED_NAMES.findall(block))
 
 
 def _mime4j_name(line: bytes) -> str:

@@ -76,6 +76,39 @@ def test_a_lone_cr_that_ends_no_header_block_is_left_alone() -> None:
     assert not mime.parse(raw).ambiguous
 
 
+FIELDS_K9_READS = {
+    # MimeEntity.readRawField starts the first field with the block's first line, white space or not,
+    # and RawFieldParser.parseField reads the name with parseToken, which skips white space...
+    "first header line led by a space": b" Content-Type: text/html\r\n",
+    # ...and comments: "Content-Type(x)" is Content-Type to K-9, no field Dovecot or the stdlib knows.
+    "comment in the name": b"Content-Type(x): text/html\r\n",
+    "comment with a colon in the name": b"Content(a:b)-Type: text/html\r\n",
+    "comment before the colon": b"Content-Type (x) : text/html\r\n",
+}
+
+
+def test_fields_only_k9_reads_make_the_part_ambiguous() -> None:
+    for name, field in FIELDS_K9_READS.items():
+        raw = (
+            HEAD
+            + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+            + field
+            + b"X-Note: 1\r\n\r\n"
+            + PIXEL
+            + b"\r\n--B--\r\n"
+        )
+        part = mime.parse(raw).children[0]
+        assert part.ambiguous and part.content_type == "text/plain", name
+        assert not _loads_tracker(_rewrite(raw)), name
+        single = field + HEAD + b"\r\n" + PIXEL + b"\r\n"  # first in its header block
+        assert mime.parse(single).ambiguous and not _loads_tracker(_rewrite(single)), name
+
+
+def test_comments_in_field_values_are_left_alone() -> None:
+    raw = HEAD + b"Received: from a (b)\r\n\tby c (d)\r\nX-Note (x): 1\r\nContent-Type: text/plain\r\n\r\nhi"
+    assert not mime.parse(raw).ambiguous
+
+
 BOUNDARY_PARAMETERS = {
     # FallbackBodyDescriptorBuilder.parseContentType puts the parameters in a HashMap: the last wins.
     "two boundary parameters": (b'boundary="B"; boundary="C"', b"C"),
