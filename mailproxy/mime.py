@@ -341,6 +341,8 @@ def _camel_reading(block: bytes, default_type: str) -> tuple[str, str]:
     return ctype, _camel_token(fields.get(b"content-transfer-encoding", ""))[0].lower()
 
 
+# What may follow a delimiter's boundary for mime4j (CharsetUtil.isWhitespace, or the end of the body).
+_MIME4J_SPACE = (b"", b" ", b"\t", b"\r", b"\n")
 # What C's isspace() takes for white space (Thunderbird strips it from the end of a delimiter line).
 _C_SPACE = b" \t\n\v\f\r"
 # Up to this many open boundaries, searching for each is faster than searching for "\n--" first.
@@ -475,9 +477,7 @@ class _Walker:
                     sub = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
                     own = boundary.encode("latin-1", "replace")
                     children, end, agreed = self.multipart(body_start, own, number, depth, stack, sub)
-                    # A delimiter after a lone CR: K-9 (mime4j's EOLConvertingInputStream makes the CR
-                    # a line break) finds a part there that Dovecot reads as text.
-                    ambiguous = ambiguous or not agreed or raw.find(b"\r--" + own, body_start, end) >= 0
+                    ambiguous = ambiguous or not agreed or self._inside_line(own, body_start, end)
             elif ctype == "message/rfc822":
                 if cte in ("7bit", "8bit", "binary"):
                     inner = self.entity(body_start, number, depth + 1, stack, "text/plain")
@@ -531,6 +531,21 @@ class _Walker:
             # No close delimiter: an enclosing multipart's delimiter (or the message's end) ends this one.
             end = self.before(d, body_start)
         return tuple(parts), end, agreed and len(outer) not in self.disputed
+
+    def _inside_line(self, boundary: bytes, start: int, end: int) -> bool:
+        """Whether "--boundary", then white space, "--" or the end, occurs in raw[start:end] other than
+        at a line start: a delimiter K-9 may find where Dovecot finds text. mime4j turns a lone CR into
+        a line break (EOLConvertingInputStream), and its MimeBoundaryInputStream.fillBuffer takes a
+        boundary at the buffer's read position for one at a line start, and that position is wherever
+        the last read chunk ended, mid-line as often as not."""
+        raw, needle = self.raw, b"--" + boundary
+        at = raw.find(needle, start, end)
+        while at >= 0:
+            after = raw[at + len(needle) : at + len(needle) + 2]
+            if at > start and raw[at - 1] != 0x0A and (after[:1] in _MIME4J_SPACE or after == b"--"):
+                return True
+            at = raw.find(needle, at + 1, end)
+        return False
 
     def _exact(self, d: _Delimiter, boundary: bytes) -> bool:
         """Whether Thunderbird takes delimiter line ``d`` for one too. Its libmime (mimemult.cpp,

@@ -59,6 +59,22 @@ def test_a_delimiter_after_a_lone_cr_is_a_delimiter_to_k9() -> None:
     assert not _loads_tracker(out) and not _loads_tracker(_k9_lines(out))
 
 
+def test_a_boundary_inside_a_line_is_ambiguous() -> None:
+    """MimeBoundaryInputStream.fillBuffer takes "--boundary" followed by white space for a delimiter when
+    a LF precedes it or when it starts at the buffer's read position, and that position is wherever the
+    reader's last chunk ended (4 KiB refills, the last boundary's length held back): a line holding
+    "--B " mid-way is a delimiter to K-9 when the refills fall there, text to Dovecot."""
+    line = b"x" * 70 + b"--B \r\nContent-Type: text/html\r\n\r\n" + PIXEL + b"\r\n"
+    raw = HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\n" + line + b"--B--\r\n"
+    at = raw.index(b"x--B ") + 1
+    aligned = mime.parse(raw[:at] + b"\n" + raw[at:])  # what K-9 reads when its read position is there
+    assert [p.content_type for p in aligned.children] == ["text/plain", "text/html"]
+    assert mime.parse(raw).ambiguous
+    assert not _loads_tracker(_rewrite(raw))
+    for fine in (b"x--Bx", b"x--B-", b"\n--B "):
+        assert not mime.parse(raw.replace(b"x--B ", fine)).ambiguous, fine
+
+
 def test_a_header_block_ended_by_lone_crs_is_ambiguous() -> None:
     """MimeEntity.readRawField ends the header block at the first empty line after EOL conversion:
     "X: y\\r\\r" ends it for K-9 (and Thunderbird), and the markup after it is the HTML body, which
