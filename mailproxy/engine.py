@@ -559,11 +559,16 @@ def _charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str
     reader skips comments and drops a charset given twice with two values. Rather than follow every
     label, a body with a NUL byte (without one no UTF-16 or UTF-32 reading holds ASCII) is read in
     each byte order of both."""
-    readings = [_other_reading(part.charset)]
+    labels = [part.charset]
     if part.content_type == "text/html":
         sniffed = _META_CHARSET.search(decoded, 0, _META_PREFIX)
         if sniffed is not None:
-            readings.append(_other_reading(sniffed.group(1).decode("latin-1")))
+            labels.append(sniffed.group(1).decode("latin-1"))
+    readings = [_other_reading(label) for label in labels]
+    if any(_unknown(label) for label in labels):
+        why = _icu_reading(decoded)
+        if why is not None:
+            return why
     if b"\0" in decoded:
         readings.extend(codec for codec in _WIDE_READINGS if codec != wide)
     for codec in readings:
@@ -575,6 +580,53 @@ def _charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str
             continue
         if safety.break_everything(text):
             return f"spells remote URLs when read as {codec}"
+    return None
+
+
+# A name Java may know a charset by (java.nio.charset.Charset: others raise IllegalCharsetNameException,
+# and K-9 then reads US-ASCII).
+_JAVA_CHARSET_NAME = re.compile(r"[a-z0-9][a-z0-9+.:_-]*")
+
+
+def _unknown(label: str | None) -> bool:
+    """Whether ``label`` may name a charset in Java that Python knows no codec for (nor WHATWG UTF-16)."""
+    name = _label(label)
+    if name in _WHATWG_UTF16 or not _JAVA_CHARSET_NAME.fullmatch(name):
+        return False
+    try:
+        codecs.lookup(name)
+    except (LookupError, TypeError, ValueError):
+        return True
+    return False
+
+
+# UTF-7 (RFC 2152) and IMAP's modified UTF-7 (RFC 3501 section 5.1.3): a shift character, base64 of
+# UTF-16, an optional "-".
+_UTF7_RUN = re.compile(rb"\+([A-Za-z0-9+/]+)-?")
+_IMAP_UTF7_RUN = re.compile(rb"&([A-Za-z0-9+,]+)-?")
+# What markup needs and UTF-7 writers leave unshifted.
+_MARKUP_CHARS = frozenset("<>\"'=:/\\&()")
+
+
+def _icu_reading(decoded: bytes) -> str | None:
+    """Why a markup part under a charset label Python does not know may spell markup to K-9, or None.
+
+    K-9 decodes with whatever charset Java knows by the label (CharsetSupport.readToString), and Android's
+    Java charsets are ICU's converters under all their aliases (NativeConverter.charsetForName). Among
+    them, EBCDIC ("ibm-37", "cp1047": ICU always builds code pages 37 and 1047) and UTF-7 ("windows-65000",
+    "unicode-2-0-utf-7", "IMAP-mailbox-name") read ASCII markup from other bytes. The body is read as
+    EBCDIC (its markup characters are the same in each Latin code page), where ASCII or Latin text never
+    parses as an element; and UTF-7's shifted runs are read for the markup characters they hide."""
+    try:
+        if safety.loading_urls(decoded.decode("cp037")):
+            return "spells markup when read as EBCDIC"
+    except UncheckableError:
+        return "spells markup when read as EBCDIC"
+    for run, shift in ((_UTF7_RUN, b"+"), (_IMAP_UTF7_RUN, b"&")):
+        for m in run.finditer(decoded):
+            text = (b"+" + m.group(1).replace(b",", b"/") + b"-").decode("utf-7", "replace")
+            if not _MARKUP_CHARS.isdisjoint(text):
+                return f"spells markup in UTF-7 runs (shifted by {shift.decode()})"
     return None
 
 

@@ -257,3 +257,31 @@ def test_quoted_printable_soft_breaks_k9_reads_are_checked() -> None:
         result = ENGINE.rewrite(raw)
         assert result.failsafe_parts == ["1"], odd
         assert b"tracker" not in result.data and len(result.data) == len(raw)
+
+
+ICU_LABELS = {
+    # Android's Java charsets are ICU's converters under all their aliases (NativeConverter.charsetForName);
+    # ICU always builds EBCDIC code pages 37 and 1047, and its UTF-7 converters are algorithmic. Python
+    # knows none of these labels: the engine (and Thunderbird) read the bytes.
+    "ibm-37": PIXEL.decode().encode("cp037"),
+    "cp1047": PIXEL.decode().encode("cp037"),  # the markup characters are the same in both code pages
+    "windows-65000": PIXEL.replace(b"<", b"+ADw-").replace(b">", b"+AD4-").replace(b'"', b"+ACI-"),
+    "imap-mailbox-name": PIXEL.replace(b"<", b"&ADw-").replace(b">", b"&AD4-").replace(b'"', b"&ACI-"),
+}
+
+
+def test_markup_under_labels_only_icu_knows_is_blanked() -> None:
+    for label, body in ICU_LABELS.items():
+        assert b"<img" not in body, label
+        raw = _html_part(b"text/html; charset=" + label.encode(), body)
+        result = ENGINE.rewrite(raw)
+        assert result.failsafe_parts == ["1"], label
+        assert _body(result.data).strip() == b"", label
+
+
+def test_text_under_unknown_labels_is_rewritten_as_bytes() -> None:
+    body = PIXEL + b'<a href="https://shop.example/?q=a+b&amp;c">C++ &nbsp;</a>'
+    for label in (b"x-unknown", b"iso-8859-8-i", b"ibm-37; x=1"):
+        result = ENGINE.rewrite(_html_part(b"text/html; charset=" + label, body))
+        assert result.failsafe_parts == [] and result.findings, label
+        assert not _loads_tracker(_body(result.data)) and b"shop.example" in _body(result.data), label
