@@ -559,7 +559,7 @@ def _charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str
     reader skips comments and drops a charset given twice with two values. Rather than follow every
     label, a body with a NUL byte (without one no UTF-16 or UTF-32 reading holds ASCII) is read in
     each byte order of both."""
-    labels = [part.charset]
+    labels = [part.charset, *_k9_charsets(str(part.headers.get("content-type", "")))]
     if part.content_type == "text/html":
         sniffed = _META_CHARSET.search(decoded, 0, _META_PREFIX)
         if sniffed is not None:
@@ -586,6 +586,19 @@ def _charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str
 # A name Java may know a charset by (java.nio.charset.Charset: others raise IllegalCharsetNameException,
 # and K-9 then reads US-ASCII).
 _JAVA_CHARSET_NAME = re.compile(r"[a-z0-9][a-z0-9+.:_-]*")
+
+
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+_CHARSET_PARAM = re.compile(r'(?i);[ \t\r\n]*charset[ \t\r\n]*=[ \t\r\n]*(?:"((?:[^"\\]|\\.)*)"|([^\s;"]+))')
+
+
+def _k9_charsets(value: str) -> list[str]:
+    """The charset parameters of Content-Type ``value`` as K-9's MimeParameterDecoder may read them:
+    comments dropped (it skips them where the stdlib keeps them as text)."""
+    if "(" in value:
+        while (bare := _COMMENT.sub("", value)) != value:
+            value = bare
+    return [quoted or token for quoted, token in _CHARSET_PARAM.findall(value)]
 
 
 def _unknown(label: str | None) -> bool:

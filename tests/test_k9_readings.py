@@ -285,3 +285,12 @@ def test_text_under_unknown_labels_is_rewritten_as_bytes() -> None:
         result = ENGINE.rewrite(_html_part(b"text/html; charset=" + label, body))
         assert result.failsafe_parts == [] and result.findings, label
         assert not _loads_tracker(_body(result.data)) and b"shop.example" in _body(result.data), label
+
+
+def test_a_charset_behind_a_comment_is_read_as_k9_reads_it() -> None:
+    """MimeParameterDecoder skips comments ("charset=(x)ibm-37" is ibm-37 to K-9); the stdlib keeps
+    "(x)ibm-37", a label no codec has, and the engine read the EBCDIC body as bytes."""
+    for label, body in (("(x)ibm-37", ICU_LABELS["ibm-37"]), ("(x)utf-7", ICU_LABELS["windows-65000"])):
+        raw = _html_part(b"text/html; charset=" + label.encode(), body)
+        result = ENGINE.rewrite(raw)
+        assert result.failsafe_parts == ["1"] and _body(result.data).strip() == b"", label
