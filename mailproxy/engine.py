@@ -68,6 +68,7 @@ _LOCAL_ACCESS = frozenset({"local-file", "content-id"})
 _FTP_SCHEMES = {"ftp": "ftp", "anon-ftp": "ftp", "tftp": "tftp"}
 _URL_JUNK = re.compile(r'[\s"]')
 _QP_BARE_CR = re.compile(rb"=\r(?!\n)")
+_CLEARSIGNED = "-----BEGIN PGP SIGNED MESSAGE-----"
 # "=", then white space up to the line break, with a byte that is white space to Java but not transport
 # padding (VT, FF, FS, GS, RS, US): a soft line break to K-9's decoder (mime4j QuotedPrintableInputStream
 # takes "=" and any Character.isWhitespace run before the line break for one), text to the engine.
@@ -313,6 +314,13 @@ class Engine:
             result.failsafe_parts.append(label)
             if out is not None:
                 out[part.body_start : part.end] = _blanked(encoded)
+            return
+        if text.startswith(_CLEARSIGNED):
+            # K-9 renders only what lies between the armor's header lines and its signature
+            # (MessageViewInfoExtractor.getTextFromPart, OpenPgpUtils.extractClearsignedMessage), so
+            # markup the header lines hide from a parser of the whole part ("<textarea>", "<!--") loads.
+            log.warning("part %s is clearsigned HTML, read otherwise by clients: neutralizing it", label)
+            self._failsafe(encoded, part, label, out, result, decoded=decoded)
             return
 
         if part.content_type == _STYLESHEET:

@@ -294,3 +294,21 @@ def test_a_charset_behind_a_comment_is_read_as_k9_reads_it() -> None:
         raw = _html_part(b"text/html; charset=" + label.encode(), body)
         result = ENGINE.rewrite(raw)
         assert result.failsafe_parts == ["1"] and _body(result.data).strip() == b"", label
+
+
+def test_clearsigned_html_is_neutralized() -> None:
+    """MessageViewInfoExtractor.getTextFromPart hands K-9's WebView only what OpenPgpUtils.
+    extractClearsignedMessage keeps of a part starting with the clearsign armor: the text after its
+    first blank line, up to the signature. Markup opened in the armor's header lines ("<textarea>",
+    "<!--") hid the pixel from the engine's reading of the whole part."""
+    for opener in (b"<textarea>", b"<!--", b'<img alt="'):
+        body = (
+            b"-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256 " + opener + b"\r\n\r\n" + PIXEL + b"\r\n"
+            b"-----BEGIN PGP SIGNATURE-----\r\n\r\niQEz\r\n-----END PGP SIGNATURE-----\r\n"
+        )
+        raw = HEAD + b"Content-Type: text/html\r\n\r\n" + body
+        k9 = body[body.index(b"\r\n\r\n") + 4 : body.index(b"-----BEGIN PGP SIGNATURE")]
+        assert k9.startswith(PIXEL)
+        result = ENGINE.rewrite(raw)
+        assert result.failsafe_parts == ["1"] and not _loads_tracker(result.data), opener
+        assert b"<p>Hi</p>" in result.data
