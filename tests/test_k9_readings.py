@@ -312,3 +312,61 @@ def test_clearsigned_html_is_neutralized() -> None:
         result = ENGINE.rewrite(raw)
         assert result.failsafe_parts == ["1"] and not _loads_tracker(result.data), opener
         assert b"<p>Hi</p>" in result.data
+
+
+def _k9_document(raw: bytes, parts: list[mime.Part]) -> str:
+    """K-9's document of several textual parts (MessageViewInfoExtractor.extractTextFromViewables and
+    buildHtml): each part's HTML, a plain text part escaped in a <pre> (EmailTextToHtml: "&", "<" and
+    ">" escaped, line breaks as <br>), a divider paragraph before every part but the first."""
+    divider = '<p style="margin-top: 2.5em; margin-bottom: 1em; border-bottom: 1px solid #000"></p>'
+    html = []
+    for part in parts:
+        text = raw[part.body_start : part.end].decode("latin-1")
+        if part.content_type == "text/plain":
+            text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            text = '<pre class="k9mail">' + text.replace("\r", "").replace("\n", "<br>") + "</pre>"
+        html.append(text)
+    return divider.join(html)
+
+
+OPEN_ENDS = {
+    # The plain text after an HTML part ending inside a tag closes its quote and adds attributes.
+    "inside an attribute": (
+        b"<p>Hi</p><img alt='",
+        b"text/plain",
+        b"' src='https://tracker.example/open.gif'\r\n",
+    ),
+    # An HTML part ending in an open <style>: the next part is CSS.
+    "open style element": (
+        b"<p>Hi</p><style>",
+        b"text/plain",
+        b"x{} body{background:url(https://tracker.example/open.gif)}\r\n",
+    ),
+}
+
+
+def test_parts_k9_joins_after_an_open_end_are_neutralized() -> None:
+    from mailproxy.rewrite import safety
+
+    for name, (first, kind, second) in OPEN_ENDS.items():
+        raw = (
+            HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+            b"--B\r\nContent-Type: text/html\r\n\r\n" + first + b"\r\n"
+            b"--B\r\nContent-Type: " + kind + b"\r\n\r\n" + second + b"\r\n--B--\r\n"
+        )
+        urls = [s.url for s in safety.loading_urls(_k9_document(raw, mime.parse(raw).children))]
+        assert "https://tracker.example/open.gif" in urls, name
+        result = ENGINE.rewrite(raw)
+        assert result.failsafe_parts == ["2"], name
+        urls = [s.url for s in safety.loading_urls(_k9_document(result.data, mime.parse(raw).children))]
+        assert not any("tracker.example" in url and url.startswith("https") for url in urls), name
+
+
+def test_parts_k9_joins_after_a_closed_end_are_left_alone() -> None:
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/html\r\n\r\n<p>Hi</p><style>p{}</style><svg></svg>\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee https://shop.example/\r\n--B--\r\n"
+    )
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == [] and result.data == raw
