@@ -207,13 +207,20 @@ class Engine:
                 )[0]
                 out[part.body_start : part.end] = _neutralized_body(raw, part)
         for part in leaves:
-            if part.content_type in _MARKUP or part.content_type == _STYLESHEET:
+            label = mime.body_number(part)
+            reading = None if part.content_type in _MARKUP else _evolution_reading(raw, part)
+            if reading is not None:
+                log.warning("part %s %s: neutralizing it", label, reading)
+                result.failsafe_parts.append(label)
+                if out is not None:
+                    out[part.body_start : part.end] = _neutralized_leaf(raw[part.body_start : part.end], part)
+            elif part.content_type in _MARKUP or part.content_type == _STYLESHEET:
                 try:
                     self._part(raw, part, effective, classifier, out, result)
                 except Exception:  # a bug of ours must not leak the pixel or lose the mail
-                    log.exception("part %s: rewriting failed; neutralizing it", mime.body_number(part))
+                    log.exception("part %s: rewriting failed; neutralizing it", label)
                     encoded = raw[part.body_start : part.end]
-                    self._failsafe(encoded, part, mime.body_number(part), out, result, decoded=None)
+                    self._failsafe(encoded, part, label, out, result, decoded=None)
         if out is not None:
             _neutralize_after_open_ends(root, out, result)
             result.data = bytes(out)
@@ -772,8 +779,9 @@ def may_change(raw: bytes) -> bool:
     takes the type
     from exactly those bytes (compat32, no decoding), and a part without the field is text/plain or
     message/rfc822. Only when the top header names a multipart or message type can other header
-    blocks matter, and then the whole message is searched. Anything else, a stray
-    "content-type: text/html" in a plain body included, goes to the engine; that costs time only.
+    blocks matter, and then the whole message is searched. Evolution also reads parts as markup or
+    messages by their content (``_evolution_reading``); where bytes cannot rule that out, the message
+    is parsed and its parts checked. Anything else goes to the engine; that costs time only.
     """
     # The top header ends at its first blank line, if not earlier (mime._header_end). A short
     # pattern that is absent costs a scan of everything, hence the bounded second search.
@@ -784,24 +792,52 @@ def may_change(raw: bytes) -> bool:
     header = raw[: end + 3].lower() if end >= 0 else raw.lower()
     if _renames(header) or mime.k9_type_field(header):  # "content-type(x):" (the engine neutralizes it)
         return True
-    nested = False
+    nested = snooped = False
     for value in _content_types(header):
         if any(sub in value for sub in _MAY_CHANGE_TYPES):
             return True
         nested = nested or b"multipart" in value or b"message" in value
+        snooped = snooped or _snooped(value)
     if not nested:
-        return False
+        # Plain text, whose body Evolution may read as a MIME part (``_embeds_entity``), seen through
+        # its bytes unless a transfer encoding hides them, or a type Evolution snoops.
+        encoding = _ENCODING_VALUE.search(header)
+        if snooped or (encoding is not None and encoding.group(1) not in (b"7bit", b"8bit", b"binary")):
+            return _evolution_reads(raw)
+        return end >= 0 and _embeds_entity(raw[end + (2 if lf_only >= 0 else 3) :])
     low = raw.lower()
     # An attached message may hide its types behind a transfer encoding a client decodes (the engine
     # neutralizes such a part: ``mime.Part.ambiguous``).
-    return (
+    if (
         _EXTERNAL_BODY in low
         or any(
-            b"rfc822" in value or any(sub in value for sub in _MAY_CHANGE_TYPES)
+            any(sub in value for sub in _MAY_CHANGE_TYPES + _MESSAGE_SUBTYPES)
             for value in _content_types(low)
         )
         or mime.k9_type_field(low)
-    )
+    ):
+        return True
+    # Parts Evolution reads as markup or messages where the engine does not: only their decoded bytes
+    # tell, and only an encoding, an inline block, a body starting with a Content-Type field or a type
+    # Evolution snoops can hide one.
+    maybe = b"base64" in low or b"quoted-printable" in low or _INLINE_BLOCK.search(raw) is not None
+    maybe = maybe or re.search(rb"\n\r?\ncontent-type:", low) is not None
+    return (maybe or any(_snooped(value) for value in _content_types(low))) and _evolution_reads(raw)
+
+
+def _evolution_reads(raw: bytes) -> bool:
+    """Whether Evolution reads a part of ``raw`` as markup or messages (``_evolution_reading``)."""
+    return any(_evolution_reading(raw, leaf) is not None for leaf in mime.parse(raw).leaves())
+
+
+# Message types the engine neutralizes as leaves (``_MESSAGES``), and what names a part's encoding.
+_MESSAGE_SUBTYPES = (b"rfc822", b"rfc2822", b"news", b"global", b"mbox")
+_ENCODING_VALUE = re.compile(rb"content-transfer-encoding[ \t]*:[ \t]*([^\s;(]*)")
+
+
+def _snooped(value: bytes) -> bool:
+    """Whether a Content-Type ``value`` (lower-cased) names a type Evolution snoops (``_sniffed``)."""
+    return not value.strip().startswith(_EVOLUTION_PARSES_BYTES)
 
 
 def header_may_change(block: bytes) -> bool:
@@ -815,6 +851,137 @@ def _renames(low: bytes) -> bool:
     return _EXTERNAL_BODY in low or any(name in low for name in _RECEIPT_NAMES)
 
 
+# -- parts Evolution reads as other parts --------------------------------------------------------------
+# Parts a client decodes and parses as messages: message/rfc822 that mime leaves unparsed (in a transfer
+# encoding), message/news (Evolution's e-mail-parser-message-rfc822.c), message/global and
+# message/rfc2822 (camel-mime-parser.c parses them as messages), and mailboxes (e-mail-parser-
+# application-mbox.c: the decoded body split at its "From " lines, each message rendered inline).
+_MESSAGES = frozenset({"message/rfc822", "message/news", "message/global", "message/rfc2822"})
+_MBOX = "application/mbox"
+_MBOX_FROM = re.compile(rb"(?m)^From ")
+# Evolution's text/plain parser (e-mail-parser-text-plain.c, with e-mail-inline-filter.c) cuts a text
+# part at inline PGP, BinHex and PostScript blocks, and parses a piece that starts with "Content-Type:"
+# as a MIME part (construct_part_from_stream), which it renders whatever its type: HTML in "plain text".
+_INLINE_BLOCK = re.compile(
+    rb"(?m)^(?:\(This file must be converted with BinHex 4\.0\)|%!PS-Adobe-"
+    rb"|-----BEGIN PGP (?:SIGNED )?MESSAGE-----)"
+)
+_ENTITY_LINE = re.compile(rb"(?im)^content-type:")
+# The major types Evolution has parsers for; a part of another type (most application/*, audio/* and
+# video/* types) is parsed as the type e_mail_part_snoop_type guesses from its decoded content
+# (g_content_type_guess: shared-mime-info's magic for text/html and message/rfc822 or message/news)
+# and its file name (e-mail-parser-multipart-mixed.c, e_mail_parser_wrap_as_attachment).
+_EVOLUTION_PARSES = ("text/", "image/", "multipart/", "message/")
+_EVOLUTION_PARSES_BYTES = tuple(t.encode() for t in _EVOLUTION_PARSES)
+_SNIFFED_HTML = re.compile(rb"(?i)<(?:!doctype html|html|head|body|script|title|h1|!--)")
+_SNIFFED_MESSAGE = re.compile(
+    rb"#! rnews|N#! rnews|Forward to|From:|Pipe to|Received:|Relay-Version:|Return-[Pp]ath:|Subject: "
+    rb"|Article|Path:|Xref:"
+)
+_SNIFF_BYTES = 256 + 16  # shared-mime-info looks at offsets 0 to 256
+_NAMED_HTML = re.compile(r"(?i)\.html?\s*$")
+_NAMED_MESSAGE = re.compile(r"(?i)\.(?:eml|mbox)\s*$")
+# Parts inside parts: deeper than this, blanked.
+_MAX_NESTING = 8
+
+
+def _evolution_reading(raw: bytes, part: mime.Part) -> str | None:
+    """Why Evolution reads a (non-markup) leaf as markup or as messages where the engine reads neither,
+    or None."""
+    ctype = part.content_type
+    if ctype in _MESSAGES or ctype == _MBOX:
+        return "holds messages clients decode and render"
+    if ctype.startswith(_EVOLUTION_PARSES) and not ctype.startswith("text/"):
+        return None
+    encoded = raw[part.body_start : part.end]
+    if ctype.startswith("text/"):
+        return "holds a MIME part Evolution renders" if _embeds_entity(_decoded(encoded, part)) else None
+    return "is read by Evolution as markup or a message" if _sniffed(encoded, part) else None
+
+
+def _decoded(encoded: bytes, part: mime.Part) -> bytes:
+    try:
+        return decode(encoded, part.cte)
+    except TransferError:
+        return encoded
+
+
+def _embeds_entity(decoded: bytes) -> bool:
+    """Whether Evolution's text/plain parser finds a MIME part in a text part's ``decoded`` body: one
+    starting the body, or (loosely) a line after an inline block."""
+    if decoded[:13].lower() == b"content-type:":
+        return True
+    return _INLINE_BLOCK.search(decoded) is not None and _ENTITY_LINE.search(decoded) is not None
+
+
+def _sniffed(encoded: bytes, part: mime.Part) -> str | None:
+    """ "markup" or "messages" when Evolution takes a part of a type it has no parser for for HTML or a
+    message, by its file name or the first bytes of its content; else None."""
+    try:
+        name = part.headers.get_filename() or ""
+    except mime.UNREADABLE_PARAMS:
+        name = ""
+    # The first bytes decoded from a prefix of the body (a prefix of base64 lines decodes to one).
+    head = _decoded(encoded[:1024].rpartition(b"\n")[0] or encoded[:1024], part)[:_SNIFF_BYTES]
+    if _SNIFFED_MESSAGE.match(head) or _NAMED_MESSAGE.search(name):
+        return "messages"
+    if _SNIFFED_HTML.search(head) or _NAMED_HTML.search(name):
+        return "markup"
+    return None
+
+
+def _neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
+    """The body of leaf ``part`` with every remote reference broken, as ``neutralize_section`` reads it
+    and, for a part clients decode and parse as messages or a MIME part, in every part they find there:
+    a reference in an encoded part inside an encoded part is out of the neutralizer's sight."""
+    ctype = part.content_type
+    if ctype in _MESSAGES or ctype == _MBOX:
+        kind: str | None = "messages"
+    elif ctype.startswith("text/"):
+        kind = "messages" if _embeds_entity(_decoded(encoded, part)) else None
+    else:
+        kind = None if ctype.startswith(_EVOLUTION_PARSES) else _sniffed(encoded, part)
+    if kind != "messages":
+        return neutralize_section(encoded, text=kind == "markup")[0]
+    if depth >= _MAX_NESTING:
+        return _blanked(encoded)
+    try:
+        decoded = decode(encoded, part.cte)
+        # A mailbox (by its type, or sniffed) is split at its "From " lines, as camel reads one.
+        split = ctype not in _MESSAGES and not ctype.startswith("text/")
+        starts = [m.start() for m in _MBOX_FROM.finditer(decoded) if m.start()] if split else []
+        bounds = zip([0, *starts], [*starts, len(decoded)], strict=True)
+        new = b"".join(_neutralized_entity(decoded[a:b], depth + 1) for a, b in bounds)
+        return neutralize_section(apply_edits(encoded, part.cte, _differences(decoded, new)))[0]
+    except TransferError:
+        return _blanked(encoded)
+
+
+def _neutralized_entity(data: bytes, depth: int) -> bytes:
+    """A MIME entity (a message, or a part with its header block) with every remote reference broken."""
+    root = mime.parse(data)
+    return neutralize_section(data[: root.body_start])[0] + _neutralized_body(data, root, depth)
+
+
+def _differences(old: bytes, new: bytes) -> list[Edit]:
+    """Where ``new`` (same length) differs from ``old``, as edits of ``old``."""
+    edits: list[Edit] = []
+    i, n = 0, len(old)
+    while i < n:
+        if old[i : i + 256] == new[i : i + 256]:
+            i += 256
+            continue
+        if old[i] == new[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and old[j] != new[j]:
+            j += 1
+        edits.append(Edit(i, j, new[i:j]))
+        i = j
+    return edits
+
+
 def neutralize_message(raw: bytes) -> bytes:
     """The last resort of a caller whose ``Engine.rewrite`` raised (a bug): every remote reference in
     the raw message broken, same length and lines, base64 and binary attachments left intact."""
@@ -826,17 +993,20 @@ def neutralize_message(raw: bytes) -> bytes:
     return neutralize_section(raw[: root.body_start])[0] + _neutralized_body(raw, root)
 
 
-def _neutralized_body(raw: bytes, part: mime.Part) -> bytes:
+def _neutralized_body(raw: bytes, part: mime.Part, depth: int = 0) -> bytes:
     """The body of ``part`` with every remote reference broken (``rewrite.neutralize``, which reads
     quoted-printable and base64 text, and leaves base64 lines and binary content alone). Each leaf's
-    body is judged on its own, so that a binary attachment does not make the text beside it pass for
-    binary, and the bytes between them (headers, delimiters) as text."""
+    body is judged on its own (``_neutralized_leaf``), so that a binary attachment does not make the
+    text beside it pass for binary, and the bytes between them (headers, delimiters) as text."""
     pieces: list[bytes] = []
     pos = part.body_start
     for leaf in part.leaves():
         start = max(pos, leaf.body_start)
         pieces.append(neutralize_section(raw[pos:start])[0])
-        pieces.append(neutralize_section(raw[start : leaf.end])[0])
+        body = raw[start : leaf.end]
+        pieces.append(
+            _neutralized_leaf(body, leaf, depth) if start == leaf.body_start else neutralize_section(body)[0]
+        )
         pos = max(start, leaf.end)
     pieces.append(neutralize_section(raw[pos : part.end])[0])
     return b"".join(pieces)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import quopri
+import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -52,6 +55,27 @@ def test_nested_boundaries_evolution_reads_alike_stay_unambiguous() -> None:
         + b"\r\n--BB--\r\n--B--\r\n"
     )
     assert not mime.parse(raw).walk()[1].ambiguous and not mime.parse(raw).ambiguous
+
+
+_BASE64_RUN = re.compile(rb"(?:[A-Za-z0-9+/]{8,}={0,2}\r?\n)+")
+
+
+def readings(data: bytes, depth: int = 4) -> Iterator[bytes]:
+    """``data``, and what base64 runs and quoted-printable in it decode to, nested ``depth`` deep: what
+    a client that decodes parts inside parts may read."""
+    yield data
+    if depth:
+        yield from readings(quopri.decodestring(data), depth - 1)
+        for run in _BASE64_RUN.finditer(data):
+            try:
+                decoded = base64.b64decode(run.group())
+            except binascii.Error:  # words that only look like base64
+                continue
+            yield from readings(decoded, depth - 1)
+
+
+def leaks(data: bytes) -> bool:
+    return any(TRACKER.encode() in r for r in readings(data))
 
 
 def body_of(data: bytes) -> bytes:
@@ -111,3 +135,91 @@ def test_encodings_read_alike_stay_as_they_are() -> None:
     for cte in (b"base64", b"BASE64 (x)", b"quoted-printable", b"7bit", b"8bit; x"):
         raw = HEAD + b"Content-Type: text/html\r\nContent-Transfer-Encoding: " + cte + b"\r\n\r\nx\r\n"
         assert not mime.parse(raw).ambiguous, cte
+
+
+def b64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+HTML_ENTITY = b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(BEACON)
+
+
+def mixed(*parts: bytes) -> bytes:
+    body = b"".join(b"--B\r\n" + p + b"\r\n" for p in parts)
+    return HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + body + b"--B--\r\n"
+
+
+def test_plain_text_starting_with_a_content_type_is_a_part_to_evolution() -> None:
+    # e-mail-parser-text-plain.c runs e-mail-inline-filter.c, whose construct_part_from_stream parses a
+    # text piece starting with "Content-Type:" as a MIME part and renders it: HTML in a plain message.
+    raw = HEAD + b"\r\nContent-Type: text/html\r\n\r\n" + BEACON + b"\r\n"
+    assert may_change(raw)
+    assert not leaks(rewritten(raw))
+
+
+def test_a_part_inside_an_encoded_plain_part_is_neutralized_too() -> None:
+    raw = mixed(b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(HTML_ENTITY))
+    assert leaks(raw) and may_change(raw)
+    assert not leaks(rewritten(raw))
+
+
+def test_a_part_after_an_inline_pgp_block_is_neutralized() -> None:
+    # The inline filter cuts the text at the block's end; the piece after it starts a part.
+    pgp = b"-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n-----BEGIN PGP SIGNATURE-----\r\n"
+    pgp += b"abc\r\n-----END PGP SIGNATURE-----\r\n"
+    raw = mixed(b"Content-Type: text/plain\r\n\r\n" + pgp + b"Content-Type: text/html\r\n\r\n" + BEACON)
+    assert not leaks(rewritten(raw))
+
+
+def test_plain_text_evolution_reads_as_text_is_left_alone() -> None:
+    raw = HEAD + b"Content-Type: text/plain\r\n\r\nSee https://shop.example/deals\r\nContent-Type: none\r\n"
+    assert not may_change(raw) and ENGINE.rewrite(raw).data == raw
+
+
+@pytest.mark.parametrize(
+    ("headers", "content"),
+    [
+        # e_mail_part_snoop_type: g_content_type_guess finds HTML by shared-mime-info's magic...
+        (b"Content-Type: application/octet-stream", b"<html><body>" + BEACON),
+        (b"Content-Type: application/x-anything", b"<!DOCTYPE html>" + BEACON),
+        # ...or by the file name, whatever the type Evolution has no parser for
+        (b'Content-Type: application/pdf; name="news.html"', BEACON),
+        (b'Content-Type: video/mp4\r\nContent-Disposition: inline; filename="a.htm"', BEACON),
+    ],
+)
+def test_a_part_evolution_snoops_as_html_is_neutralized(headers: bytes, content: bytes) -> None:
+    raw = mixed(headers + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(content))
+    assert may_change(raw)
+    assert not leaks(rewritten(raw))
+
+
+@pytest.mark.parametrize(
+    ("headers", "content"),
+    [
+        # a message by its magic ("Received:", "From:", "Subject: " at the start) or name
+        (b"Content-Type: application/octet-stream", b"Received: from x\r\n" + HTML_ENTITY),
+        (b'Content-Type: application/zip; name="fwd.eml"', b"To: a@example.org\r\n" + HTML_ENTITY),
+        # e-mail-parser-application-mbox.c: a mailbox, each message rendered inline
+        (b"Content-Type: application/mbox", b"From a Mon\r\nX: 1\r\n\r\nhi\r\nFrom b Tue\r\n" + HTML_ENTITY),
+        # message/news (e-mail-parser-message-rfc822.c), and an encoded message/rfc822 whose HTML part
+        # is encoded too, beyond what the neutralizer decodes
+        (b"Content-Type: message/news", b"Path: x\r\n" + HTML_ENTITY),
+        (b"Content-Type: message/rfc822", b"Subject: x\r\n" + HTML_ENTITY),
+    ],
+)
+def test_messages_evolution_decodes_and_renders_are_neutralized_inside(
+    headers: bytes, content: bytes
+) -> None:
+    raw = mixed(headers + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(content))
+    assert leaks(raw) and may_change(raw)
+    out = rewritten(raw)
+    assert not leaks(out)
+    assert any(b"<p>Hi</p>" in r for r in readings(out))  # neutralized, not blanked
+
+
+def test_attachments_evolution_shows_as_attachments_are_left_alone() -> None:
+    raw = mixed(
+        b'Content-Type: application/pdf; name="a.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + b64(b"%PDF-1.4 https://example.org/")
+    )
+    assert ENGINE.rewrite(raw).data == raw and not ENGINE.rewrite(raw).failsafe_parts
