@@ -370,6 +370,8 @@ class _Walker:
         # Levels of open multiparts a delimiter line was taken for where Evolution takes it for an inner
         # one's (``delimiter``): their parts are not the same to it.
         self.disputed: set[int] = set()
+        # Levels of the open multipart/signed parts, whose boundaries camel's scan does not see.
+        self.signed: list[int] = []
 
     def delimiter(self, pos: int, stack: tuple[bytes, ...], limit: int | None = None) -> _Delimiter | None:
         """The first delimiter line of an open boundary starting at or after ``pos`` (a line start
@@ -396,6 +398,13 @@ class _Walker:
             # inside one of "BB" is a delimiter of "B" ("--BB--" too, no close one), and what follows
             # is a part of the inner multipart, the outer one's epilogue (never parsed) included.
             self.disputed.add(best)
+        if self.signed and best >= self.signed[0]:
+            # Nor does it see a multipart/signed's boundary (folder_scan_step pushes none for it, and
+            # camel-multipart-signed.c parses its body apart): an enclosing boundary that prefixes a line
+            # inside it ends the signed part there, its close delimiter included.
+            enclosing = [level for level in range(self.signed[0]) if raw.startswith(stack[level], line + 2)]
+            if enclosing:
+                self.disputed.add(enclosing[-1])
         after = line + 2 + len(stack[best])
         line_end = raw.find(b"\n", line) + 1 or len(raw)
         return _Delimiter(line, line_end, best, raw.startswith(b"--", after))
@@ -476,7 +485,12 @@ class _Walker:
                 if boundary is not None:
                     sub = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
                     own = boundary.encode("latin-1", "replace")
+                    signed = ctype == "multipart/signed"
+                    if signed:
+                        self.signed.append(len(stack))
                     children, end, agreed = self.multipart(body_start, own, number, depth, stack, sub)
+                    if signed:
+                        self.signed.pop()
                     ambiguous = ambiguous or not agreed or self._inside_line(own, body_start, end)
             elif ctype == "message/rfc822":
                 if cte in ("7bit", "8bit", "binary"):

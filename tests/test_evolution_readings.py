@@ -223,3 +223,27 @@ def test_attachments_evolution_shows_as_attachments_are_left_alone() -> None:
         + b64(b"%PDF-1.4 https://example.org/")
     )
     assert ENGINE.rewrite(raw).data == raw and not ENGINE.rewrite(raw).failsafe_parts
+
+
+def test_a_signed_part_ends_at_an_enclosing_boundary_to_evolution() -> None:
+    # camel's scan pushes no boundary for multipart/signed (folder_scan_step), whose body
+    # camel-multipart-signed.c parses apart: "--BB" there is a delimiter of the enclosing "B", and the
+    # HTML after "--BB--", the signed part's epilogue to Dovecot, an enclosing part to Evolution.
+    raw = mixed(
+        b'Content-Type: multipart/signed; boundary=BB; protocol="application/pgp-signature"\r\n\r\n'
+        b"--BB\r\nContent-Type: text/plain\r\n\r\nsigned\r\n--BB\r\nContent-Type: application/pgp-signature"
+        b"\r\n\r\nsig\r\n--BB--\r\nContent-Type: text/html\r\n\r\n" + BEACON
+    )
+    assert mime.parse(raw).ambiguous
+    assert not leaks(rewritten(raw))
+
+
+def test_a_signed_part_of_another_boundary_stays_unambiguous() -> None:
+    raw = mixed(
+        b'Content-Type: multipart/signed; boundary=S; protocol="application/pgp-signature"\r\n\r\n'
+        b"--S\r\nContent-Type: text/html\r\n\r\n"
+        + BEACON
+        + b"\r\n--S\r\nContent-Type: application/pgp-signature"
+        b"\r\n\r\nsig\r\n--S--\r\n"
+    )
+    assert not mime.parse(raw).ambiguous
