@@ -15,6 +15,7 @@ through the transfer encoding (``rewrite.transfer``).
 from __future__ import annotations
 
 import codecs
+import html
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -743,8 +744,8 @@ def _wide_edits(old: bytes, text: str, edits: list[Edit], charset: str) -> list[
 _RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
 _MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
 # With the types a client may read as another (``mime._retyped``): a "?" in the type, or one typed by
-# file name.
-_MAY_CHANGE_TYPES = (*_MARKUP_SUBTYPES, b"?", b"octet-stream", b"x-unknown-content-type")
+# file name; and markdown, which Evolution renders (``_markdown_loads``).
+_MAY_CHANGE_TYPES = (*_MARKUP_SUBTYPES, b"?", b"octet-stream", b"x-unknown-content-type", b"markdown")
 # And message/external-body parts (``Engine._external_bodies``), which it finds in a header block
 # however the field is spelled: the word anywhere the other types are looked for is enough.
 _EXTERNAL_BODY = b"external-body"
@@ -881,22 +882,61 @@ _SNIFFED_MESSAGE = re.compile(
 _SNIFF_BYTES = 256 + 16  # shared-mime-info looks at offsets 0 to 256
 _NAMED_HTML = re.compile(r"(?i)\.html?\s*$")
 _NAMED_MESSAGE = re.compile(r"(?i)\.(?:eml|mbox)\s*$")
+_NAMED_MARKDOWN = re.compile(r"(?i)\.(?:md|mkd|markdown)\s*$")
 # Parts inside parts: deeper than this, blanked.
 _MAX_NESTING = 8
 
 
+_WHY = {
+    "messages": "holds messages or a MIME part Evolution decodes and renders",
+    "markup": "is HTML to Evolution, which guesses its type",
+    "markdown": "is markdown Evolution renders with remote images",
+}
+
+
 def _evolution_reading(raw: bytes, part: mime.Part) -> str | None:
-    """Why Evolution reads a (non-markup) leaf as markup or as messages where the engine reads neither,
-    or None."""
+    """Why Evolution reads a (non-markup) leaf as markup, markdown or messages where the engine reads
+    nothing to rewrite, or None."""
+    kind = _evolution_kind(raw[part.body_start : part.end], part)
+    return None if kind is None else _WHY[kind]
+
+
+def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
+    """What Evolution reads a leaf as where the engine sees nothing to rewrite: "messages" (it decodes
+    and parses them), "markup", "markdown" whose images load, or None."""
     ctype = part.content_type
     if ctype in _MESSAGES or ctype == _MBOX:
-        return "holds messages clients decode and render"
-    if ctype.startswith(_EVOLUTION_PARSES) and not ctype.startswith("text/"):
+        return "messages"
+    if ctype == _MARKDOWN:
+        kind: str | None = "markdown"
+    elif ctype.startswith("text/"):
+        return "messages" if _embeds_entity(_decoded(encoded, part)) else None
+    elif ctype.startswith(_EVOLUTION_PARSES):
         return None
-    encoded = raw[part.body_start : part.end]
-    if ctype.startswith("text/"):
-        return "holds a MIME part Evolution renders" if _embeds_entity(_decoded(encoded, part)) else None
-    return "is read by Evolution as markup or a message" if _sniffed(encoded, part) else None
+    else:
+        kind = _sniffed(encoded, part)
+    if kind == "markdown" and not _markdown_loads(_decoded(encoded, part), part.charset):
+        return None
+    return kind
+
+
+# Evolution renders text/markdown with cmark (e-mail-formatter-text-markdown.c, cmark_markdown_to_html),
+# whose images load from their URLs however a backslash escape or a character reference spells them.
+_MARKDOWN = "text/markdown"
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def _markdown_loads(decoded: bytes, charset: str | None) -> bool:
+    """Whether markdown ``decoded`` (read as bytes or in its charset) has an image and spells a remote
+    URL once its escapes and character references are read."""
+    for codec in ("latin-1", _label(charset) or "latin-1"):
+        try:
+            text = decoded.decode(codec, "replace")
+        except (LookupError, ValueError):  # a label Python does not know (as bytes above)
+            continue
+        if "![" in text and safety.break_everything(html.unescape(_MARKDOWN_ESCAPE.sub(r"\1", text))):
+            return True
+    return False
 
 
 def _decoded(encoded: bytes, part: mime.Part) -> bytes:
@@ -927,7 +967,7 @@ def _sniffed(encoded: bytes, part: mime.Part) -> str | None:
         return "messages"
     if _SNIFFED_HTML.search(head) or _NAMED_HTML.search(name):
         return "markup"
-    return None
+    return "markdown" if _NAMED_MARKDOWN.search(name) else None
 
 
 def _neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
@@ -935,12 +975,9 @@ def _neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
     and, for a part clients decode and parse as messages or a MIME part, in every part they find there:
     a reference in an encoded part inside an encoded part is out of the neutralizer's sight."""
     ctype = part.content_type
-    if ctype in _MESSAGES or ctype == _MBOX:
-        kind: str | None = "messages"
-    elif ctype.startswith("text/"):
-        kind = "messages" if _embeds_entity(_decoded(encoded, part)) else None
-    else:
-        kind = None if ctype.startswith(_EVOLUTION_PARSES) else _sniffed(encoded, part)
+    kind = None if ctype in _MARKUP else _evolution_kind(encoded, part)
+    if kind == "markdown":
+        return _blanked(encoded)
     if kind != "messages":
         return neutralize_section(encoded, text=kind == "markup")[0]
     if depth >= _MAX_NESTING:

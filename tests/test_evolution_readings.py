@@ -247,3 +247,33 @@ def test_a_signed_part_of_another_boundary_stays_unambiguous() -> None:
         b"\r\n\r\nsig\r\n--S--\r\n"
     )
     assert not mime.parse(raw).ambiguous
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        b"![](" + TRACKER.encode() + b")",
+        b"![][p]\r\n\r\n[p]: " + TRACKER.encode(),
+        # cmark reads backslash escapes and character references in a destination
+        b"![](" + TRACKER.replace("https://", "https\\://").encode() + b")",
+        b"![](" + TRACKER.replace("https://", "https&colon;//").encode() + b")",
+    ],
+)
+def test_markdown_evolution_renders_with_remote_images_is_blanked(image: bytes) -> None:
+    # e-mail-formatter-text-markdown.c renders text/markdown with cmark_markdown_to_html: an image loads.
+    raw = mixed(b"Content-Type: text/markdown; charset=utf-8\r\n\r\n# Deals\r\n\r\n" + image + b"\r\n")
+    assert may_change(raw)
+    out = rewritten(raw)
+    assert b"# Deals" not in out and not leaks(out)
+
+
+def test_markdown_with_links_only_is_left_alone() -> None:
+    raw = mixed(b"Content-Type: text/markdown\r\n\r\n# Deals\r\n\r\n[shop](https://shop.example/deals)\r\n")
+    assert ENGINE.rewrite(raw).data == raw
+
+
+def test_an_attachment_named_like_markdown_is_read_as_markdown() -> None:
+    raw = mixed(
+        b'Content-Type: application/octet-stream; name="notes.md"\r\n\r\n![](' + TRACKER.encode() + b")"
+    )
+    assert not leaks(rewritten(raw))
