@@ -302,9 +302,8 @@ _DECODES = {
 }
 
 
-def _camel_token(value: str, pos: int = 0) -> tuple[str, int]:
-    """The token at ``pos`` of ``value`` as camel reads it, white space and nested comments before it
-    skipped (header_decode_lwsp), and where it ends."""
+def _camel_skip(value: str, pos: int) -> int:
+    """Past the white space and nested comments at ``pos`` of ``value`` (header_decode_lwsp)."""
     n = len(value)
     while pos < n and (value[pos] in _CAMEL_SPACE or value[pos] == "("):
         if value[pos] != "(":
@@ -318,27 +317,68 @@ def _camel_token(value: str, pos: int = 0) -> tuple[str, int]:
             elif c in "()":
                 depth += 1 if c == "(" else -1
             pos += 1
-    m = _CAMEL_TOKEN.match(value, pos)
+    return pos
+
+
+def _camel_token(value: str, pos: int = 0) -> tuple[str, int]:
+    """The token at ``pos`` of ``value`` as camel reads it, white space and comments before it skipped,
+    and where it ends."""
+    m = _CAMEL_TOKEN.match(value, _camel_skip(value, pos))
     assert m is not None  # (the pattern matches the empty string)
     return m.group(), m.end()
 
 
-def _camel_reading(block: bytes, default_type: str) -> tuple[str, str]:
-    """The type/subtype and transfer encoding camel reads from a header block (lower-cased; "" for no
-    encoding), given the type of a part without one (camel_content_type_decode: comments skipped, a
-    type's tokens end at tspecials, "text" alone is text/plain)."""
+def _camel_boundary(value: str, pos: int) -> str | None:
+    """The boundary parameter camel reads from the parameters at ``pos`` of a Content-Type ``value``
+    (header_decode_param_list: each after a ";", a token or quoted-string value, the list ending at
+    anything else; the first "boundary"), or None; "" where RFC 2231 sections may name it."""
+    pos = _camel_skip(value, pos)
+    while value.startswith(";", pos):
+        name, pos = _camel_token(value, pos + 1)
+        pos = _camel_skip(value, pos)
+        param = None
+        if value.startswith("=", pos):
+            start = _camel_skip(value, pos + 1)
+            if value.startswith('"', start):
+                m = _CAMEL_QUOTED.match(value, start)
+                assert m is not None  # (an opening quote is enough)
+                param, pos = re.sub(r"\\(.)|\n", r"\1", m.group(1), flags=re.DOTALL), m.end()
+            else:
+                token, end = _camel_token(value, start)
+                if token:
+                    param, pos = token, end
+        low = name.lower()
+        if low.startswith("boundary*"):
+            return ""
+        if low == "boundary" and param is not None:
+            return param
+        pos = _camel_skip(value, pos)
+    return None
+
+
+_CAMEL_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?', re.DOTALL)
+
+
+def _camel_reading(block: bytes, default_type: str) -> tuple[str, str, str | None]:
+    """The type/subtype, transfer encoding and boundary camel reads from a header block (lower-cased;
+    "" for no encoding; ``_camel_boundary``), given the type of a part without one
+    (camel_content_type_decode: comments skipped, a type's tokens end at tspecials, "text" alone is
+    text/plain)."""
     fields: dict[bytes, str] = {}
     for m in _CAMEL_FIELD.finditer(block):
         fields.setdefault(m.group(1).lower(), m.group(2).decode("latin-1").partition("\0")[0])
-    ctype = default_type
+    ctype, boundary = default_type, None
     value = fields.get(b"content-type")
     if value is not None:
         kind, pos = _camel_token(value)
         if kind:
-            _, pos = _camel_token(value, pos)  # the white space and comments before a "/"
-            sub = _camel_token(value, pos + 1)[0] if value.startswith("/", pos) else ""
+            pos = _camel_skip(value, pos)  # the white space and comments before a "/"
+            sub = ""
+            if value.startswith("/", pos):
+                sub, pos = _camel_token(value, pos + 1)
             ctype = f"{kind}/{sub or ('plain' if kind.lower() == 'text' else '')}".lower()
-    return ctype, _camel_token(fields.get(b"content-transfer-encoding", ""))[0].lower()
+            boundary = _camel_boundary(value, pos)
+    return ctype, _camel_token(fields.get(b"content-transfer-encoding", ""))[0].lower(), boundary
 
 
 # What may follow a delimiter's boundary for mime4j (CharsetUtil.isWhitespace, or the end of the body).
@@ -455,6 +495,10 @@ class _Walker:
         if cut is not None:
             hdr_end = body_start = self.before(cut, start)
         headers, field, ambiguous = _parse_headers(raw[start:hdr_end])
+        # No blank line within MAX_HEADER_BYTES: not a header block to us, but Evolution's camel limits
+        # each field, not the block (CAMEL_MIME_PARSER_MAX_HEADER_SIZE in folder_scan_header), and reads
+        # its fields and, after a blank line, its body.
+        ambiguous = ambiguous or (cut is None and hdr_end == body_start == start < len(raw))
         if field is None:
             headers.set_default_type(default_type)
             ctype, boundary, charset = default_type, None, None
@@ -464,8 +508,10 @@ class _Walker:
         cte = _first_token(str(headers.get("content-transfer-encoding", ""))) or "7bit"
         # Evolution reads the type and encoding from other bytes than compat32 may (``_camel_reading``);
         # where it reads plain text, it renders nothing.
-        theirs, encoding = _camel_reading(raw[start:hdr_end], default_type)
+        theirs, encoding, camel_boundary = _camel_reading(raw[start:hdr_end], default_type)
         ambiguous = ambiguous or theirs not in (ctype, "text/plain")
+        # Another boundary is other parts to it (where it reads none, it shows the source as text).
+        ambiguous = ambiguous or camel_boundary not in (None, "", boundary)
         if _CAMEL_DECODES.get(encoding) != _DECODES.get(cte):
             if _CAMEL_DECODES.get(encoding) == "uu":
                 cte = encoding  # as camel decodes it: only blanking (the engine's reading of it) is safe

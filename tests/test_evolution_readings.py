@@ -277,3 +277,30 @@ def test_an_attachment_named_like_markdown_is_read_as_markdown() -> None:
         b'Content-Type: application/octet-stream; name="notes.md"\r\n\r\n![](' + TRACKER.encode() + b")"
     )
     assert not leaks(rewritten(raw))
+
+
+@pytest.mark.parametrize("boundary", [b"a?b", b"a=_b", b"a/b"])
+def test_a_boundary_camel_cuts_at_a_tspecial_is_ambiguous(boundary: bytes) -> None:
+    # camel-mime-utils.c, header_decode_param_list reads an unquoted value as a token: "a?b" is "a" to
+    # it, and "--a" a delimiter that starts an HTML part inside what Dovecot reads as plain text.
+    raw = (
+        HEAD + b"Content-Type: multipart/mixed; boundary=" + boundary + b"\r\n\r\n"
+        b"--" + boundary + b"\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b"--a\r\nContent-Type: text/html\r\n\r\n" + BEACON + b"\r\n--" + boundary + b"--\r\n"
+    )
+    assert mime.parse(raw).ambiguous
+    assert not leaks(rewritten(raw))
+
+
+def test_boundaries_camel_reads_alike_stay_unambiguous() -> None:
+    for value in (b'"a?b"', b"abc", b'"a=_b"; charset=x', b" abc ;x=1"):
+        raw = HEAD + b"Content-Type: multipart/mixed; boundary=" + value + b"\r\n\r\n--x\r\n\r\nhi\r\n"
+        assert not mime.parse(raw).ambiguous, value
+
+
+def test_a_header_block_beyond_our_limit_is_still_one_to_evolution() -> None:
+    # camel limits each field to CAMEL_MIME_PARSER_MAX_HEADER_SIZE (folder_scan_header), not the block:
+    # after a long field, it reads the Content-Type and the HTML body that mime takes for plain text.
+    raw = HEAD + b"X-Long: " + b"x" * mime.MAX_HEADER_BYTES + b"\r\nContent-Type: text/html\r\n\r\n" + BEACON
+    assert mime.parse(raw).ambiguous
+    assert not leaks(rewritten(raw))
