@@ -77,6 +77,8 @@ class EventSink:
         self._flush_interval = flush_interval
         self._retry_interval = retry_interval
         self._lock = threading.Lock()
+        # Notified when the writer has finished with a batch: flush() wakes then, not on a poll.
+        self._finished = threading.Condition(self._lock)
         self._dropped = 0
         self._unsaved: dict[int, int] = {}  # day number -> dropped events not yet in the store
         self._written = 0
@@ -175,17 +177,17 @@ class EventSink:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is written or dropped; False on timeout."""
-        with self._lock:
-            target = self._enqueued
-        self._wake.set()
         deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                if self._done >= target:
-                    return True
-            if time.monotonic() >= deadline or not self._thread.is_alive():
-                return False
-            time.sleep(0.005)
+        with self._finished:
+            target = self._enqueued
+            self._wake.set()
+            while self._done < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                # Bounded, to notice a writer thread that died without finishing.
+                self._finished.wait(min(left, 0.1))
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (within `timeout`), stop the thread, close the store."""
@@ -226,8 +228,9 @@ class EventSink:
                 except Exception:  # the writer thread must survive anything
                     logger.exception("tracking log: writer failed on a batch")
                 finally:
-                    with self._lock:
+                    with self._finished:
                         self._done += len(items)
+                        self._finished.notify_all()
             if stopping:
                 if self._store is not None:
                     self._save_dropped(self._store)

@@ -481,6 +481,24 @@ def test_full_queue_drops_instead_of_waiting() -> None:
     assert sink.dropped == 200
 
 
+def test_flush_waits_for_the_writer_and_gives_up_at_its_timeout(tmp_path: Path) -> None:
+    release = threading.Event()
+    db = tmp_path / "t.sqlite3"
+
+    def slow() -> Store:
+        release.wait(10)  # a store that takes its time to open
+        return open_store(db)
+
+    sink = EventSink(slow, detail=LogDetail.EVENTS, flush_interval=0.01)
+    sink.record([event(0)])
+    assert not sink.flush(0.2)  # the writer is still waiting for its store
+    release.set()
+    assert sink.flush(10)
+    # Done means written: the flush returned once the batch was in the store, not before.
+    assert sink.written == 1 and sink.dropped == 0
+    sink.close()
+
+
 def test_bad_input_is_ignored(tmp_path: Path) -> None:
     db = tmp_path / "t.sqlite3"
     sink = EventSink(lambda: open_store(db), detail=LogDetail.RESEARCH, key_path=key_path_for(db))
