@@ -551,6 +551,13 @@ def _read_otherwise(part: mime.Part, encoded: bytes) -> tuple[str, bytes] | None
         k9 = decode(_QP_CLIENT_SOFT_BREAK.sub(b"=", encoded), part.cte)
         if safety.break_everything(k9.decode("latin-1")):
             return "has soft line breaks clients read otherwise", _blanked(encoded)
+    if part.cte == "quoted-printable" and b"==" in encoded:
+        # K-9's decoder (mime4j QuotedPrintableInputStream) reads "==" as "=" and what follows as text,
+        # "==" then a line break as "=" and a soft break; the engine, like Thunderbird, keeps both "=":
+        # 'src=="https://..."' is a relative URL to it and a remote one to K-9.
+        k9 = decode(_QP_DOUBLE_EQUALS.sub(_k9_double_equals, encoded), part.cte)
+        if _new_remote_urls(k9, decode(encoded, part.cte)):
+            return "has '==' clients read otherwise", _blanked(encoded)
     if part.cte == "base64" and not streams.groups_agree(encoded):
         return "has base64 padding clients read otherwise", _blanked(encoded)
     if _CLIENT_DECODED.fullmatch(part.cte):
@@ -720,6 +727,26 @@ def _neutralize_after_open_ends(root: mime.Part, out: bytearray, result: Result)
             if label not in result.failsafe_parts:
                 result.failsafe_parts.append(label)
         return
+
+
+_QP_DOUBLE_EQUALS = re.compile(rb"==(\r?\n)?")
+
+
+def _k9_double_equals(m: re.Match[bytes]) -> bytes:
+    """How the engine's decoder must read "==" to read it as K-9 does: "=3D" ("="), then a soft break
+    if a line break follows."""
+    return b"=3D" + (b"=" + m[1] if m[1] else b"")
+
+
+def _new_remote_urls(other: bytes, own: bytes) -> bool:
+    """Whether markup ``other`` (another reading of ``own``) loads a remote URL ``own`` does not."""
+    try:
+        seen = {s.url for s in safety.loading_urls(own.decode("latin-1"))}
+        return any(
+            is_remote(s.url) and s.url not in seen for s in safety.loading_urls(other.decode("latin-1"))
+        )
+    except UncheckableError:
+        return True
 
 
 def _blanked(encoded: bytes) -> bytes:

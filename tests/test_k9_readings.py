@@ -10,6 +10,7 @@ reading finds markup the engine did not see, and checks that what K-9 would rend
 from __future__ import annotations
 
 import base64
+import binascii
 import quopri
 import re
 
@@ -370,3 +371,23 @@ def test_parts_k9_joins_after_a_closed_end_are_left_alone() -> None:
     )
     result = ENGINE.rewrite(raw)
     assert result.failsafe_parts == [] and result.data == raw
+
+
+def _qp_html(body: bytes) -> bytes:
+    return HEAD + b"Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+
+
+def test_a_double_equals_sign_k9_reads_as_one_is_checked() -> None:
+    """mime4j's QuotedPrintableInputStream reads "==" as "=" and the bytes after it as text (Python's
+    a2b_qp too); the engine keeps both signs, as Thunderbird does: 'src=="https://..."' was a relative
+    URL to it and an image K-9 loaded."""
+    raw = _qp_html(b'<p>Hi</p><img src=="https://tracker.example/open.gif?u=3D42" width=3D1>\r\n')
+    assert _loads_tracker(binascii.a2b_qp(raw)) and b'src="https://' in binascii.a2b_qp(raw)
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == ["1"] and not _loads_tracker(result.data)
+
+
+def test_a_double_equals_sign_that_loads_nothing_new_is_left_alone() -> None:
+    raw = _qp_html(b'<p>Hi</p><img src=3D"data:image/gif;base64,R0lGOD==">' + PIXEL + b"\r\n")
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == [] and result.findings and not _loads_tracker(result.data)
