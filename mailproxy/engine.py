@@ -19,6 +19,7 @@ import codecs
 import html
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -71,12 +72,20 @@ _FTP_SCHEMES = {"ftp": "ftp", "anon-ftp": "ftp", "tftp": "tftp"}
 _URL_JUNK = re.compile(r'[\s"]')
 _QP_BARE_CR = re.compile(rb"=\r(?!\n)")
 _CLEARSIGNED = "-----BEGIN PGP SIGNED MESSAGE-----"
-# "=", then white space up to the line break, with a byte that is white space to Java but not transport
-# padding (VT, FF, FS, GS, RS, US): a soft line break to K-9's decoder (mime4j QuotedPrintableInputStream
-# takes "=" and any Character.isWhitespace run before the line break for one), text to the engine.
-_QP_CLIENT_SOFT_BREAK = re.compile(
-    rb"=[\t\x0b\x0c\x1c-\x1f ]*[\x0b\x0c\x1c-\x1f][\t\x0b\x0c\x1c-\x1f ]*(?=\r?\n)"
+# Quoted-printable as K-9 decodes it (mime4j QuotedPrintableInputStream.read0, its input's line breaks
+# made CRLF): "==" is "=" (and a soft break before a line break); "=" and any run of what Java takes for
+# white space (VT, FF, FS-US too) before a line break is a soft break; "=" and two hex digits a byte;
+# any other "=" is text with the two bytes after it, whatever they are (the engine, like Thunderbird,
+# reads an escape in "=G=3E"); white space before a line break is dropped.
+_K9_QP = re.compile(
+    rb"(?P<eq>==(?:\r?\n)?)"
+    rb"|(?P<soft>=[\t\x0b\x0c\x1c-\x1f ]*\r?\n)"
+    rb"|=(?P<hex>[0-9A-Fa-f]{2})"
+    rb"|(?P<text>=[^\t\x0b\x0c\x1c-\x1f \r\n=](?s:.)?)"
+    rb"|(?P<pad>[\t\x0b\x0c\x1c-\x1f ]+(?=\r?\n|\Z))"
 )
+# Where K-9's reading may differ from ``decode``'s: "=" then neither two hex digits nor transport padding.
+_K9_QP_DIFFERS = re.compile(rb"=(?:[^0-9A-Fa-f \t\r\n]|[0-9A-Fa-f](?![0-9A-Fa-f])|[ \t]+[\x0b\x0c\x1c-\x1f])")
 # Transfer encodings beyond RFC 2045's that Thunderbird decodes before it renders a part (libmime's
 # mimeleaf: uuencode under four names, yEnc), a comment or parameter after the name allowed. The
 # engine cannot edit through them, so such a markup part is blanked.
@@ -547,17 +556,10 @@ def _read_otherwise(part: mime.Part, encoded: bytes) -> tuple[str, bytes] | None
         # Thunderbird drops "=\r" as a soft line break, ``decode`` keeps it: "htt=\rps://" spells a URL
         # to the one only. The neutralizer reads such soft breaks as Thunderbird does.
         return "has soft line breaks clients read otherwise", neutralize_section(encoded, text=True)[0]
-    if part.cte == "quoted-printable" and b"=" in encoded and _QP_CLIENT_SOFT_BREAK.search(encoded):
-        k9 = decode(_QP_CLIENT_SOFT_BREAK.sub(b"=", encoded), part.cte)
-        if safety.break_everything(k9.decode("latin-1")):
-            return "has soft line breaks clients read otherwise", _blanked(encoded)
-    if part.cte == "quoted-printable" and b"==" in encoded:
-        # K-9's decoder (mime4j QuotedPrintableInputStream) reads "==" as "=" and what follows as text,
-        # "==" then a line break as "=" and a soft break; the engine, like Thunderbird, keeps both "=":
-        # 'src=="https://..."' is a relative URL to it and a remote one to K-9.
-        k9 = decode(_QP_DOUBLE_EQUALS.sub(_k9_double_equals, encoded), part.cte)
-        if _new_remote_urls(k9, decode(encoded, part.cte)):
-            return "has '==' clients read otherwise", _blanked(encoded)
+    if part.cte == "quoted-printable" and b"=" in encoded and _K9_QP_DIFFERS.search(encoded):
+        own, k9 = decode(encoded, part.cte), _K9_QP.sub(_k9_qp_token, encoded)
+        if k9 != own and _new_remote_urls(k9, own):
+            return "has quoted-printable clients decode otherwise", _blanked(encoded)
     if part.cte == "base64" and not streams.groups_agree(encoded):
         return "has base64 padding clients read otherwise", _blanked(encoded)
     if _CLIENT_DECODED.fullmatch(part.cte):
@@ -729,24 +731,24 @@ def _neutralize_after_open_ends(root: mime.Part, out: bytearray, result: Result)
         return
 
 
-_QP_DOUBLE_EQUALS = re.compile(rb"==(\r?\n)?")
-
-
-def _k9_double_equals(m: re.Match[bytes]) -> bytes:
-    """How the engine's decoder must read "==" to read it as K-9 does: "=3D" ("="), then a soft break
-    if a line break follows."""
-    return b"=3D" + (b"=" + m[1] if m[1] else b"")
+def _k9_qp_token(m: re.Match[bytes]) -> bytes:
+    """What K-9 decodes a token of ``_K9_QP`` to."""
+    if m["eq"]:
+        return b"="
+    if m["hex"]:
+        return bytes.fromhex(m["hex"].decode("ascii"))
+    return m["text"] or b""
 
 
 def _new_remote_urls(other: bytes, own: bytes) -> bool:
-    """Whether markup ``other`` (another reading of ``own``) loads a remote URL ``own`` does not."""
+    """Whether markup ``other`` (another reading of ``own``) loads a remote URL more often than ``own``
+    (the engine's edits reach the places its own reading loads from, not others)."""
     try:
-        seen = {s.url for s in safety.loading_urls(own.decode("latin-1"))}
-        return any(
-            is_remote(s.url) and s.url not in seen for s in safety.loading_urls(other.decode("latin-1"))
-        )
+        seen = Counter(s.url for s in safety.loading_urls(own.decode("latin-1")))
+        loads = Counter(s.url for s in safety.loading_urls(other.decode("latin-1")) if is_remote(s.url))
     except UncheckableError:
         return True
+    return any(n > seen[url] for url, n in loads.items())
 
 
 def _blanked(encoded: bytes) -> bytes:

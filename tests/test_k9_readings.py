@@ -391,3 +391,14 @@ def test_a_double_equals_sign_that_loads_nothing_new_is_left_alone() -> None:
     raw = _qp_html(b'<p>Hi</p><img src=3D"data:image/gif;base64,R0lGOD==">' + PIXEL + b"\r\n")
     result = ENGINE.rewrite(raw)
     assert result.failsafe_parts == [] and result.findings and not _loads_tracker(result.data)
+
+
+def test_a_malformed_escape_k9_reads_with_the_bytes_after_it_is_checked() -> None:
+    """mime4j's QuotedPrintableInputStream takes "=" and the two bytes after it for text when they are
+    no hex pair, whatever they are: in "=G=3E" the "3E" is text to K-9, where the engine (and
+    Thunderbird) decode '>' and end the tag before its src attribute."""
+    raw = _qp_html(b'<p>Hi</p><img x=G=3E src=3D"https://tracker.example/open.gif?u=3D42" width=3D1>\r\n')
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == ["1"] and not _loads_tracker(result.data)
+    for fine in (b'<a href=3D"https://shop.example/?a=b&c=3Dd">x</a>\r\n', b"<p>1 = 2</p>=\r\n"):
+        assert ENGINE.rewrite(_qp_html(fine)).failsafe_parts == [], fine
