@@ -774,8 +774,16 @@ def _wide_edits(old: bytes, text: str, edits: list[Edit], charset: str) -> list[
 _RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
 _MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
 # With the types a client may read as another (``mime._retyped``): a "?" in the type, or one typed by
-# file name; and markdown, which Evolution renders (``_markdown_loads``).
-_MAY_CHANGE_TYPES = (*_MARKUP_SUBTYPES, b"?", b"octet-stream", b"x-unknown-content-type", b"markdown")
+# file name; and markdown and vCards, which Evolution renders (``_markdown_loads``, ``_vcard_loads``).
+_MAY_CHANGE_TYPES = (
+    *_MARKUP_SUBTYPES,
+    b"?",
+    b"octet-stream",
+    b"x-unknown-content-type",
+    b"markdown",
+    b"vcard",
+    b"directory",
+)
 # And message/external-body parts (``Engine._external_bodies``), which it finds in a header block
 # however the field is spelled: the word anywhere the other types are looked for is enough.
 _EXTERNAL_BODY = b"external-body"
@@ -913,6 +921,7 @@ _SNIFF_BYTES = 256 + 16  # shared-mime-info looks at offsets 0 to 256
 _NAMED_HTML = re.compile(r"(?i)\.html?\s*$")
 _NAMED_MESSAGE = re.compile(r"(?i)\.(?:eml|mbox)\s*$")
 _NAMED_MARKDOWN = re.compile(r"(?i)\.(?:md|mkd|markdown)\s*$")
+_NAMED_VCARD = re.compile(r"(?i)\.(?:vcf|vcard)\s*$")
 # Parts inside parts: deeper than this, blanked.
 _MAX_NESTING = 8
 
@@ -921,6 +930,7 @@ _WHY = {
     "messages": "holds messages or a MIME part Evolution decodes and renders",
     "markup": "is HTML to Evolution, which guesses its type",
     "markdown": "is markdown Evolution renders with remote images",
+    "vcard": "is a vCard Evolution renders with a remote picture or markup",
 }
 
 
@@ -933,12 +943,14 @@ def _evolution_reading(raw: bytes, part: mime.Part) -> str | None:
 
 def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
     """What Evolution reads a leaf as where the engine sees nothing to rewrite: "messages" (it decodes
-    and parses them), "markup", "markdown" whose images load, or None."""
+    and parses them), "markup", "markdown" or a "vcard" that loads something, or None."""
     ctype = part.content_type
     if ctype in _MESSAGES or ctype == _MBOX:
         return "messages"
     if ctype == _MARKDOWN:
         kind: str | None = "markdown"
+    elif ctype in _VCARDS:
+        kind = "vcard"
     elif ctype.startswith("text/"):
         if part.cte == "quoted-printable" and _QP_BARE_CR.search(encoded) is None:
             # The soft breaks and escapes camel reads (camel_quoted_decode_step), binascii several times
@@ -953,6 +965,8 @@ def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
         kind = _sniffed(encoded, part)
     if kind == "markdown" and not _markdown_loads(_decoded(encoded, part), part.charset):
         return None
+    if kind == "vcard" and not _vcard_loads(_decoded(encoded, part)):
+        return None
     return kind
 
 
@@ -960,6 +974,28 @@ def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
 # whose images load from their URLs however a backslash escape or a character reference spells them.
 _MARKDOWN = "text/markdown"
 _MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+# Evolution renders vCards (its vcard-inline module: text/vcard, text/x-vcard, text/directory) with
+# eab-contact-formatter.c, which writes a picture given by URI (PHOTO or LOGO) as an <img> of that URI,
+# and some values (the parts of an address) into the HTML as they are.
+_VCARDS = frozenset({"text/vcard", "text/x-vcard", "text/directory"})
+_VCARD_FOLD = re.compile(rb"\r?\n[ \t]")
+_VCARD_PICTURE = re.compile(r"(?im)^(?:[\w-]+\.)?(?:photo|logo)[;:](.*)$")
+_VCARD_MARKUP = re.compile(r"<[a-zA-Z!/?]")
+
+
+def _vcard_loads(decoded: bytes) -> bool:
+    """Whether a vCard, unfolded and read with and without quoted-printable (vCard 2.1), has a picture
+    with a remote URI or markup, backslash escapes dropped."""
+    unfolded = _VCARD_FOLD.sub(b"", decoded)
+    for reading in (unfolded, binascii.a2b_qp(unfolded)):
+        text = reading.decode("latin-1").replace("\\", "")
+        if _VCARD_MARKUP.search(text) or any(
+            safety.break_everything(m.group(1)) for m in _VCARD_PICTURE.finditer(text)
+        ):
+            return True
+    return False
 
 
 def _markdown_loads(decoded: bytes, charset: str | None) -> bool:
@@ -1012,6 +1048,8 @@ def _sniffed(encoded: bytes, part: mime.Part) -> str | None:
         return "messages"
     if _SNIFFED_HTML.search(head) or _NAMED_HTML.search(name):
         return "markup"
+    if head[:11].upper() == b"BEGIN:VCARD" or _NAMED_VCARD.search(name):
+        return "vcard"
     return "markdown" if _NAMED_MARKDOWN.search(name) else None
 
 
@@ -1021,7 +1059,7 @@ def _neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
     a reference in an encoded part inside an encoded part is out of the neutralizer's sight."""
     ctype = part.content_type
     kind = None if ctype in _MARKUP else _evolution_kind(encoded, part)
-    if kind == "markdown":
+    if kind in ("markdown", "vcard"):  # read through escapes no neutralizer reading sees
         return _blanked(encoded)
     if kind != "messages":
         return neutralize_section(encoded, text=kind == "markup")[0]

@@ -304,3 +304,41 @@ def test_a_header_block_beyond_our_limit_is_still_one_to_evolution() -> None:
     raw = HEAD + b"X-Long: " + b"x" * mime.MAX_HEADER_BYTES + b"\r\nContent-Type: text/html\r\n\r\n" + BEACON
     assert mime.parse(raw).ambiguous
     assert not leaks(rewritten(raw))
+
+
+VCARD = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Shop\r\nURL:https://shop.example/\r\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"PHOTO;VALUE=uri:" + TRACKER.encode(),
+        # folded (RFC 6350 section 3.2), or in a vCard 2.1 quoted-printable value
+        b"item1.LOGO;VALUE=uri:" + TRACKER[:20].encode() + b"\r\n " + TRACKER[20:].encode(),
+        b"PHOTO;VALUE=URL;ENCODING=QUOTED-PRINTABLE:" + TRACKER.replace("https", "htt=\r\nps").encode(),
+        # eab-contact-formatter.c writes the parts of an address into the HTML as they are
+        b'ADR:;;<img src="' + TRACKER.encode() + b'">;;;;',
+    ],
+)
+def test_a_vcard_evolution_renders_with_a_remote_picture_is_blanked(line: bytes) -> None:
+    # Evolution's vcard-inline module renders text/vcard with eab_contact_formatter_format_contact: a
+    # picture given by URI becomes an <img> of it.
+    raw = mixed(b"Content-Type: text/vcard\r\n\r\n" + VCARD + line + b"\r\nEND:VCARD")
+    assert may_change(raw)
+    out = rewritten(raw)
+    assert b"FN:Shop" not in out and not leaks(out)
+
+
+def test_a_vcard_with_links_only_is_left_alone() -> None:
+    raw = mixed(b"Content-Type: text/x-vcard\r\n\r\n" + VCARD + b"END:VCARD")
+    assert ENGINE.rewrite(raw).data == raw
+
+
+def test_an_attachment_evolution_snoops_as_a_vcard_is_read_as_one() -> None:
+    card = VCARD + b"PHOTO;VALUE=uri:" + TRACKER.encode() + b"\r\nEND:VCARD"
+    for headers in (
+        b"Content-Type: application/octet-stream",
+        b'Content-Type: application/x-foo; name="a.vcf"',
+    ):
+        raw = mixed(headers + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(card))
+        assert not leaks(rewritten(raw)), headers
