@@ -84,6 +84,8 @@ _K9_QP = re.compile(
     rb"|(?P<text>=[^\t\x0b\x0c\x1c-\x1f \r\n=](?s:.)?)"
     rb"|(?P<pad>[\t\x0b\x0c\x1c-\x1f ]+(?=\r?\n|\Z))"
 )
+# A lone CR or LF, which mime4j's EOLConvertingInputStream makes CRLF before anything else reads it.
+_LONE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 # Where K-9's reading may differ from ``decode``'s: "=" then neither two hex digits nor transport padding.
 _K9_QP_DIFFERS = re.compile(rb"=(?:[^0-9A-Fa-f \t\r\n]|[0-9A-Fa-f](?![0-9A-Fa-f])|[ \t]+[\x0b\x0c\x1c-\x1f])")
 # Transfer encodings beyond RFC 2045's that Thunderbird decodes before it renders a part (libmime's
@@ -557,7 +559,7 @@ def _read_otherwise(part: mime.Part, encoded: bytes) -> tuple[str, bytes] | None
         # to the one only. The neutralizer reads such soft breaks as Thunderbird does.
         return "has soft line breaks clients read otherwise", neutralize_section(encoded, text=True)[0]
     if part.cte == "quoted-printable" and b"=" in encoded and _K9_QP_DIFFERS.search(encoded):
-        own, k9 = decode(encoded, part.cte), _K9_QP.sub(_k9_qp_token, encoded)
+        own, k9 = decode(encoded, part.cte), _K9_QP.sub(_k9_qp_token, _LONE_BREAK.sub(b"\r\n", encoded))
         if k9 != own and _new_remote_urls(k9, own):
             return "has quoted-printable clients decode otherwise", _blanked(encoded)
     if part.cte == "base64" and not streams.groups_agree(encoded):
