@@ -776,7 +776,7 @@ def _wide_edits(old: bytes, text: str, edits: list[Edit], charset: str) -> list[
 _RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
 _MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
 # With the types a client may read as another (``mime._retyped``): a "?" in the type, or one typed by
-# file name; and markdown and vCards, which Evolution renders (``_markdown_loads``, ``_vcard_loads``).
+# file name; and markdown, vCards and calendars, which Evolution renders (``_evolution_kind``).
 _MAY_CHANGE_TYPES = (
     *_MARKUP_SUBTYPES,
     b"?",
@@ -785,6 +785,8 @@ _MAY_CHANGE_TYPES = (
     b"markdown",
     b"vcard",
     b"directory",
+    b"calendar",
+    b"ics",
 )
 # And message/external-body parts (``Engine._external_bodies``), which it finds in a header block
 # however the field is spelled: the word anywhere the other types are looked for is enough.
@@ -924,6 +926,7 @@ _NAMED_HTML = re.compile(r"(?i)\.html?\s*$")
 _NAMED_MESSAGE = re.compile(r"(?i)\.(?:eml|mbox)\s*$")
 _NAMED_MARKDOWN = re.compile(r"(?i)\.(?:md|mkd|markdown)\s*$")
 _NAMED_VCARD = re.compile(r"(?i)\.(?:vcf|vcard)\s*$")
+_NAMED_CALENDAR = re.compile(r"(?i)\.(?:ics|ifb|vcs)\s*$")
 # Parts inside parts: deeper than this, blanked.
 _MAX_NESTING = 8
 
@@ -933,6 +936,7 @@ _WHY = {
     "markup": "is HTML to Evolution, which guesses its type",
     "markdown": "is markdown Evolution renders with remote images",
     "vcard": "is a vCard Evolution renders with a remote picture or markup",
+    "calendar": "is a calendar Evolution renders with remote content",
 }
 
 
@@ -945,7 +949,7 @@ def _evolution_reading(raw: bytes, part: mime.Part) -> str | None:
 
 def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
     """What Evolution reads a leaf as where the engine sees nothing to rewrite: "messages" (it decodes
-    and parses them), "markup", "markdown" or a "vcard" that loads something, or None."""
+    and parses them), "markup", "markdown", a "vcard" or a "calendar" that loads something, or None."""
     ctype = part.content_type
     if ctype in _MESSAGES or ctype == _MBOX:
         return "messages"
@@ -953,6 +957,8 @@ def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
         kind: str | None = "markdown"
     elif ctype in _VCARDS:
         kind = "vcard"
+    elif ctype in _CALENDARS:
+        return "calendar" if _calendar_loads(_decoded(encoded, part)) else None
     elif ctype.startswith("text/"):
         if part.cte == "quoted-printable" and _QP_BARE_CR.search(encoded) is None:
             # The soft breaks and escapes camel reads (camel_quoted_decode_step), binascii several times
@@ -968,6 +974,8 @@ def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
     if kind == "markdown" and not _markdown_loads(_decoded(encoded, part), part.charset):
         return None
     if kind == "vcard" and not _vcard_loads(_decoded(encoded, part)):
+        return None
+    if kind == "calendar" and not _calendar_loads(_decoded(encoded, part)):
         return None
     return kind
 
@@ -998,6 +1006,48 @@ def _vcard_loads(decoded: bytes) -> bool:
         ):
             return True
     return False
+
+
+# Evolution renders calendars (its itip-formatter module: text/calendar, application/ics) in its own view:
+# itip-view.c (itip_view_init_view) writes an X-ALT-DESC given as text/html, and a DESCRIPTION holding
+# one of a few tags, into it as HTML, and e-mail-parser-itip.c shows inline ATTACH data as a part of its
+# FMTTYPE.
+_CALENDARS = frozenset({"text/calendar", "application/ics"})
+_ICAL_TEXT = re.compile(r"(?im)^(?:[\w-]+\.)?(x-alt-desc|description|attach)((?:;[^:\n]*)?):(.*)$")
+_ICAL_ESCAPE = re.compile(r"\\(.)")
+_GOOGLE_HTML = re.compile(r"(?i)<(?:html|body|br|span|b|i|u|ul|li)>|</a>|&nbsp;")
+
+
+def _calendar_loads(decoded: bytes) -> bool:
+    """Whether a calendar, unfolded, has an HTML description or inline attachment that loads something
+    remote (links aside)."""
+    text = _VCARD_FOLD.sub(b"", decoded).decode("latin-1")
+    for m in _ICAL_TEXT.finditer(text):
+        name, params, value = m.group(1).lower(), m.group(2), m.group(3)
+        if name == "attach":
+            if "binary" not in params.lower():
+                continue
+            try:
+                value = binascii.a2b_base64(value).decode("latin-1")
+            except binascii.Error:
+                continue
+        else:
+            value = _ICAL_ESCAPE.sub(lambda e: "\n" if e.group(1) in "nN" else e.group(1), value)
+            html = "text/html" in params.lower() if name == "x-alt-desc" else _GOOGLE_HTML.search(value)
+            if not html:
+                continue
+        if _loads_remote(value):
+            return True
+    return False
+
+
+def _loads_remote(html: str) -> bool:
+    """Whether markup ``html`` loads anything remote (a link aside), or cannot be checked."""
+    try:
+        survivors = safety.loading_urls(html)
+    except UncheckableError:
+        return True
+    return any(is_remote(s.url) and not (s.element in ("a", "area") and s.attr == "href") for s in survivors)
 
 
 def _markdown_loads(decoded: bytes, charset: str | None) -> bool:
@@ -1038,8 +1088,8 @@ def _inline_block(data: bytes) -> bool:
 
 
 def _sniffed(encoded: bytes, part: mime.Part) -> str | None:
-    """ "markup" or "messages" when Evolution takes a part of a type it has no parser for for HTML or a
-    message, by its file name or the first bytes of its content; else None."""
+    """What Evolution takes a part of a type it has no parser for for, by its file name or the first bytes
+    of its content: "markup", "messages", "vcard", "calendar" or "markdown"; else None."""
     try:
         name = part.headers.get_filename() or ""
     except mime.UNREADABLE_PARAMS:
@@ -1052,6 +1102,8 @@ def _sniffed(encoded: bytes, part: mime.Part) -> str | None:
         return "markup"
     if head[:11].upper() == b"BEGIN:VCARD" or _NAMED_VCARD.search(name):
         return "vcard"
+    if head[:15].upper() == b"BEGIN:VCALENDAR" or _NAMED_CALENDAR.search(name):
+        return "calendar"
     return "markdown" if _NAMED_MARKDOWN.search(name) else None
 
 
@@ -1063,6 +1115,10 @@ def _neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
     kind = None if ctype in _MARKUP else _evolution_kind(encoded, part)
     if kind in ("markdown", "vcard"):  # read through escapes no neutralizer reading sees
         return _blanked(encoded)
+    if kind == "calendar":
+        # Unless a URL is folded or escaped out of the neutralizer's sight, the invitation stays.
+        body = neutralize_section(encoded)[0]
+        return body if not _calendar_loads(_decoded(body, part)) else _blanked(encoded)
     if kind != "messages":
         return neutralize_section(encoded, text=kind == "markup")[0]
     if depth >= _MAX_NESTING:

@@ -342,3 +342,48 @@ def test_an_attachment_evolution_snoops_as_a_vcard_is_read_as_one() -> None:
     ):
         raw = mixed(headers + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(card))
         assert not leaks(rewritten(raw)), headers
+
+
+def calendar(*lines: bytes) -> bytes:
+    head = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:1\r\nSUMMARY:Sale\r\n"
+    return head + b"".join(line + b"\r\n" for line in lines) + b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+
+
+PIXEL_TAG = b'<img src="' + TRACKER.encode() + b'">'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # itip-view.c, itip_view_init_view: an X-ALT-DESC in text/html is written into the view as it is,
+        b"X-ALT-DESC;FMTTYPE=text/html:<html><body>Hi" + PIXEL_TAG + b"</body></html>",
+        # and so is a DESCRIPTION holding one of the tags Google writes
+        b"DESCRIPTION:Join us<br>" + PIXEL_TAG,
+    ],
+)
+def test_a_calendar_evolution_renders_with_remote_content_is_neutralized(line: bytes) -> None:
+    raw = mixed(b"Content-Type: text/calendar; method=REQUEST\r\n\r\n" + calendar(line))
+    assert may_change(raw)
+    out = rewritten(raw)
+    assert not leaks(out) and b"SUMMARY:Sale" in out  # the invitation itself stays
+
+
+def test_a_calendar_url_folded_out_of_sight_blanks_the_calendar() -> None:
+    folded = b'X-ALT-DESC;FMTTYPE=text/html:<img src="htt\r\n ps://' + TRACKER[8:].encode() + b'">'
+    raw = mixed(b"Content-Type: application/ics\r\n\r\n" + calendar(folded))
+    assert b"SUMMARY:Sale" not in rewritten(raw)
+
+
+def test_an_inline_calendar_attachment_in_html_is_neutralized() -> None:
+    # e-mail-parser-itip.c shows inline ATTACH data as a part of its FMTTYPE
+    attach = b"ATTACH;FMTTYPE=text/html;ENCODING=BASE64;VALUE=BINARY:" + base64.b64encode(BEACON)
+    raw = mixed(b'Content-Type: application/octet-stream; name="invite.ics"\r\n\r\n' + calendar(attach))
+    assert not leaks(rewritten(raw))
+
+
+def test_a_calendar_with_links_only_is_left_alone() -> None:
+    line = b'X-ALT-DESC;FMTTYPE=text/html:<a href="https://meet.example/j/1">Join</a>'
+    raw = mixed(
+        b"Content-Type: text/calendar\r\n\r\n" + calendar(line, b"DESCRIPTION:Join https://meet.example/j/1")
+    )
+    assert ENGINE.rewrite(raw).data == raw
