@@ -588,7 +588,9 @@ def _charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str
     reader skips comments and drops a charset given twice with two values. Rather than follow every
     label, a body with a NUL byte (without one no UTF-16 or UTF-32 reading holds ASCII) is read in
     each byte order of both."""
-    labels = [part.charset, *_k9_charsets(str(part.headers.get("content-type", "")))]
+    value = str(part.headers.get("content-type", ""))
+    # Evolution's camel reads an unquoted charset up to a tspecial ("ibm037?x" is "ibm037" to glibc).
+    labels = [part.charset, *_k9_charsets(value), mime.camel_charset(value)]
     if part.content_type == "text/html":
         sniffed = _META_CHARSET.search(decoded, 0, _META_PREFIX)
         if sniffed is not None:
@@ -1091,7 +1093,7 @@ def _sniffed(encoded: bytes, part: mime.Part) -> str | None:
     """What Evolution takes a part of a type it has no parser for for, by its file name or the first bytes
     of its content: "markup", "messages", "vcard", "calendar" or "markdown"; else None."""
     try:
-        name = part.headers.get_filename() or ""
+        name = mime.filename(part.headers) or ""
     except mime.UNREADABLE_PARAMS:
         name = ""
     # The first bytes decoded from a prefix of the body (a prefix of base64 lines decodes to one).

@@ -27,6 +27,8 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 
@@ -259,10 +261,23 @@ def _retyped(value: str, ctype: str, headers: Message) -> bool:
     if ctype not in _TYPED_BY_NAME:
         return False
     try:
-        name = headers.get_filename()
+        name = filename(headers)
     except UNREADABLE_PARAMS:
         return True
     return name is not None and _RENDERED_NAME.search(name) is not None
+
+
+def filename(headers: Message) -> str | None:
+    """A part's file name as clients read it: its RFC 2231 sections joined (``get_filename``, which
+    raises UNREADABLE_PARAMS where it cannot), and RFC 2047 encoded words decoded, as Evolution's
+    camel_mime_part_get_filename and Thunderbird decode them ("=?utf-8?q?news.html?=" is "news.html")."""
+    name = headers.get_filename()
+    if name is None or "=?" not in name:
+        return name
+    try:
+        return str(make_header(decode_header(name)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return name
 
 
 _TOKEN = re.compile(r"[\t\n\v\f\r ]*([^\t\n\v\f\r ;,(]*)")
@@ -328,10 +343,10 @@ def _camel_token(value: str, pos: int = 0) -> tuple[str, int]:
     return m.group(), m.end()
 
 
-def _camel_boundary(value: str, pos: int) -> str | None:
-    """The boundary parameter camel reads from the parameters at ``pos`` of a Content-Type ``value``
+def _camel_param(value: str, pos: int, wanted: str) -> str | None:
+    """The parameter ``wanted`` camel reads from the parameters at ``pos`` of a Content-Type ``value``
     (header_decode_param_list: each after a ";", a token or quoted-string value, the list ending at
-    anything else; the first "boundary"), or None; "" where RFC 2231 sections may name it."""
+    anything else; the first of the name), or None; "" where RFC 2231 sections may give it."""
     pos = _camel_skip(value, pos)
     while value.startswith(";", pos):
         name, pos = _camel_token(value, pos + 1)
@@ -348,12 +363,21 @@ def _camel_boundary(value: str, pos: int) -> str | None:
                 if token:
                     param, pos = token, end
         low = name.lower()
-        if low.startswith("boundary*"):
+        if low.startswith(wanted + "*"):
             return ""
-        if low == "boundary" and param is not None:
+        if low == wanted and param is not None:
             return param
         pos = _camel_skip(value, pos)
     return None
+
+
+def camel_charset(value: str) -> str | None:
+    """The charset Evolution's camel reads from a Content-Type ``value`` (``_camel_param``), or None."""
+    _, pos = _camel_token(value)
+    pos = _camel_skip(value, pos)
+    if value.startswith("/", pos):
+        pos = _camel_token(value, pos + 1)[1]
+    return _camel_param(value.partition("\0")[0], pos, "charset") or None
 
 
 _CAMEL_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?', re.DOTALL)
@@ -361,7 +385,7 @@ _CAMEL_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?', re.DOTALL)
 
 def _camel_reading(block: bytes, default_type: str) -> tuple[str, str, str | None]:
     """The type/subtype, transfer encoding and boundary camel reads from a header block (lower-cased;
-    "" for no encoding; ``_camel_boundary``), given the type of a part without one
+    "" for no encoding; ``_camel_param``), given the type of a part without one
     (camel_content_type_decode: comments skipped, a type's tokens end at tspecials, "text" alone is
     text/plain)."""
     fields: dict[bytes, str] = {}
@@ -377,7 +401,7 @@ def _camel_reading(block: bytes, default_type: str) -> tuple[str, str, str | Non
             if value.startswith("/", pos):
                 sub, pos = _camel_token(value, pos + 1)
             ctype = f"{kind}/{sub or ('plain' if kind.lower() == 'text' else '')}".lower()
-            boundary = _camel_boundary(value, pos)
+            boundary = _camel_param(value, pos, "boundary")
     return ctype, _camel_token(fields.get(b"content-transfer-encoding", ""))[0].lower(), boundary
 
 

@@ -387,3 +387,25 @@ def test_a_calendar_with_links_only_is_left_alone() -> None:
         b"Content-Type: text/calendar\r\n\r\n" + calendar(line, b"DESCRIPTION:Join https://meet.example/j/1")
     )
     assert ENGINE.rewrite(raw).data == raw
+
+
+def test_a_charset_camel_cuts_at_a_tspecial_is_read_as_it_reads_it() -> None:
+    # header_decode_param_list: an unquoted "ibm037?x" is "ibm037", which glibc decodes as EBCDIC; the
+    # engine read the unknown label as bytes, in which the EBCDIC markup spells nothing.
+    html = f'<p>Hi</p><img src="{TRACKER}" width=1 height=1>'.encode("cp037")
+    raw = (
+        HEAD
+        + b"Content-Type: text/html; charset=ibm037?x\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        + html
+    )
+    out = rewritten(raw)
+    assert TRACKER not in out[len(HEAD) :].decode("cp037")
+
+
+@pytest.mark.parametrize(
+    "name", [b'"=?utf-8?q?news.html?="', b'"=?utf-8?b?' + base64.b64encode(b"news.html") + b'?="']
+)
+def test_a_file_name_in_encoded_words_is_read_decoded(name: bytes) -> None:
+    # camel_mime_part_get_filename decodes RFC 2047 words: "news.html" is HTML to e_mail_part_snoop_type.
+    raw = mixed(b"Content-Type: application/octet-stream; name=" + name + b"\r\n\r\n" + BEACON)
+    assert not leaks(rewritten(raw))
