@@ -409,3 +409,15 @@ def test_a_file_name_in_encoded_words_is_read_decoded(name: bytes) -> None:
     # camel_mime_part_get_filename decodes RFC 2047 words: "news.html" is HTML to e_mail_part_snoop_type.
     raw = mixed(b"Content-Type: application/octet-stream; name=" + name + b"\r\n\r\n" + BEACON)
     assert not leaks(rewritten(raw))
+
+
+def test_a_part_inside_an_inline_pgp_signed_text_is_neutralized() -> None:
+    # e-mail-parser-inlinepgp-signed.c makes the signed text a text/plain part, which the text/plain
+    # parser reads again: signed text starting with a Content-Type field is that MIME part.
+    signed = (
+        b"-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nContent-Type: text/html\r\n\r\n" + BEACON
+    )
+    signed += b"\r\n-----BEGIN PGP SIGNATURE-----\r\n\r\nabc\r\n-----END PGP SIGNATURE-----\r\n"
+    raw = mixed(b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + signed)
+    assert may_change(raw)
+    assert not leaks(rewritten(raw))
