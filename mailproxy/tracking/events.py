@@ -265,14 +265,26 @@ def _redact_segment(segment: str, matcher: IdentityMatcher | None) -> str:
     return marker + (ext.group(1) if ext else "")
 
 
-def _split(url: str) -> tuple[str, str, str, int | None, str, str, str]:
-    """scheme, netloc, host name, port, path, query, fragment as urlsplit gives them (raising its
-    ValueError too)."""
+_Parts = tuple[str, str, str, int | None, str, str, str]
+
+
+def _split_simple(url: str) -> _Parts | None:
+    """What urlsplit gives for a URL of _SIMPLE_URL's shape, read from one match; None for any
+    other URL."""
     if url.isascii() and url.isprintable() and " " not in url:
         m = _SIMPLE_URL.fullmatch(url)
         if m is not None:
             netloc = m[2]
             return m[1].lower(), netloc, netloc.lower(), None, m[3] or "", m[4] or "", m[5] or ""
+    return None
+
+
+def _split(url: str) -> _Parts:
+    """scheme, netloc, host name, port, path, query, fragment as urlsplit gives them (raising its
+    ValueError too)."""
+    simple = _split_simple(url)
+    if simple is not None:
+        return simple
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port
@@ -298,6 +310,98 @@ def _flagged_params(url: str, matcher: IdentityMatcher | None) -> set[str]:
         return set()
 
 
+def _redact_host(host: str, matcher: IdentityMatcher | None) -> str:
+    """The host as shown: labels that are tokens (or, with a matcher, the identity) replaced."""
+    plain = _PLAIN_WORD.fullmatch if matcher is None else _NOTHING.fullmatch
+    # The registrable domain is stored anyway; only the labels in front of it can be per-reader.
+    domain = registrable_domain(host) if host else ""
+    front = host[: -len(domain)].rstrip(".") if domain and host.endswith(domain) else host
+    labels = [
+        label if plain(label) else _marker_for_text(label, matcher) or label
+        for label in front.split(".")
+        if label
+    ]
+    if domain and host.endswith(domain):
+        labels.append(domain)
+    shown = ".".join(labels)
+    # An IPv6 literal keeps its brackets, or its colons would read as a port.
+    return f"[{shown}]" if ":" in host else shown
+
+
+def _redact_path(path: str, matcher: IdentityMatcher | None) -> str:
+    if matcher is None:
+        return "/".join([_plain_segment_shown(s) for s in path.split("/")])
+    return "/".join([_redact_segment(s, matcher) if s else s for s in path.split("/")])
+
+
+def _redact_query(
+    query: str,
+    url: str,
+    reasons: tuple[str, ...],
+    matcher: IdentityMatcher | None,
+    carriers: Mapping[str, str],
+) -> str:
+    """The query as shown, with its "?". `url` is what the parameter rules read the query from."""
+    plain = _PLAIN_WORD.fullmatch if matcher is None else _NOTHING.fullmatch
+    named = _named_params(reasons)
+    # The parameter rules only matter for a value that would be kept otherwise: they run (once)
+    # when the first such value turns up.
+    flagged: set[str] | None = None
+    pieces: list[str] = []
+    for name, value, has_eq in _query_pairs(query):
+        if plain(name):
+            shown = name
+        else:
+            name_marker = _marker_for_text(unquote(name, errors="replace"), matcher)
+            shown = name if name_marker is None else name_marker
+        if not has_eq:
+            pieces.append(shown)
+            continue
+        if name in carriers:
+            pieces.append(f"{shown}=<{carriers[name]}:recipient>")
+            continue
+        marker = None if plain(value) else _marker_for_text(value, matcher)
+        # Campaign attribution ("utm_source=newsletter") names the send, not the reader; a utm
+        # value shaped like a token is still replaced.
+        campaign = name[:4].lower() == "utm_" and _safe_word(value)
+        if name not in named and (marker is None or campaign):
+            if flagged is None:
+                flagged = _flagged_params(url, matcher)
+            if name not in flagged:
+                pieces.append(f"{shown}={value if marker is None else marker}")
+                continue
+        if f"{_IDENTITY}:{name}" in reasons:
+            marker = f"<{_guess_encoding(value)}:recipient>"
+        elif campaign:
+            marker = None
+        elif marker is None:
+            marker = "<token>"
+        pieces.append(f"{shown}={value if marker is None else marker}")
+    return "?" + "&".join(pieces)
+
+
+# Without an identity hit, each part of a URL is redacted by a function of its own text (and the
+# reasons, for the query), and hosts, path words and query strings recur across the URLs of one
+# message (every image of a newsletter on one CDN host, tagged with the same campaign query):
+# each distinct one is redacted once. Bounded, as the caches of the engine are.
+@functools.lru_cache(maxsize=2048)
+def _plain_host_shown(host: str) -> str:
+    return _redact_host(host, None)
+
+
+@functools.lru_cache(maxsize=8192)
+def _plain_segment_shown(segment: str) -> str:
+    return segment if not segment or _PLAIN_SEGMENT.fullmatch(segment) else _redact_segment(segment, None)
+
+
+@functools.lru_cache(maxsize=2048)
+def _plain_query_shown(query: str, reasons: tuple[str, ...]) -> str:
+    # The parameter rules read "?" + query as they read the URL it comes from: the caller passes
+    # only queries of _SIMPLE_URL's shape without "#", where the first "?" starts the query and
+    # nothing ends it.
+    return _redact_query(query, "?" + query, reasons, None, {})
+
+
 def redact_url(url: str, *, matcher: IdentityMatcher | None = None, reasons: Iterable[str] = ()) -> str:
     """`url` with user info dropped and every identifying part replaced by a type marker.
 
@@ -310,75 +414,32 @@ def redact_url(url: str, *, matcher: IdentityMatcher | None = None, reasons: Ite
     """
     if not isinstance(url, str) or not url:
         return ""
+    simple = _split_simple(url)
     try:
-        scheme, netloc, host, port, path, query, fragment = _split(url.strip())
+        scheme, netloc, host, port, path, query, fragment = simple or _split(url.strip())
     except ValueError:
         return "<unparsable>"
     reasons = tuple(reasons)
     hits = matcher.find(url) if matcher else []
-    carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
+    out = (scheme + ":" if scheme else "") + ("//" if netloc else "")
     if hits:
         # A plain word can still be an encoding of the identity: every piece goes to the matcher.
-        plain = plain_segment = _NOTHING.fullmatch
+        carriers = {h.param: h.encoding for h in hits if h.location == "query" and h.param}
+        out += _redact_host(host, matcher) + (f":{port}" if port is not None else "")
+        out += _redact_path(path, matcher)
+        if query:
+            out += _redact_query(query, url, reasons, matcher, carriers)
     else:
         # The matcher searches every decoding of the whole URL, so a URL without a hit has none in
-        # any of its parts either: skip the per-part searches.
+        # any of its parts either: the parts are redacted without it.
         matcher = None
-        plain, plain_segment = _PLAIN_WORD.fullmatch, _PLAIN_SEGMENT.fullmatch
-    named = _named_params(reasons)
-
-    # The registrable domain is stored anyway; only the labels in front of it can be per-reader.
-    domain = registrable_domain(host) if host else ""
-    front = host[: -len(domain)].rstrip(".") if domain and host.endswith(domain) else host
-    labels = [
-        label if plain(label) else _marker_for_text(label, matcher) or label
-        for label in front.split(".")
-        if label
-    ]
-    if domain and host.endswith(domain):
-        labels.append(domain)
-    out = (scheme + ":" if scheme else "") + ("//" if netloc else "")
-    shown = ".".join(labels)
-    # An IPv6 literal keeps its brackets, or its colons would read as a port.
-    out += (f"[{shown}]" if ":" in host else shown) + (f":{port}" if port is not None else "")
-    out += "/".join(
-        [s if not s or plain_segment(s) else _redact_segment(s, matcher) for s in path.split("/")]
-    )
-    if query:
-        # The parameter rules only matter for a value that would be kept otherwise: they run
-        # (once) when the first such value turns up.
-        flagged: set[str] | None = None
-        pieces: list[str] = []
-        for name, value, has_eq in _query_pairs(query):
-            if plain(name):
-                shown = name
+        out += _plain_host_shown(host) + (f":{port}" if port is not None else "")
+        out += _redact_path(path, None)
+        if query:
+            if simple is not None and "#" not in url:
+                out += _plain_query_shown(query, reasons)
             else:
-                name_marker = _marker_for_text(unquote(name, errors="replace"), matcher)
-                shown = name if name_marker is None else name_marker
-            if not has_eq:
-                pieces.append(shown)
-                continue
-            if name in carriers:
-                pieces.append(f"{shown}=<{carriers[name]}:recipient>")
-                continue
-            marker = None if plain(value) else _marker_for_text(value, matcher)
-            # Campaign attribution ("utm_source=newsletter") names the send, not the reader; a
-            # utm value shaped like a token is still replaced.
-            campaign = name[:4].lower() == "utm_" and _safe_word(value)
-            if name not in named and (marker is None or campaign):
-                if flagged is None:
-                    flagged = _flagged_params(url, matcher)
-                if name not in flagged:
-                    pieces.append(f"{shown}={value if marker is None else marker}")
-                    continue
-            if f"{_IDENTITY}:{name}" in reasons:
-                marker = f"<{_guess_encoding(value)}:recipient>"
-            elif campaign:
-                marker = None
-            elif marker is None:
-                marker = "<token>"
-            pieces.append(f"{shown}={value if marker is None else marker}")
-        out += "?" + "&".join(pieces)
+                out += _redact_query(query, url, reasons, None, {})
     if fragment:
         out += "#" + (_marker_for_text(fragment, matcher) or fragment)
     # A marker-free result still must not smuggle characters a report would render as markup.
@@ -419,14 +480,34 @@ def events_from_findings(
     sender = _domain_only(sender_domain)
     who = tuple(recipients) + ((user,) if user and "@" in user else ())
     matcher = _matcher(who) if who else None
+    research = detail is LogDetail.RESEARCH
+    # A message's findings repeat (an image in both src and srcset, every image tagged with the
+    # same campaign query): findings alike in all that _event reads give one event, made once and
+    # listed each time (events are immutable). Below research the URL counts only from its "?" on.
+    made: dict[tuple[object, ...], TrackingEvent] = {}
+    # A URL found twice with other vectors or actions is redacted once.
+    redacted: dict[tuple[object, ...], str] | None = {} if research else None
     out: list[TrackingEvent] = []
     for f in findings:
         if not isinstance(f, Finding) or not acted_on(f):
             continue
+        key: tuple[object, ...] | None
         try:
-            out.append(_event(f, t, channel, sender, user_hash, matcher, detail))
-        except Exception:  # one odd finding must not cost the rest of the batch
-            logger.debug("finding skipped by the tracking log", exc_info=True)
+            url = f.url
+            read = url if research else url[url.find("?") :] if "?" in url else ""
+            key = (read, f.reasons, f.vector, f.vendor, f.action, f.tracker_domain)
+            event = made.get(key)
+        except Exception:  # a field that is no string or cannot be hashed: made on its own
+            key = event = None
+        if event is None:
+            try:
+                event = _event(f, t, channel, sender, user_hash, matcher, redacted)
+            except Exception:  # one odd finding must not cost the rest of the batch
+                logger.debug("finding skipped by the tracking log", exc_info=True)
+                continue
+            if key is not None:
+                made[key] = event
+        out.append(event)
     return out
 
 
@@ -437,8 +518,10 @@ def _event(
     sender: str,
     user_hash: str,
     matcher: IdentityMatcher | None,
-    detail: LogDetail,
+    redacted: dict[tuple[object, ...], str] | None,
 ) -> TrackingEvent:
+    """The event of one finding; with the URL (redacted) when `redacted` is given, the URLs of
+    the message redacted so far."""
     url_in = f.url
     # Host and path hits are in the classifier's reasons already; the query and fragment are
     # only searched when there is one.
@@ -453,8 +536,16 @@ def _event(
     else:
         reasons = _plain_reasons(f.reasons) or _reasons(f.reasons, url_in, {})
     url = ""
-    if detail is LogDetail.RESEARCH:
-        url = redact_url(f.url, matcher=matcher, reasons=f.reasons)
+    if redacted is not None:
+        try:
+            key = (url_in, f.reasons)
+            url = redacted.get(key, "")
+        except TypeError:  # reasons that are no tuple
+            key = None
+        if not url:
+            url = redact_url(url_in, matcher=matcher, reasons=f.reasons)
+            if key is not None:
+                redacted[key] = url
     return TrackingEvent(
         time=t,
         channel=str(channel),

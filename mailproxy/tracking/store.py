@@ -20,6 +20,7 @@ in the file rather than left in free pages.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import operator
 import os
@@ -115,8 +116,16 @@ _ADD_DROPPED: Final = (
 )
 
 
+@functools.lru_cache(maxsize=256)
 def _day(t: int) -> str:
+    # Cached: a batch's events share a few days and 10-minute slots.
     return time.strftime("%Y-%m-%d", time.gmtime(t))
+
+
+@functools.lru_cache(maxsize=4096)
+def _joined(reasons: tuple[str, ...]) -> str:
+    # Reason tuples repeat across events (the same few sanitized codes): joined once each.
+    return ",".join(reasons)
 
 
 # The fields an event is counted by, read in one C call per event.
@@ -132,7 +141,7 @@ def _daily_rows(events: Iterable[TrackingEvent]) -> list[tuple[object, ...]]:
     for (t, channel, sender, tracker, vendor, vector, reasons, action), n in Counter(
         map(_DAILY_KEY, events)
     ).items():
-        key = (_day(t), channel, sender, tracker, vendor, vector, ",".join(reasons), action)
+        key = (_day(t), channel, sender, tracker, vendor, vector, _joined(reasons), action)
         counts[key] = counts.get(key, 0) + n
     # Sorted: two PostgreSQL writers upserting the same keys lock them in one order, never
     # deadlocking.
@@ -149,7 +158,7 @@ def _event_rows(events: Iterable[TrackingEvent], detail: LogDetail) -> list[tupl
             e.tracker_domain,
             e.vendor,
             e.vector,
-            ",".join(e.reasons),
+            _joined(e.reasons),
             e.action,
             e.user_hash,
             e.url if research else "",

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailproxy.detect.identity import IdentityMatcher
+from mailproxy.tracking import events
 from mailproxy.tracking.events import _split, redact_url
 
 READER = "reader@example.com"
@@ -107,3 +108,92 @@ _PIECE = st.text(alphabet="aZ09-._~:/?#[]@!$&'()*+,;=% \t\n\x00é", max_size=12)
 def test_split_agrees_with_urlsplit(scheme: str, sep: str, host: str, rest: list[str]) -> None:
     url = scheme + sep + host + "".join(rest)
     assert _outcome(_split, url) == _outcome(_urlsplit_view, url)
+
+
+# --- redaction of URL parts met before (each distinct host, path word and query is redacted once) ---
+
+_HOSTS = [
+    "cdn.example.com",
+    f"{MD5}.t.example.com",
+    "u1234567.ct.sendgrid.net",
+    "d5pdmhe4xrqvg0.cloudfront.net",
+    "[::1]",
+]
+_SEGMENTS = [
+    "assets",
+    "email",
+    "2025",
+    MD5,
+    "article-601.jpg",
+    "c_fill,w_260",
+    "o.gif",
+    "reader%40example.com",
+]
+_QUERIES = ["", "?m=abc", f"?m={MD5}", "?utm_source=newsletter&utm_campaign=x1", "?m=abc#top", "?a=1&#38;b=2"]
+_REASONS = [
+    (),
+    ("recipient-identity:m",),
+    ("known-param:m",),
+    ("known-param:utm_source",),
+    ("high-entropy:a",),
+]
+
+
+def _clear_part_caches() -> None:
+    for cached in (events._plain_host_shown, events._plain_segment_shown, events._plain_query_shown):
+        cached.cache_clear()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["https://", "HTTP://", "//", " https://"]),
+            st.sampled_from(_HOSTS),
+            st.lists(st.sampled_from(_SEGMENTS), max_size=4),
+            st.sampled_from(_QUERIES),
+            st.sampled_from(_REASONS),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_redaction_does_not_depend_on_the_urls_redacted_before(
+    cases: list[tuple[str, str, list[str], str, tuple[str, ...], bool]],
+) -> None:
+    # The same hosts, path words and queries under other reasons, with and without the identity
+    # elsewhere in the URL, in both orders with empty caches: the answers are the same.
+    inputs = [
+        (scheme + host + "".join("/" + s for s in path) + query, reasons, MATCHER if with_matcher else None)
+        for scheme, host, path, query, reasons, with_matcher in cases
+    ]
+    _clear_part_caches()
+    forward = [redact_url(url, matcher=m, reasons=r) for url, r, m in inputs]
+    _clear_part_caches()
+    backward = [redact_url(url, matcher=m, reasons=r) for url, r, m in reversed(inputs)]
+    assert forward == backward[::-1]
+
+
+def test_a_query_met_again_is_redacted_by_its_reasons_and_the_identity() -> None:
+    url = "https://t.example.com/p?m=abc&u=x"
+    assert redact_url(url, reasons=()) == url
+    # The same query named identifying, then carrying the identity: not the answer kept from before.
+    assert redact_url(url, reasons=("known-param:m",)) == "https://t.example.com/p?m=<token>&u=x"
+    assert (
+        redact_url(url, reasons=("recipient-identity:m",)) == "https://t.example.com/p?m=<hex:recipient>&u=x"
+    )
+    assert (
+        redact_url(url + f"&e={MD5}", matcher=MATCHER)
+        == "https://t.example.com/p?m=abc&u=x&e=<md5:recipient>"
+    )
+    assert redact_url(url, matcher=MATCHER) == url
+
+
+def test_a_host_or_path_word_met_again_is_marked_as_the_identity_when_it_is() -> None:
+    # Redacted first without the reader's matcher (another mailbox), then with it.
+    url = f"https://{MD5}.t.example.com/o/{MD5}.gif?x=1"
+    assert redact_url(url) == "https://<token>.t.example.com/o/<token>.gif?x=1"
+    assert (
+        redact_url(url, matcher=MATCHER) == "https://<md5:recipient>.t.example.com/o/<md5:recipient>.gif?x=1"
+    )
