@@ -918,7 +918,8 @@ _ENTITY_LINE = re.compile(rb"(?im)^content-type:")
 # and its file name (e-mail-parser-multipart-mixed.c, e_mail_parser_wrap_as_attachment).
 _EVOLUTION_PARSES = ("text/", "image/", "multipart/", "message/")
 _EVOLUTION_PARSES_BYTES = tuple(t.encode() for t in _EVOLUTION_PARSES)
-_SNIFFED_HTML = re.compile(rb"(?i)<(?:!doctype html|html|head|body|script|title|h1|!--)")
+# shared-mime-info's text/html magic: some strings anywhere in the first 256 bytes, some at the start only.
+_SNIFFED_HTML = re.compile(rb"(?i)<(?:!doctype html|html|head|script|title)|\A<(?:body|h1|!--)")
 _SNIFFED_MESSAGE = re.compile(
     rb"#! rnews|N#! rnews|Forward to|From:|Pipe to|Received:|Relay-Version:|Return-[Pp]ath:|Subject: "
     rb"|Article|Path:|Xref:"

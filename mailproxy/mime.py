@@ -535,7 +535,7 @@ class _Walker:
         theirs, encoding, camel_boundary = _camel_reading(raw[start:hdr_end], default_type)
         ambiguous = ambiguous or theirs not in (ctype, "text/plain")
         # Another boundary is other parts to it (where it reads none, it shows the source as text).
-        ambiguous = ambiguous or camel_boundary not in (None, "", boundary)
+        other_boundary = camel_boundary not in (None, "", boundary)
         if _CAMEL_DECODES.get(encoding) != _DECODES.get(cte):
             if _CAMEL_DECODES.get(encoding) == "uu":
                 cte = encoding  # as camel decodes it: only blanking (the engine's reading of it) is safe
@@ -562,6 +562,8 @@ class _Walker:
                     if signed:
                         self.signed.pop()
                     ambiguous = ambiguous or not agreed or self._inside_line(own, body_start, end)
+                    if other_boundary and camel_boundary is not None:
+                        ambiguous = ambiguous or self._other_lines(camel_boundary, own, body_start, end)
             elif ctype == "message/rfc822":
                 if cte in ("7bit", "8bit", "binary"):
                     inner = self.entity(body_start, number, depth + 1, stack, "text/plain")
@@ -629,6 +631,20 @@ class _Walker:
             if at > start and raw[at - 1] != 0x0A and (after[:1] in _MIME4J_SPACE or after == b"--"):
                 return True
             at = raw.find(needle, at + 1, end)
+        return False
+
+    def _other_lines(self, theirs: str, own: bytes, start: int, end: int) -> bool:
+        """Whether camel, reading boundary ``theirs`` where we read ``own``, finds a delimiter line in
+        raw[start:end] that is none of ``own`` (when ``theirs`` is a prefix of ``own``, the usual case of
+        an unquoted value cut at a tspecial, only such lines make the readings differ)."""
+        needle = b"--" + theirs.encode("latin-1", "replace")
+        if not own.startswith(needle[2:]):
+            return True
+        raw, pos = self.raw, start
+        while (pos := raw.find(needle, pos, end)) >= 0:
+            if (pos == start or raw[pos - 1] == 0x0A) and not raw.startswith(b"--" + own, pos):
+                return True
+            pos += 1
         return False
 
     def _exact(self, d: _Delimiter, boundary: bytes) -> bool:

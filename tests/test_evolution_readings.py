@@ -421,3 +421,18 @@ def test_a_part_inside_an_inline_pgp_signed_text_is_neutralized() -> None:
     raw = mixed(b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + signed)
     assert may_change(raw)
     assert not leaks(rewritten(raw))
+
+
+def test_an_unquoted_boundary_camel_cuts_but_reads_alike_stays_unambiguous() -> None:
+    # camel reads "----=_Next" as "----": the same parts, unless a line starts with "------" and no more.
+    part = b"------=_Next\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+    raw = HEAD + b"Content-Type: multipart/mixed; boundary=----=_Next\r\n\r\n" + part + b"------=_Next--\r\n"
+    assert not mime.parse(raw).ambiguous
+    assert mime.parse(raw.replace(b"hi\r\n", b"hi\r\n------ Forwarded ------\r\n")).ambiguous
+
+
+def test_html_magic_evolution_does_not_read_leaves_an_attachment_alone() -> None:
+    # shared-mime-info finds "<!--" only at the start: an XML file with a comment is no HTML to it.
+    xml = b'<?xml version="1.0"?>\r\n<!-- generated -->\r\n<a xmlns="http://example.org/ns"/>\r\n'
+    raw = mixed(b"Content-Type: application/x-config\r\n\r\n" + xml)
+    assert ENGINE.rewrite(raw).data == raw
