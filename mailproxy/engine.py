@@ -221,7 +221,11 @@ class Engine:
                 out[part.body_start : part.end] = _neutralized_body(raw, part)
         for part in leaves:
             label = mime.body_number(part)
-            reading = None if part.content_type in _MARKUP else _evolution_reading(raw, part)
+            try:
+                reading = None if part.content_type in _MARKUP else _evolution_reading(raw, part)
+            except Exception:  # a bug of ours must not leak what Evolution renders (the part is blanked)
+                log.exception("part %s: the check of Evolution's reading failed", label)
+                reading = "cannot be checked as Evolution reads it"
             if reading is not None:
                 log.warning("part %s %s: neutralizing it", label, reading)
                 result.failsafe_parts.append(label)
@@ -872,7 +876,11 @@ def may_change(raw: bytes) -> bool:
 
 def _evolution_reads(raw: bytes) -> bool:
     """Whether Evolution reads a part of ``raw`` as markup or messages (``_evolution_reading``)."""
-    return any(_evolution_reading(raw, leaf) is not None for leaf in mime.parse(raw).leaves())
+    try:
+        return any(_evolution_reading(raw, leaf) is not None for leaf in mime.parse(raw).leaves())
+    except Exception:  # a bug of ours: the engine, which blanks what it cannot read, decides
+        log.exception("the check of Evolution's reading failed")
+        return True
 
 
 # Message types the engine neutralizes as leaves (``_MESSAGES``), and what names a part's encoding.
@@ -1113,7 +1121,17 @@ def _sniffed(encoded: bytes, part: mime.Part) -> str | None:
 def _neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
     """The body of leaf ``part`` with every remote reference broken, as ``neutralize_section`` reads it
     and, for a part clients decode and parse as messages or a MIME part, in every part they find there:
-    a reference in an encoded part inside an encoded part is out of the neutralizer's sight."""
+    a reference in an encoded part inside an encoded part is out of the neutralizer's sight. Blanked
+    where that reading fails (a bug of ours)."""
+    try:
+        return _neutralized_as_read(encoded, part, depth)
+    except Exception:
+        log.exception("a part cannot be read as clients read it: blanking it")
+        return _blanked(encoded)
+
+
+def _neutralized_as_read(encoded: bytes, part: mime.Part, depth: int) -> bytes:
+    """``_neutralized_leaf``, unguarded."""
     ctype = part.content_type
     kind = None if ctype in _MARKUP else _evolution_kind(encoded, part)
     if kind in ("markdown", "vcard"):  # read through escapes no neutralizer reading sees

@@ -436,3 +436,16 @@ def test_html_magic_evolution_does_not_read_leaves_an_attachment_alone() -> None
     xml = b'<?xml version="1.0"?>\r\n<!-- generated -->\r\n<a xmlns="http://example.org/ns"/>\r\n'
     raw = mixed(b"Content-Type: application/x-config\r\n\r\n" + xml)
     assert ENGINE.rewrite(raw).data == raw
+
+
+def test_a_bug_in_reading_a_part_as_evolution_does_blanks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailproxy import engine as engine_module
+
+    def raise_(*_: object) -> None:
+        raise RuntimeError("bug")
+
+    raw = mixed(b"Content-Type: text/plain\r\n\r\nContent-Type: text/html\r\n\r\n" + BEACON)
+    monkeypatch.setattr(engine_module, "_embeds_entity", raise_)
+    assert may_change(raw)  # the engine decides
+    out = ENGINE.rewrite(raw).data
+    assert len(out) == len(raw) and b"Content-Type: text/html" not in out and not leaks(out)
