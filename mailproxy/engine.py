@@ -782,7 +782,8 @@ def _wide_edits(old: bytes, text: str, edits: list[Edit], charset: str) -> list[
 _RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
 _MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
 # With the types a client may read as another (``mime._retyped``): a "?" in the type, or one typed by
-# file name; and markdown, vCards and calendars, which Evolution renders (``_evolution_kind``).
+# file name; and markdown, vCards, calendars and S/MIME signed data, which Evolution renders
+# (``_evolution_kind``).
 _MAY_CHANGE_TYPES = (
     *_MARKUP_SUBTYPES,
     b"?",
@@ -793,6 +794,7 @@ _MAY_CHANGE_TYPES = (
     b"directory",
     b"calendar",
     b"ics",
+    b"pkcs7",
 )
 # And message/external-body parts (``Engine._external_bodies``), which it finds in a header block
 # however the field is spelled: the word anywhere the other types are looked for is enough.
@@ -948,6 +950,7 @@ _WHY = {
     "markdown": "is markdown Evolution renders with remote images",
     "vcard": "is a vCard Evolution renders with a remote picture or markup",
     "calendar": "is a calendar Evolution renders with remote content",
+    "signed": "is S/MIME signed data clients unwrap and render, with remote content",
 }
 
 
@@ -964,6 +967,12 @@ def _evolution_kind(encoded: bytes, part: mime.Part) -> str | None:
     ctype = part.content_type
     if ctype in _MESSAGES or ctype == _MBOX:
         return "messages"
+    if ctype in _PKCS7:
+        der = _decoded(encoded, part)
+        if _SIGNED_DATA not in der[:32]:
+            return None  # enveloped (encrypted) data: out of anyone's sight but the reader's
+        content = _signed_content(der)
+        return "signed" if content is None or _entity_loads(content) else None
     if ctype == _MARKDOWN:
         kind: str | None = "markdown"
     elif ctype in _VCARDS:
@@ -1061,6 +1070,108 @@ def _loads_remote(html: str) -> bool:
     return any(is_remote(s.url) and not (s.element in ("a", "area") and s.attr == "href") for s in survivors)
 
 
+# S/MIME signed data in a part of its own (RFC 8551 section 3.5.2): Evolution (e-mail-parser-application-
+# smime.c, camel_cipher_context_decrypt_sync) and Thunderbird unwrap the MIME entity signed inside and
+# render it, whatever the signature. It lies in the DER (BER) structure, beyond the neutralizer's sight.
+_PKCS7 = frozenset(
+    {
+        "application/pkcs7-mime",
+        "application/x-pkcs7-mime",
+        "application/xpkcs7mime",
+        "application/xpkcs7-mime",
+    }
+)
+_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # OBJECT IDENTIFIER 1.2.840.113549.1.7.2
+
+
+def _ber(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """(tag, start of the contents, their end or -1 when indefinite) of the BER element at ``pos``, or
+    None where it is malformed (or has a tag number above 30, which signed data does not use)."""
+    if pos + 2 > len(data) or data[pos] & 0x1F == 0x1F:
+        return None
+    tag, first, start = data[pos], data[pos + 1], pos + 2
+    if first < 0x80:
+        return (tag, start, start + first) if start + first <= len(data) else None
+    if first == 0x80:
+        return (tag, start, -1) if tag & 0x20 else None  # indefinite: constructed only
+    n = first & 0x7F
+    if n > 4 or start + n > len(data):
+        return None
+    end = start + n + int.from_bytes(data[start : start + n], "big")
+    return (tag, start + n, end) if end <= len(data) else None
+
+
+def _ber_children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(tag, contents' start, contents' end, element's end) of each element in a constructed
+    element's contents from ``start`` to ``end`` (-1: up to an end-of-contents mark)."""
+    pos = start
+    while pos < (len(data) if end < 0 else end):
+        if end < 0 and data[pos : pos + 2] == b"\0\0":
+            return
+        element = _ber(data, pos)
+        if element is None:
+            raise ValueError("malformed BER")
+        tag, cstart, cend = element
+        if cend < 0:  # indefinite: the contents end where the children's end-of-contents mark is
+            cend = cstart
+            for child in _ber_children(data, cstart, -1):
+                cend = child[3]
+            after = cend + 2
+        else:
+            after = cend
+        yield tag, cstart, cend, after
+        pos = after
+    if end < 0:
+        raise ValueError("unterminated BER")
+
+
+def _signed_content(der: bytes) -> bytes | None:
+    """The content signed in a ContentInfo of signed data (ContentInfo, SignedData,
+    EncapsulatedContentInfo: its eContent's octets, constructed or not), or None where it cannot be read."""
+    try:
+        top = _ber(der, 0)
+        if top is None or top[0] != 0x30:
+            return None
+        info = list(_ber_children(der, top[1], top[2]))
+        if len(info) < 2 or info[1][0] != 0xA0:
+            return None
+        signed = next(_ber_children(der, info[1][1], info[1][2]))
+        encap = [c for c in _ber_children(der, signed[1], signed[2]) if c[0] == 0x30][0]
+        econtent = [c for c in _ber_children(der, encap[1], encap[2]) if c[0] == 0xA0]
+        if not econtent:
+            return b""  # detached: nothing signed in it
+        octets = next(_ber_children(der, econtent[0][1], econtent[0][2]))
+        return _octets(der, octets)
+    except (ValueError, IndexError, StopIteration, RecursionError):  # (hostile nesting too)
+        return None
+
+
+def _octets(der: bytes, element: tuple[int, int, int, int]) -> bytes:
+    tag, start, end, _ = element
+    if tag == 0x04:
+        return der[start:end]
+    if tag != 0x24:
+        raise ValueError("not an OCTET STRING")
+    return b"".join(_octets(der, child) for child in _ber_children(der, start, end))
+
+
+def _entity_loads(content: bytes) -> bool:
+    """Whether a MIME entity (signed data's content) has a part that loads something remote as clients
+    read it (links aside): markup that does, a part Evolution reads as such (``_evolution_kind``), or
+    parts clients may read otherwise that name anything remote."""
+    root = mime.parse(content)
+    for leaf in root.leaves():
+        encoded = content[leaf.body_start : leaf.end]
+        if leaf.content_type in _MARKUP:
+            decoded = _decoded(encoded, leaf)
+            if b"\0" in decoded or _loads_remote(decoded.decode("latin-1")):
+                return True
+        elif _evolution_kind(encoded, leaf) is not None:
+            return True
+    ambiguous = any(p.ambiguous for p in root.walk())
+    return ambiguous and _neutralized_entity(content, 0) != content
+
+
 def _markdown_loads(decoded: bytes, charset: str | None) -> bool:
     """Whether markdown ``decoded`` (read as bytes or in its charset) has an image and spells a remote
     URL once its escapes and character references are read."""
@@ -1134,7 +1245,7 @@ def _neutralized_as_read(encoded: bytes, part: mime.Part, depth: int) -> bytes:
     """``_neutralized_leaf``, unguarded."""
     ctype = part.content_type
     kind = None if ctype in _MARKUP else _evolution_kind(encoded, part)
-    if kind in ("markdown", "vcard"):  # read through escapes no neutralizer reading sees
+    if kind in ("markdown", "vcard", "signed"):  # read through escapes or DER no neutralizer reads
         return _blanked(encoded)
     if kind == "calendar":
         # Unless a URL is folded or escaped out of the neutralizer's sight, the invitation stays.

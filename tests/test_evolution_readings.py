@@ -13,6 +13,10 @@ import re
 from collections.abc import Iterator
 
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
 
 from mailproxy import mime
 from mailproxy.engine import Engine, may_change
@@ -449,3 +453,50 @@ def test_a_bug_in_reading_a_part_as_evolution_does_blanks_it(monkeypatch: pytest
     assert may_change(raw)  # the engine decides
     out = ENGINE.rewrite(raw).data
     assert len(out) == len(raw) and b"Content-Type: text/html" not in out and not leaks(out)
+
+
+def der(tag: int, *contents: bytes) -> bytes:
+    body = b"".join(contents)
+    size = len(body).to_bytes(2, "big")
+    return bytes([tag]) + (bytes([len(body)]) if len(body) < 0x80 else b"\x82" + size) + body
+
+
+def signed_data(content: bytes, *, indefinite: bool = False) -> bytes:
+    """A ContentInfo of signed data (RFC 5652) holding ``content``, signed by cryptography's PKCS #7
+    builder (DER); or as streaming signers write BER (openssl smime -stream: indefinite lengths, the
+    content in pieces), with no signature, which no client needs to render it."""
+    if not indefinite:
+        issued = trustme.CA().issue_cert("shop.example")
+        key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
+        cert = x509.load_pem_x509_certificate(issued.cert_chain_pems[0].bytes())
+        builder = pkcs7.PKCS7SignatureBuilder().set_data(content)
+        return builder.add_signer(cert, key, hashes.SHA256()).sign(serialization.Encoding.DER, [])
+    signed_oid, data_oid = bytes.fromhex("06092a864886f70d010702"), bytes.fromhex("06092a864886f70d010701")
+    pieces = b"".join(der(0x04, content[i : i + 100]) for i in range(0, len(content), 100))
+    econtent = b"\xa0\x80\x24\x80" + pieces + b"\x00\x00\x00\x00"
+    encap = b"\x30\x80" + data_oid + econtent + b"\x00\x00"
+    inner = b"\x30\x80" + der(0x02, b"\x01") + der(0x31) + encap + der(0x31) + b"\x00\x00"
+    return b"\x30\x80" + signed_oid + b"\xa0\x80" + inner + b"\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize("indefinite", [False, True])
+def test_s_mime_signed_data_with_a_tracker_is_blanked(indefinite: bool) -> None:
+    # e-mail-parser-application-smime.c unwraps signed data (camel_cipher_context_decrypt_sync) and
+    # renders the entity inside, out of the neutralizer's sight in the DER.
+    pkcs7 = signed_data(HTML_ENTITY, indefinite=indefinite)
+    raw = (
+        HEAD + b'Content-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + b64(pkcs7)
+    )
+    assert may_change(raw)
+    out = rewritten(raw)
+    assert not body_of(out).strip()
+
+
+def test_s_mime_signed_data_without_remote_content_is_left_alone() -> None:
+    content = (
+        b'Content-Type: text/html\r\n\r\n<p>Hi, see <a href="https://shop.example/">the shop</a></p>\r\n'
+    )
+    raw = HEAD + b"Content-Type: application/x-pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    raw += b64(signed_data(content))
+    assert ENGINE.rewrite(raw).data == raw
