@@ -232,8 +232,9 @@ class StreamNeutralizer:
         self._b64_prev = None if going_on is None else going_on.prev
         self._b64_suspect = going_on is not None and going_on.suspect
         self._b64_zero = going_on is not None and going_on.zero
-        if cut:
+        if limit:  # (output that ends in a soft line break shows nothing more: the byte before stays)
             self._prev_view = text[limit - 1 : limit]
+        if cut:
             self._prev_raw = raw[cut - 1 : cut]
             line = max(raw.rfind(b"\n", 0, cut), raw.rfind(b"\r", 0, cut))
             self._column = cut - line - 1 if line >= 0 else self._column + cut

@@ -571,3 +571,20 @@ def test_base64_lines_around_a_blank_line_are_one_text(eol: bytes) -> None:
         out = b"".join(n.feed(body[i : i + step]) for i in range(0, len(body), step)) + n.feed(b"", last=True)
         assert (out, n.edits) == neutralize_section(body)
         assert base64.b64decode(out.replace(eol, b"")) == html.replace(b"https:", b"xttps:"), step
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expect"),
+    [
+        # Output that ended in a soft line break ("=\r", which shows nothing) left no byte before the
+        # next chunk's text: every offset found in it was one too low, so a line break was broken
+        # instead of the "&" of "&#" ...
+        ([b"=", b"\rU\n&#"], b"=\rU\n_#"),
+        # ... or the "=" before "//" was taken for an escape, and the stream raised ValueError.
+        ([b"=\r", b"=//h"], b"=\r=_/h"),
+    ],
+)
+def test_chunks_after_a_soft_line_break_that_shows_nothing(chunks: list[bytes], expect: bytes) -> None:
+    n = StreamNeutralizer()
+    assert b"".join(n.feed(c) for c in chunks) + n.feed(b"", last=True) == expect
+    assert neutralize_section(b"".join(chunks))[0] == expect
