@@ -186,6 +186,7 @@ class StreamNeutralizer:
         # the last decoded byte emitted), and this many bytes after the start of its line.
         self._coded: tuple[bytes, bytes] | None = None
         self._column = 0
+        self._context = b""  # the last bytes emitted (``_NEAR`` of them), for the markup near a reference
         self.edits = 0
 
     def feed(self, data: bytes, *, last: bool = False) -> bytes:
@@ -211,8 +212,14 @@ class StreamNeutralizer:
         for body in bodies:
             if body.kind == b"u" and found and self._judge is _textual:
                 # Lines of uuencode are printable, so their characters are text to the judgement and
-                # spell "&#", "=//" or "\\1" by chance; as text they count only near markup.
-                found = {p for p in found if not body.data <= p < body.end or _near_markup(raw, p)}
+                # spell "&#", "=//" or "\\1" by chance; as text they count only near markup (in the
+                # bytes emitted before too: the markup before a reference may have gone out already).
+                seen = self._context + raw
+                found = {
+                    p
+                    for p in found
+                    if not body.data <= p < body.end or _near_markup(seen, p + len(self._context))
+                }
         for p in found:
             escape = out[p] == 0x3D  # a quoted-printable escape: replaced by another one
             new = 0x5F if (int(raw[p + 1 : p + 3], 16) if escape else out[p]) in b"/&\\" else 0x78
@@ -236,12 +243,14 @@ class StreamNeutralizer:
             self._prev_view = text[limit - 1 : limit]
         if cut:
             self._prev_raw = raw[cut - 1 : cut]
+            self._context = (self._context + raw[max(0, cut - _NEAR) : cut])[-_NEAR:]
             line = max(raw.rfind(b"\n", 0, cut), raw.rfind(b"\r", 0, cut))
             self._column = cut - line - 1 if line >= 0 else self._column + cut
         self._buf = raw[cut:]
         if last:
             self._buf, self._prev_raw, self._prev_view, self._b64_prev = b"", b"\n", b"\n", None
             self._coded, self._column, self._b64_suspect, self._b64_zero = None, 0, False, False
+            self._context = b""
         return bytes(out)
 
     def _coded_bodies(self, raw: bytes, cut: int, last: bool) -> tuple[list[_Coded], int]:

@@ -588,3 +588,21 @@ def test_chunks_after_a_soft_line_break_that_shows_nothing(chunks: list[bytes], 
     n = StreamNeutralizer()
     assert b"".join(n.feed(c) for c in chunks) + n.feed(b"", last=True) == expect
     assert neutralize_section(b"".join(chunks))[0] == expect
+
+
+def test_markup_after_a_begin_line_is_text_whatever_the_chunking() -> None:
+    # A "begin " line makes the lines after it uuencode to the neutralizer, where a reference read as
+    # text counts only near markup; in an HTML part (which Thunderbird renders as HTML) the markup
+    # before the reference may have gone out with an earlier chunk. Here the reference starts where
+    # the uudecoder starts a line (127 bytes into the long line, three times), so an output may end
+    # right before it.
+    rng = random.Random(1)
+    line = b"<p>" + b"x" * (127 * 3 - 13) + b'<img src="https://t.example/p.gif">'
+    line += bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz ~_^`!#") for _ in range(1500)) + b"</p>\r\n"
+    body = b"begin 644 x.html\r\n" + line
+    expect = body.replace(b"https://t.example", b"xttps://t.example")
+    assert neutralize_section(body) == (expect, 1)
+    ref = body.index(b"https")
+    for k in range(ref, ref + 1200, 3):
+        n = StreamNeutralizer()
+        assert n.feed(body[:k]) + n.feed(body[k:]) + n.feed(b"", last=True) == expect, k
