@@ -897,7 +897,7 @@ ODD_STRUCTURES = {
 
 @pytest.mark.parametrize("body", ODD_STRUCTURES.values(), ids=ODD_STRUCTURES.keys())
 def test_parts_clients_find_are_rewritten(body: bytes) -> None:
-    from mailproxy.engine import may_change
+    from mailproxy.triage import may_change
 
     raw = b"From: Shop <news@shop.example>\r\nMIME-Version: 1.0\r\n" + body
     assert may_change(raw)
@@ -911,7 +911,7 @@ def test_parts_clients_find_are_rewritten(body: bytes) -> None:
 
 
 def test_an_encoded_attached_message_is_neutralized() -> None:
-    from mailproxy.engine import may_change
+    from mailproxy.triage import may_change
 
     inner = b"Content-Type: text/html\r\n\r\n" + BEACON_HTML
     raw = (

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from mailproxy import mime
-from mailproxy.engine import Engine, may_change
+from mailproxy.engine import Engine
+from mailproxy.triage import may_change
 
 TRACKER = "https://news.us5.list-manage.com/track/open.php?u=0123456789abcdef012345678&id=abcdef0123"
 BEACON = b'<p>Hi</p><img src="' + TRACKER.encode() + b'" width=1 height=1>'

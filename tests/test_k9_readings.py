@@ -15,7 +15,8 @@ import quopri
 import re
 
 from mailproxy import mime
-from mailproxy.engine import Engine, may_change
+from mailproxy.engine import Engine
+from mailproxy.triage import may_change
 
 ENGINE = Engine()
 HOST = b"tracker.example"

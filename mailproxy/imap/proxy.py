@@ -25,7 +25,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailproxy.config import MAX_AUTO_WORKERS
-from mailproxy.engine import header_may_change, may_change, neutralize_message
+from mailproxy.engine import neutralize_message
 from mailproxy.errors import ConfigError
 from mailproxy.imap._cache import DEFAULT_MAX_BYTES, RewriteCache
 from mailproxy.imap._errors import ImapProtocolError, UpstreamError
@@ -38,6 +38,7 @@ from mailproxy.imap._protocol import (
 )
 from mailproxy.imap._session import Output, RewriteJob, Rewriter, Session
 from mailproxy.model import Action
+from mailproxy.triage import header_may_change, may_change
 
 if TYPE_CHECKING:
     from mailproxy.config import ImapConfig

@@ -1,4 +1,4 @@
-"""The cheap check that lets most mail without HTML skip the engine (``mailproxy.engine.may_change``,
+"""The cheap check that lets most mail without HTML skip the engine (``mailproxy.triage.may_change``,
 session rule 10): it must never say "unchanged" for a message the engine would change or report on."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from imap_support import build_messages
 
 from bench.corpus import generate
 from mailproxy import mime
-from mailproxy.engine import Engine, may_change
+from mailproxy.engine import Engine
 from mailproxy.imap import RewriteJob, Session
+from mailproxy.triage import may_change
 
 HEAD = b"From: News <news@shop.example.org>\r\nTo: reader@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
 PIXEL = b'<img src="https://pixel.mailchimp.com/open.gif?u=1" width="1" height="1">\r\n'
