@@ -121,8 +121,9 @@ def _always_text(data: bytes, pos: int) -> bool:
     return True
 
 
-def _near_markup(data: bytes, pos: int) -> bool:
-    return _MARKUP_HINT.search(data, max(0, pos - _NEAR), pos + _NEAR) is not None
+def _within(sorted_positions: list[int], pos: int, distance: int) -> bool:
+    i = bisect_right(sorted_positions, pos + distance)
+    return i > 0 and sorted_positions[i - 1] >= pos - distance
 
 
 class _View:
@@ -209,17 +210,9 @@ class StreamNeutralizer:
         )
         if text is not raw:
             found.update(p for p in _matches(self._prev_raw + raw, cut) if self._judge(raw, p))
-        for body in bodies:
-            if body.kind == b"u" and found and self._judge is _textual:
-                # Lines of uuencode are printable, so their characters are text to the judgement and
-                # spell "&#", "=//" or "\\1" by chance; as text they count only near markup (in the
-                # bytes emitted before too: the markup before a reference may have gone out already).
-                seen = self._context + raw
-                found = {
-                    p
-                    for p in found
-                    if not body.data <= p < body.end or _near_markup(seen, p + len(self._context))
-                }
+        areas = [(b.data, b.end) for b in bodies if b.kind == b"u"] if self._judge is _textual else []
+        if areas and found:
+            found = self._near_markup(raw, found, areas)
         for p in found:
             escape = out[p] == 0x3D  # a quoted-printable escape: replaced by another one
             new = 0x5F if (int(raw[p + 1 : p + 3], 16) if escape else out[p]) in b"/&\\" else 0x78
@@ -252,6 +245,21 @@ class StreamNeutralizer:
             self._coded, self._column, self._b64_suspect, self._b64_zero = None, 0, False, False
             self._context = b""
         return bytes(out)
+
+    def _near_markup(self, raw: bytes, found: set[int], areas: list[tuple[int, int]]) -> set[int]:
+        """``found`` without the references on uuencoded lines (``areas``) that are not near markup.
+        Lines of uuencode are printable, so their characters are text to the judgement and spell
+        "&#", "=//" or "\\1" by chance; as text they count only near markup, in the bytes emitted
+        before too (the markup before a reference may have gone out with an earlier chunk)."""
+        inside = set().union(*({p for p in found if a <= p < e} for a, e in areas))
+        if not inside:
+            return found
+        seen = self._context + raw
+        shift = len(self._context)
+        lo, hi = min(inside) + shift, max(inside) + shift
+        hints = [m.start() for m in _MARKUP_HINT.finditer(seen, max(0, lo - _NEAR), hi + _NEAR)]
+        near = {p for p in inside if _within(hints, p + shift, _NEAR)}
+        return (found - inside) | near
 
     def _coded_bodies(self, raw: bytes, cut: int, last: bool) -> tuple[list[_Coded], int]:
         """The uuencoded and yEncoded bodies that start before ``cut`` (the first may go on from an
