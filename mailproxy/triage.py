@@ -12,9 +12,13 @@ from collections.abc import Iterator
 
 from mailproxy import mime
 from mailproxy.engine import (
+    _CALENDARS,
     _EVOLUTION_PARSES,
+    _INLINE_MARKERS,
+    _MARKDOWN,
     _MARKUP,
     _STYLESHEET,
+    _VCARDS,
     RECEIPT_HEADERS,
     _embeds_entity,
     _evolution_reading,
@@ -100,9 +104,19 @@ def may_change(raw: bytes) -> bool:
         # Plain text, whose body Evolution may read as a MIME part (``_embeds_entity``), seen through
         # its bytes unless a transfer encoding hides them, or a type Evolution snoops.
         encoding = _ENCODING_VALUE.search(header)
-        if snooped or (encoding is not None and encoding.group(1) not in (b"7bit", b"8bit", b"binary")):
-            return _evolution_reads(raw)
-        return end >= 0 and _embeds_entity(raw[end + (2 if lf_only >= 0 else 3) :])
+        value = b"7bit" if encoding is None else encoding.group(1)
+        start = end + (2 if lf_only >= 0 else 3)
+        if not snooped and value in (b"7bit", b"8bit", b"binary"):
+            return end >= 0 and not _no_entity(raw, start, "7bit") and _embeds_entity(raw[start:])
+        # Quoted-printable, named once: the part mime reads, whose body is all after the header block.
+        if (
+            not snooped
+            and value == b"quoted-printable"
+            and end >= 0
+            and header.count(b"transfer-encoding") == 1
+        ):
+            return not _no_entity(raw, start, "quoted-printable") and _evolution_reads(raw, quick=False)
+        return _evolution_reads(raw)
     low = raw.lower()
     # An attached message may hide its types behind a transfer encoding a client decodes (the engine
     # neutralizes such a part: ``mime.Part.ambiguous``).
@@ -123,13 +137,141 @@ def may_change(raw: bytes) -> bool:
     return (maybe or any(_snooped(value) for value in _content_types(low))) and _evolution_reads(raw)
 
 
-def _evolution_reads(raw: bytes) -> bool:
-    """Whether Evolution reads a part of ``raw`` as markup or messages (``_evolution_reading``)."""
+def _evolution_reads(raw: bytes, quick: bool = True) -> bool:
+    """Whether Evolution reads a part of ``raw`` as markup or messages (``_evolution_reading``); text
+    parts are first looked at with ``_no_entity`` unless the caller did (not ``quick``)."""
     try:
-        return any(_evolution_reading(raw, leaf) is not None for leaf in mime.parse(raw).leaves())
+        return any(_read_otherwise(raw, leaf, quick) for leaf in mime.parse(raw).leaves())
     except Exception:  # a bug of ours: the engine, which blanks what it cannot read, decides
         log.exception("the check of Evolution's reading failed")
         return True
+
+
+def _read_otherwise(raw: bytes, leaf: mime.Part, quick: bool) -> bool:
+    ctype = leaf.content_type
+    if (
+        quick
+        and ctype.startswith("text/")
+        and ctype not in _TEXT_READ_OTHERWISE
+        and _no_entity(raw, leaf.body_start, leaf.cte, leaf.end)
+    ):
+        return False  # Evolution reads it as text (``engine._evolution_kind``), which holds no MIME part
+    return _evolution_reading(raw, leaf) is not None
+
+
+# Text types ``engine._evolution_kind`` reads otherwise than by ``_embeds_entity``.
+_TEXT_READ_OTHERWISE = frozenset({_MARKDOWN, *_VCARDS, *_CALENDARS})
+# Each inline block starts with one of these (``engine._INLINE_MARKERS``), its first byte first: that byte
+# is looked for with memchr, at a tiny fraction of the cost of the marker's substring scan, which mail
+# without the byte is spared.
+_FIRST_BYTES = tuple((m[:1], m) for m in _INLINE_MARKERS)
+# Quoted-printable escapes of those first bytes ('-', '(' and '%': "=2D", "=28" and "=25"), found by their
+# first two bytes ("=20", a space, is the common one).
+_ESCAPE_2X = b"=2"
+_ESCAPED_FIRST_BYTES = frozenset(b"58Dd")
+_ENTITY_NAME = b"content-type:"
+# Where quoted-printable decoding may differ from a body's bytes: an escape or soft break, and trailing
+# white space, which ``transfer.decode`` drops before a line break.
+_QP_SPECIALS = frozenset(b"= \t\r\n")
+_EQUALS = ord("=")
+_CR = ord("\r")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_BLANKS = frozenset(b" \t")
+# Runs of a marker's first byte looked at in a quoted-printable body before it is decoded instead.
+_MAX_RUNS = 200
+
+
+def _no_entity(raw: bytes, start: int, cte: str, end: int | None = None) -> bool:
+    """True when ``engine._embeds_entity`` surely finds no MIME part in the body ``raw[start:end]`` of a
+    text part as ``engine._evolution_kind`` decodes it (``cte``); False when it may (the caller then reads
+    it exactly). Looks at the encoded bytes without decoding or copying the body.
+    """
+    end = len(raw) if end is None else end
+    kind = cte.strip().lower()
+    if kind == "base64":  # any decoded byte can come from any encoded one
+        return False
+    head = raw[start : min(start + len(_ENTITY_NAME), end)]
+    if kind != "quoted-printable":  # the bytes as they are: exact
+        if head.lower() == _ENTITY_NAME:
+            return False
+        return all(
+            raw.find(first, start, end) < 0 or raw.find(m, start, end) < 0 for first, m in _FIRST_BYTES
+        )
+    # Every decoded byte (binascii's reading, transfer.decode's, or the body itself where that fails) is
+    # a byte of the body or the escape "=XX" of one, and nothing else is dropped than soft breaks, bytes
+    # after a "=", and white space before a line break. So the body starts with a Content-Type field
+    # only if its first bytes are that field, or it starts with a byte decoding may drop or change.
+    if any(b in _QP_SPECIALS for b in head):
+        if head[:1] in (b"c", b"C") or (head[0] in _QP_SPECIALS and head[:1] not in (b"\r", b"\n")):
+            return False
+    elif head.lower() == _ENTITY_NAME:
+        return False
+    return not _escapes_first_byte(raw, start, end) and all(
+        _no_qp_marker(raw, start, end, m) for m in _INLINE_MARKERS
+    )
+
+
+def _escapes_first_byte(raw: bytes, start: int, end: int) -> bool:
+    """Whether the quoted-printable body ``raw[start:end]`` may hold an escape of a marker's first byte.
+    A "2" is rare in most text, so memchr visits each; where there are many (digits, the "=C2" and "=E2"
+    of UTF-8 punctuation), the "=2" pairs are searched for instead."""
+    pos = raw.find(b"2", start, end)
+    for _ in range(_MAX_RUNS):
+        if pos < 0:
+            return False
+        if pos > start and raw[pos - 1] == _EQUALS and pos + 1 < end and raw[pos + 1] in _ESCAPED_FIRST_BYTES:
+            return True
+        pos = raw.find(b"2", pos + 1, end)
+    pos = raw.find(_ESCAPE_2X, max(pos - 1, start), end)
+    for _ in range(_MAX_RUNS):
+        if pos < 0:
+            return False
+        if pos + 2 < end and raw[pos + 2] in _ESCAPED_FIRST_BYTES:
+            return True
+        pos = raw.find(_ESCAPE_2X, pos + 2, end)
+    return True
+
+
+def _no_qp_marker(raw: bytes, start: int, end: int, marker: bytes) -> bool:
+    """Whether the quoted-printable body ``raw[start:end]``, without escapes of ``marker``'s first byte,
+    surely decodes to no ``marker``: the marker then starts at that byte as it is, and each run of it is
+    decoded on (through soft breaks and escapes) to the first other byte, which must not be the marker's
+    next one. White space is a byte of its own unless a decoder drops it before a line end (then the line
+    break is the next byte) or before a "=", where it is not looked into."""
+    first = marker[0]
+    lead = len(marker) - len(marker.lstrip(marker[:1]))  # "-----"
+    needed = marker[lead]
+    pos = raw.find(marker[:1], start, end)
+    for _ in range(_MAX_RUNS):
+        if pos < 0:
+            return True
+        run, at = 1, pos + 1
+        while at < end:
+            byte = raw[at]
+            if byte == _EQUALS:
+                if raw.startswith(b"\r\n", at + 1) or raw.startswith(b"\n", at + 1):  # a soft break
+                    at += 2 + (raw[at + 1] == _CR)
+                    continue
+                pair = raw[at + 1 : min(at + 3, end)]
+                if len(pair) < 2 or not all(b in _HEX for b in pair):
+                    return False
+                byte, step = int(pair, 16), 3
+            elif byte in _BLANKS:
+                blank = at
+                while blank < end and raw[blank] in _BLANKS:
+                    blank += 1
+                if blank < end and raw[blank] == _EQUALS:
+                    return False
+                break
+            else:
+                step = 1
+            if byte != first:
+                if run >= lead and byte == needed:
+                    return False
+                break
+            run, at = run + 1, at + step
+        pos = raw.find(marker[:1], at, end)
+    return False
 
 
 # Message types the engine neutralizes as leaves (``_MESSAGES``), and what names a part's encoding.
