@@ -20,9 +20,7 @@ from mailproxy.engine import (
     _STYLESHEET,
     _VCARDS,
     RECEIPT_HEADERS,
-    _embeds_entity,
     _evolution_reading,
-    _inline_block,
 )
 
 log = logging.getLogger(__name__)
@@ -81,9 +79,10 @@ def may_change(raw: bytes) -> bool:
     takes the type
     from exactly those bytes (compat32, no decoding), and a part without the field is text/plain or
     message/rfc822. Only when the top header names a multipart or message type can other header
-    blocks matter, and then the whole message is searched. Evolution also reads parts as markup or
-    messages by their content (``_evolution_reading``); where bytes cannot rule that out, the message
-    is parsed and its parts checked. Anything else goes to the engine; that costs time only.
+    blocks matter, and then the whole message is searched. Otherwise the message is parsed: the engine
+    also neutralizes parts clients may read otherwise (``mime.Part.ambiguous``) and parts Evolution
+    reads as markup or messages by their content (``_evolution_reading``), which text parts' encoded
+    bytes mostly rule out (``_no_entity``). Anything else goes to the engine; that costs time only.
     """
     # The top header ends at its first blank line, if not earlier (mime._header_end). A short
     # pattern that is absent costs a scan of everything, hence the bounded second search.
@@ -101,22 +100,7 @@ def may_change(raw: bytes) -> bool:
         nested = nested or b"multipart" in value or b"message" in value
         snooped = snooped or _snooped(value)
     if not nested:
-        # Plain text, whose body Evolution may read as a MIME part (``_embeds_entity``), seen through
-        # its bytes unless a transfer encoding hides them, or a type Evolution snoops.
-        encoding = _ENCODING_VALUE.search(header)
-        value = b"7bit" if encoding is None else encoding.group(1)
-        start = end + (2 if lf_only >= 0 else 3)
-        if not snooped and value in (b"7bit", b"8bit", b"binary"):
-            return end >= 0 and not _no_entity(raw, start, "7bit") and _embeds_entity(raw[start:])
-        # Quoted-printable, named once: the part mime reads, whose body is all after the header block.
-        if (
-            not snooped
-            and value == b"quoted-printable"
-            and end >= 0
-            and header.count(b"transfer-encoding") == 1
-        ):
-            return not _no_entity(raw, start, "quoted-printable") and _evolution_reads(raw, quick=False)
-        return _evolution_reads(raw)
+        return _neutralizes_a_part(raw)
     low = raw.lower()
     # An attached message may hide its types behind a transfer encoding a client decodes (the engine
     # neutralizes such a part: ``mime.Part.ambiguous``).
@@ -129,31 +113,28 @@ def may_change(raw: bytes) -> bool:
         or mime.k9_type_field(low)
     ):
         return True
-    # Parts Evolution reads as markup or messages where the engine does not: only their decoded bytes
-    # tell, and only an encoding, an inline block, a body starting with a Content-Type field or a type
-    # Evolution snoops can hide one.
-    maybe = b"base64" in low or b"quoted-printable" in low or _inline_block(raw)
-    maybe = maybe or re.search(rb"\n\r?\ncontent-type:", low) is not None
-    return (maybe or any(_snooped(value) for value in _content_types(low))) and _evolution_reads(raw)
+    return _neutralizes_a_part(raw)
 
 
-def _evolution_reads(raw: bytes, quick: bool = True) -> bool:
-    """Whether Evolution reads a part of ``raw`` as markup or messages (``_evolution_reading``); text
-    parts are first looked at with ``_no_entity`` unless the caller did (not ``quick``)."""
+def _neutralizes_a_part(raw: bytes) -> bool:
+    """Whether the engine neutralizes a part of ``raw``: one clients may read otherwise (``mime`` finds it
+    ambiguous: ``Engine._run``), or a leaf Evolution reads as markup or messages (``_evolution_reading``)."""
     try:
-        return any(_read_otherwise(raw, leaf, quick) for leaf in mime.parse(raw).leaves())
+        root = mime.parse(raw)
+        return any(p.ambiguous for p in root.walk()) or any(
+            _read_otherwise(raw, leaf) for leaf in root.leaves()
+        )
     except Exception:  # a bug of ours: the engine, which blanks what it cannot read, decides
         log.exception("the check of Evolution's reading failed")
         return True
 
 
-def _read_otherwise(raw: bytes, leaf: mime.Part, quick: bool) -> bool:
+def _read_otherwise(raw: bytes, leaf: mime.Part) -> bool:
     ctype = leaf.content_type
     if (
-        quick
-        and ctype.startswith("text/")
+        ctype.startswith("text/")
         and ctype not in _TEXT_READ_OTHERWISE
-        and _no_entity(raw, leaf.body_start, leaf.cte, leaf.end)
+        and _no_entity(raw, leaf.body_start, leaf.end, leaf.cte)
     ):
         return False  # Evolution reads it as text (``engine._evolution_kind``), which holds no MIME part
     return _evolution_reading(raw, leaf) is not None
@@ -181,12 +162,11 @@ _BLANKS = frozenset(b" \t")
 _MAX_RUNS = 200
 
 
-def _no_entity(raw: bytes, start: int, cte: str, end: int | None = None) -> bool:
+def _no_entity(raw: bytes, start: int, end: int, cte: str) -> bool:
     """True when ``engine._embeds_entity`` surely finds no MIME part in the body ``raw[start:end]`` of a
     text part as ``engine._evolution_kind`` decodes it (``cte``); False when it may (the caller then reads
     it exactly). Looks at the encoded bytes without decoding or copying the body.
     """
-    end = len(raw) if end is None else end
     kind = cte.strip().lower()
     if kind == "base64":  # any decoded byte can come from any encoded one
         return False
@@ -274,9 +254,8 @@ def _no_qp_marker(raw: bytes, start: int, end: int, marker: bytes) -> bool:
     return False
 
 
-# Message types the engine neutralizes as leaves (``_MESSAGES``), and what names a part's encoding.
+# Message types the engine neutralizes as leaves (``_MESSAGES``).
 _MESSAGE_SUBTYPES = (b"rfc822", b"rfc2822", b"news", b"global", b"mbox")
-_ENCODING_VALUE = re.compile(rb"content-transfer-encoding[ \t]*:[ \t]*([^\s;(]*)")
 # The major types Evolution has parsers for (``engine._EVOLUTION_PARSES``): it snoops the others.
 _EVOLUTION_PARSES_BYTES = tuple(t.encode() for t in _EVOLUTION_PARSES)
 

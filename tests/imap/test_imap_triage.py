@@ -3,9 +3,13 @@ session rule 10): it must never say "unchanged" for a message the engine would c
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from imap_support import build_messages
 
 from bench.corpus import generate
@@ -48,6 +52,16 @@ CASES: dict[str, tuple[bytes, bool]] = {
             b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK",
         ),
         False,
+    ),
+    # Parts a client may read otherwise, which the engine neutralizes: a line holding the boundary (K-9
+    # takes it for a delimiter), a lone CR before one (K-9 and Thunderbird end a line there).
+    "boundary inside a line": (
+        multipart(b"mixed", b"Content-Type: text/plain\r\n\r\nx --B\r\n" + PIXEL),
+        True,
+    ),
+    "lone CR before a delimiter": (
+        multipart(b"mixed", b"Content-Type: text/plain\r\n\r\na\r--B\r\n" + PIXEL),
+        True,
     ),
     "html": (HEAD + b"Content-Type: text/html\r\n\r\n" + PIXEL, True),
     "upper case": (HEAD + b"CONTENT-TYPE: TEXT/HTML\r\n\r\n" + PIXEL, True),
@@ -145,3 +159,86 @@ def test_the_session_passes_such_a_message_on_without_a_job_or_a_rewriter_call()
     assert out.to_client == b"* 1 FETCH (UID 1 BODY[] {%d}\r\n%s)\r\n" % (len(plain), plain)
     assert out.rewrite == RewriteJob(html, None)
     assert calls == []
+
+
+# Pieces of text that make the triage's shortcuts work hard: the starts of the inline blocks Evolution cuts
+# text at, Content-Type lines it then parses as a part, HTML with a pixel, and the bytes the quick scans
+# look for ("-", "(", "%", "2", "=").
+PIECES = [
+    b"news ",
+    b"caf\xc3\xa9 ",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b" ",
+    b"-",
+    b"--",
+    b"-- \r\n",
+    b"(",
+    b"%",
+    b"2",
+    b"=",
+    b"B",
+    b"T",
+    b"!",
+    b"-----BEGIN PGP SIGNED MESSAGE-----\r\n",
+    b"-----BEGIN PGP MESSAGE-----\r\n",
+    b"(This file must be converted with BinHex 4.0)\r\n",
+    b"%!PS-Adobe-3.0\r\n",
+    b"Content-Type: text/html\r\n\r\n",
+    b"content-type: message/rfc822\r\n\r\nContent-Type: text/html\r\n\r\n",
+    PIXEL,
+]
+
+
+@st.composite
+def quoted_printable(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` quoted-printable encoded, with some other bytes escaped and soft breaks put anywhere."""
+    out = bytearray()
+    for byte in data:
+        if byte in b"\r\n" or (32 < byte < 127 and byte != 61 and draw(st.integers(0, 7)) != 0):
+            out.append(byte)
+        else:
+            out += b"=%02X" % byte if draw(st.booleans()) else b"=%02x" % byte
+        if draw(st.integers(0, 11)) == 0:
+            out += draw(st.sampled_from([b"=\r\n", b"=\n", b" =\r\n", b"=\r\n=\r\n"]))
+    return bytes(out)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    text = b"".join(draw(st.lists(st.sampled_from(PIECES), max_size=24)))
+    cte = draw(st.sampled_from([b"7bit", b"quoted-printable", b"base64", None]))
+    if cte == b"quoted-printable":
+        body = draw(st.sampled_from([binascii.b2a_qp(text), draw(quoted_printable(text))]))
+    elif cte == b"base64":
+        body = base64.encodebytes(text).replace(b"\n", b"\r\n")
+    else:
+        body = text
+    ctype = draw(st.sampled_from([b"text/plain; charset=utf-8", b"application/pdf", None]))
+    fields = (b"Content-Type: " + ctype + b"\r\n" if ctype else b"") + (
+        b"Content-Transfer-Encoding: " + cte + b"\r\n" if cte else b""
+    )
+    # Fields clients may read otherwise: a second encoding, a comment, a lone CR.
+    fields += draw(
+        st.sampled_from(
+            [b"", b"", b"Content-Transfer-Encoding: base64\r\n", b"Content-Transfer-Encoding: (x) base64\r\n"]
+            + [b"X-Note: a\rb\r\n", b"Content-Type: text/html\r\n"]
+        )
+    )
+    if draw(st.booleans()):
+        return HEAD + fields + b"\r\n" + body
+    pdf = b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK"
+    return multipart(b"mixed", fields + b"\r\n" + body, pdf)
+
+
+ENGINE = Engine()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages())
+def test_a_message_said_not_to_change_comes_out_of_the_engine_unchanged(raw: bytes) -> None:
+    if not may_change(raw):
+        result = ENGINE.rewrite(raw)
+        assert result.data == raw and not result.findings and not result.receipts_neutralized
+        assert not result.failsafe_parts
