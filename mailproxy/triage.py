@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from mailproxy import mime
 from mailproxy.engine import (
     _CALENDARS,
-    _EVOLUTION_PARSES,
     _INLINE_MARKERS,
     _MARKDOWN,
     _MARKUP,
@@ -93,12 +92,11 @@ def may_change(raw: bytes) -> bool:
     header = raw[: end + 3].lower() if end >= 0 else raw.lower()
     if _renames(header) or mime.k9_type_field(header):  # "content-type(x):" (the engine neutralizes it)
         return True
-    nested = snooped = False
+    nested = False
     for value in _content_types(header):
         if any(sub in value for sub in _MAY_CHANGE_TYPES):
             return True
         nested = nested or b"multipart" in value or b"message" in value
-        snooped = snooped or _snooped(value)
     if not nested:
         return _neutralizes_a_part(raw)
     low = raw.lower()
@@ -142,14 +140,10 @@ def _read_otherwise(raw: bytes, leaf: mime.Part) -> bool:
 
 # Text types ``engine._evolution_kind`` reads otherwise than by ``_embeds_entity``.
 _TEXT_READ_OTHERWISE = frozenset({_MARKDOWN, *_VCARDS, *_CALENDARS})
-# Each inline block starts with one of these (``engine._INLINE_MARKERS``), its first byte first: that byte
-# is looked for with memchr, at a tiny fraction of the cost of the marker's substring scan, which mail
-# without the byte is spared.
-_FIRST_BYTES = tuple((m[:1], m) for m in _INLINE_MARKERS)
-# Quoted-printable escapes of those first bytes ('-', '(' and '%': "=2D", "=28" and "=25"), found by their
-# first two bytes ("=20", a space, is the common one).
-_ESCAPE_2X = b"=2"
-_ESCAPED_FIRST_BYTES = frozenset(b"58Dd")
+# Quoted-printable escapes of the inline blocks' first bytes ('-', '(' and '%': "=2D", "=28" and "=25")
+# without their "=": a pattern starting with a literal byte is scanned for at C speed, and "=" is common
+# in quoted-printable text.
+_ESCAPE_2X = re.compile(rb"2[58Dd]")
 _ENTITY_NAME = b"content-type:"
 # Where quoted-printable decoding may differ from a body's bytes: an escape or soft break, and trailing
 # white space, which ``transfer.decode`` drops before a line break.
@@ -158,8 +152,9 @@ _EQUALS = ord("=")
 _CR = ord("\r")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _BLANKS = frozenset(b" \t")
-# Runs of a marker's first byte looked at in a quoted-printable body before it is decoded instead.
-_MAX_RUNS = 200
+# Runs of a marker's first byte (``engine._INLINE_MARKERS``) looked at one by one, after memchr found them
+# (a tiny fraction of the cost of a substring scan), before the caller scans or decodes instead.
+_MAX_RUNS = 8
 
 
 def _no_entity(raw: bytes, start: int, end: int, cte: str) -> bool:
@@ -175,7 +170,7 @@ def _no_entity(raw: bytes, start: int, end: int, cte: str) -> bool:
         if head.lower() == _ENTITY_NAME:
             return False
         return all(
-            raw.find(first, start, end) < 0 or raw.find(m, start, end) < 0 for first, m in _FIRST_BYTES
+            _no_marker(raw, start, end, m, False) or raw.find(m, start, end) < 0 for m in _INLINE_MARKERS
         )
     # Every decoded byte (binascii's reading, transfer.decode's, or the body itself where that fails) is
     # a byte of the body or the escape "=XX" of one, and nothing else is dropped than soft breaks, bytes
@@ -187,82 +182,88 @@ def _no_entity(raw: bytes, start: int, end: int, cte: str) -> bool:
     elif head.lower() == _ENTITY_NAME:
         return False
     return not _escapes_first_byte(raw, start, end) and all(
-        _no_qp_marker(raw, start, end, m) for m in _INLINE_MARKERS
+        _no_marker(raw, start, end, m, True) for m in _INLINE_MARKERS
     )
 
 
 def _escapes_first_byte(raw: bytes, start: int, end: int) -> bool:
-    """Whether the quoted-printable body ``raw[start:end]`` may hold an escape of a marker's first byte.
-    A "2" is rare in most text, so memchr visits each; where there are many (digits, the "=C2" and "=E2"
-    of UTF-8 punctuation), the "=2" pairs are searched for instead."""
-    pos = raw.find(b"2", start, end)
+    """Whether the quoted-printable body ``raw[start:end]`` may hold an escape of a marker's first byte."""
+    return any(
+        m.start() > start and raw[m.start() - 1] == _EQUALS for m in _ESCAPE_2X.finditer(raw, start, end)
+    )
+
+
+def _no_marker(raw: bytes, start: int, end: int, marker: bytes, qp: bool) -> bool:
+    """Whether the body ``raw[start:end]`` surely decodes to no ``marker``, as it is or, if ``qp``, as
+    quoted-printable without escapes of the marker's first byte: the marker then starts at that byte as it
+    is, and each run of it is decoded on (through soft breaks and escapes) to the first other byte, which
+    must not be the marker's next one. White space is a byte of its own unless a decoder drops it before
+    a line end (then the line break is the next byte) or before a "=", where it is not looked into.
+
+    memchr finds the first runs. In a body with many (hyphens), the marker itself is looked for in a
+    body as it is, and in quoted-printable a pattern finds the runs followed by anything but a byte that
+    ends them: the first of those in a decoded run starts it (only the first byte's runs as they are can
+    come before it), and is decoded on from the start of its run."""
+    first = marker[:1]
+    pos = raw.find(first, start, end)
     for _ in range(_MAX_RUNS):
         if pos < 0:
-            return False
-        if pos > start and raw[pos - 1] == _EQUALS and pos + 1 < end and raw[pos + 1] in _ESCAPED_FIRST_BYTES:
             return True
-        pos = raw.find(b"2", pos + 1, end)
-    pos = raw.find(_ESCAPE_2X, max(pos - 1, start), end)
-    for _ in range(_MAX_RUNS):
-        if pos < 0:
+        at = _run_end(raw, pos, end, marker, qp)
+        if at < 0:
             return False
-        if pos + 2 < end and raw[pos + 2] in _ESCAPED_FIRST_BYTES:
-            return True
-        pos = raw.find(_ESCAPE_2X, pos + 2, end)
+        pos = raw.find(first, at, end)
+    if not qp:
+        return raw.find(marker, pos, end) < 0
+    for m in _QP_RUN_GOES_ON[marker].finditer(raw, pos, end):
+        run = m.start()
+        while run > start and raw[run - 1] == marker[0]:
+            run -= 1
+        if _run_end(raw, run, end, marker, qp) < 0:
+            return False
     return True
 
 
-def _no_qp_marker(raw: bytes, start: int, end: int, marker: bytes) -> bool:
-    """Whether the quoted-printable body ``raw[start:end]``, without escapes of ``marker``'s first byte,
-    surely decodes to no ``marker``: the marker then starts at that byte as it is, and each run of it is
-    decoded on (through soft breaks and escapes) to the first other byte, which must not be the marker's
-    next one. White space is a byte of its own unless a decoder drops it before a line end (then the line
-    break is the next byte) or before a "=", where it is not looked into."""
+def _run_end(raw: bytes, pos: int, end: int, marker: bytes, qp: bool) -> int:
+    """Where the run of ``marker``'s first byte at ``pos`` ends (``_no_marker``), or -1 where the marker
+    may start in it."""
     first = marker[0]
     lead = len(marker) - len(marker.lstrip(marker[:1]))  # "-----"
     needed = marker[lead]
-    pos = raw.find(marker[:1], start, end)
-    for _ in range(_MAX_RUNS):
-        if pos < 0:
-            return True
-        run, at = 1, pos + 1
-        while at < end:
-            byte = raw[at]
-            if byte == _EQUALS:
-                if raw.startswith(b"\r\n", at + 1) or raw.startswith(b"\n", at + 1):  # a soft break
-                    at += 2 + (raw[at + 1] == _CR)
-                    continue
-                pair = raw[at + 1 : min(at + 3, end)]
-                if len(pair) < 2 or not all(b in _HEX for b in pair):
-                    return False
-                byte, step = int(pair, 16), 3
-            elif byte in _BLANKS:
-                blank = at
-                while blank < end and raw[blank] in _BLANKS:
-                    blank += 1
-                if blank < end and raw[blank] == _EQUALS:
-                    return False
-                break
-            else:
-                step = 1
-            if byte != first:
-                if run >= lead and byte == needed:
-                    return False
-                break
-            run, at = run + 1, at + step
-        pos = raw.find(marker[:1], at, end)
-    return False
+    run, at = 1, pos + 1
+    while at < end:
+        byte = raw[at]
+        if qp and byte == _EQUALS:
+            if raw.startswith(b"\r\n", at + 1) or raw.startswith(b"\n", at + 1):  # a soft break
+                at += 2 + (raw[at + 1] == _CR)
+                continue
+            pair = raw[at + 1 : min(at + 3, end)]
+            if len(pair) < 2 or not all(b in _HEX for b in pair):
+                return -1
+            byte, step = int(pair, 16), 3
+        elif qp and byte in _BLANKS:
+            blank = at
+            while blank < end and raw[blank] in _BLANKS:
+                blank += 1
+            return -1 if blank < end and raw[blank] == _EQUALS else at
+        else:
+            step = 1
+        if byte != first:
+            return -1 if run >= lead and byte == needed else at
+        run, at = run + 1, at + step
+    return at
+
+
+# A marker's first byte followed by what may go on with it in quoted-printable: the byte again, a "=", the
+# marker's next byte, or white space before a "=".
+_QP_RUN_GOES_ON = {
+    m: re.compile(re.escape(m[:1]) + rb"(?:[" + re.escape(m[:1] + m.lstrip(m[:1])[:1]) + rb"=]|[ \t]+=)")
+    for m in _INLINE_MARKERS
+}
 
 
 # Message types the engine neutralizes as leaves (``_MESSAGES``).
 _MESSAGE_SUBTYPES = (b"rfc822", b"rfc2822", b"news", b"global", b"mbox")
-# The major types Evolution has parsers for (``engine._EVOLUTION_PARSES``): it snoops the others.
-_EVOLUTION_PARSES_BYTES = tuple(t.encode() for t in _EVOLUTION_PARSES)
-
-
-def _snooped(value: bytes) -> bool:
-    """Whether a Content-Type ``value`` (lower-cased) names a type Evolution snoops (``_sniffed``)."""
-    return not value.strip().startswith(_EVOLUTION_PARSES_BYTES)
 
 
 def header_may_change(block: bytes) -> bool:
