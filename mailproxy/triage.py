@@ -11,16 +11,8 @@ import re
 from collections.abc import Iterator
 
 from mailproxy import mime
-from mailproxy.engine import (
-    _CALENDARS,
-    _INLINE_MARKERS,
-    _MARKDOWN,
-    _MARKUP,
-    _STYLESHEET,
-    _VCARDS,
-    RECEIPT_HEADERS,
-    _evolution_reading,
-)
+from mailproxy.engine import RECEIPT_HEADERS
+from mailproxy.readings import CALENDARS, INLINE_MARKERS, MARKDOWN, MARKUP, STYLESHEET, VCARDS, leaf_reading
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +20,10 @@ log = logging.getLogger(__name__)
 # Content-Type is one of these types. A message with neither comes out of the engine unchanged and
 # without findings, so it need not go in.
 _RECEIPT_NAMES = tuple(name.encode() for name in RECEIPT_HEADERS)
-_MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*_MARKUP, _STYLESHEET)}))
+_MARKUP_SUBTYPES = tuple(sorted({t.partition("/")[2].encode() for t in (*MARKUP, STYLESHEET)}))
 # With the types a client may read as another (``mime._retyped``): a "?" in the type, or one typed by
 # file name; and markdown, vCards, calendars and S/MIME signed data, which Evolution renders
-# (``_evolution_kind``).
+# (``readings.leaf_reading``).
 _MAY_CHANGE_TYPES = (
     *_MARKUP_SUBTYPES,
     b"?",
@@ -80,7 +72,7 @@ def may_change(raw: bytes) -> bool:
     message/rfc822. Only when the top header names a multipart or message type can other header
     blocks matter, and then the whole message is searched. Otherwise the message is parsed: the engine
     also neutralizes parts clients may read otherwise (``mime.Part.ambiguous``) and parts Evolution
-    reads as markup or messages by their content (``_evolution_reading``), which text parts' encoded
+    reads as markup or messages by their content (``leaf_reading``), which text parts' encoded
     bytes mostly rule out (``_no_entity``). Anything else goes to the engine; that costs time only.
     """
     # The top header ends at its first blank line, if not earlier (mime._header_end). A short
@@ -116,7 +108,7 @@ def may_change(raw: bytes) -> bool:
 
 def _neutralizes_a_part(raw: bytes) -> bool:
     """Whether the engine neutralizes a part of ``raw``: one clients may read otherwise (``mime`` finds it
-    ambiguous: ``Engine._run``), or a leaf Evolution reads as markup or messages (``_evolution_reading``)."""
+    ambiguous: ``Engine._run``), or a leaf Evolution reads as markup or messages (``leaf_reading``)."""
     try:
         root = mime.parse(raw)
         return any(p.ambiguous for p in root.walk()) or any(
@@ -134,12 +126,12 @@ def _read_otherwise(raw: bytes, leaf: mime.Part) -> bool:
         and ctype not in _TEXT_READ_OTHERWISE
         and _no_entity(raw, leaf.body_start, leaf.end, leaf.cte)
     ):
-        return False  # Evolution reads it as text (``engine._evolution_kind``), which holds no MIME part
-    return _evolution_reading(raw, leaf) is not None
+        return False  # Evolution reads it as text (``readings.leaf_reading``), which holds no MIME part
+    return leaf_reading(raw, leaf) is not None
 
 
-# Text types ``engine._evolution_kind`` reads otherwise than by ``_embeds_entity``.
-_TEXT_READ_OTHERWISE = frozenset({_MARKDOWN, *_VCARDS, *_CALENDARS})
+# Text types ``readings.leaf_reading`` reads otherwise than by ``readings.evolution.embeds_entity``.
+_TEXT_READ_OTHERWISE = frozenset({MARKDOWN, *VCARDS, *CALENDARS})
 # Quoted-printable escapes of the inline blocks' first bytes ('-', '(' and '%': "=2D", "=28" and "=25")
 # without their "=": a pattern starting with a literal byte is scanned for at C speed, and "=" is common
 # in quoted-printable text.
@@ -152,15 +144,15 @@ _EQUALS = ord("=")
 _CR = ord("\r")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _BLANKS = frozenset(b" \t")
-# Runs of a marker's first byte (``engine._INLINE_MARKERS``) looked at one by one, after memchr found them
+# Runs of a marker's first byte (``readings.INLINE_MARKERS``) looked at one by one, after memchr found them
 # (a tiny fraction of the cost of a substring scan), before the caller scans or decodes instead.
 _MAX_RUNS = 8
 
 
 def _no_entity(raw: bytes, start: int, end: int, cte: str) -> bool:
-    """True when ``engine._embeds_entity`` surely finds no MIME part in the body ``raw[start:end]`` of a
-    text part as ``engine._evolution_kind`` decodes it (``cte``); False when it may (the caller then reads
-    it exactly). Looks at the encoded bytes without decoding or copying the body.
+    """True when ``readings.evolution.embeds_entity`` surely finds no MIME part in the body
+    ``raw[start:end]`` of a text part as ``readings.leaf_reading`` decodes it (``cte``); False when it may
+    (the caller then reads it exactly). Looks at the encoded bytes without decoding or copying the body.
     """
     kind = cte.strip().lower()
     if kind == "base64":  # any decoded byte can come from any encoded one
@@ -170,7 +162,7 @@ def _no_entity(raw: bytes, start: int, end: int, cte: str) -> bool:
         if head.lower() == _ENTITY_NAME:
             return False
         return all(
-            _no_marker(raw, start, end, m, False) or raw.find(m, start, end) < 0 for m in _INLINE_MARKERS
+            _no_marker(raw, start, end, m, False) or raw.find(m, start, end) < 0 for m in INLINE_MARKERS
         )
     # Every decoded byte (binascii's reading, transfer.decode's, or the body itself where that fails) is
     # a byte of the body or the escape "=XX" of one, and nothing else is dropped than soft breaks, bytes
@@ -182,7 +174,7 @@ def _no_entity(raw: bytes, start: int, end: int, cte: str) -> bool:
     elif head.lower() == _ENTITY_NAME:
         return False
     return not _escapes_first_byte(raw, start, end) and all(
-        _no_marker(raw, start, end, m, True) for m in _INLINE_MARKERS
+        _no_marker(raw, start, end, m, True) for m in INLINE_MARKERS
     )
 
 
@@ -258,7 +250,7 @@ def _run_end(raw: bytes, pos: int, end: int, marker: bytes, qp: bool) -> int:
 # marker's next byte, or white space before a "=".
 _QP_RUN_GOES_ON = {
     m: re.compile(re.escape(m[:1]) + rb"(?:[" + re.escape(m[:1] + m.lstrip(m[:1])[:1]) + rb"=]|[ \t]+=)")
-    for m in _INLINE_MARKERS
+    for m in INLINE_MARKERS
 }
 
 

@@ -444,13 +444,13 @@ def test_html_magic_evolution_does_not_read_leaves_an_attachment_alone() -> None
 
 
 def test_a_bug_in_reading_a_part_as_evolution_does_blanks_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailproxy import engine as engine_module
+    from mailproxy.readings import evolution
 
     def raise_(*_: object) -> None:
         raise RuntimeError("bug")
 
     raw = mixed(b"Content-Type: text/plain\r\n\r\nContent-Type: text/html\r\n\r\n" + BEACON)
-    monkeypatch.setattr(engine_module, "_embeds_entity", raise_)
+    monkeypatch.setattr(evolution, "embeds_entity", raise_)
     assert may_change(raw)  # the engine decides
     out = ENGINE.rewrite(raw).data
     assert len(out) == len(raw) and b"Content-Type: text/html" not in out and not leaks(out)
