@@ -45,6 +45,7 @@ from mailproxy.readings import (
     neutralize_after_open_ends,
     neutralized_body,
     neutralized_leaf,
+    untyped_texts,
     wide_codec,
 )
 from mailproxy.rewrite import edits as planner
@@ -159,11 +160,13 @@ class Engine:
                     bytes(out[part.start : part.body_start])
                 )[0]
                 out[part.body_start : part.end] = neutralized_body(raw, part)
+        untyped = {id(part) for part in untyped_texts(root)}
         for part in leaves:
             label = mime.body_number(part)
             try:
-                reading = None if part.content_type in MARKUP else leaf_reading(raw, part)
-            except Exception:  # a bug of ours must not leak what Evolution renders (the part is blanked)
+                read_otherwise = part.content_type not in MARKUP
+                reading = leaf_reading(raw, part, untyped=id(part) in untyped) if read_otherwise else None
+            except Exception:  # a bug of ours must not leak what a client renders (the part is blanked)
                 log.exception("part %s: the check of Evolution's reading failed", label)
                 reading = "cannot be checked as Evolution reads it"
             if reading is not None:

@@ -12,7 +12,17 @@ from collections.abc import Iterator
 
 from mailproxy import mime
 from mailproxy.engine import RECEIPT_HEADERS
-from mailproxy.readings import CALENDARS, INLINE_MARKERS, MARKDOWN, MARKUP, STYLESHEET, VCARDS, leaf_reading
+from mailproxy.readings import (
+    CALENDARS,
+    INLINE_MARKERS,
+    MARKDOWN,
+    MARKUP,
+    STYLESHEET,
+    VCARDS,
+    leaf_reading,
+    opens_files,
+    untyped_texts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +83,8 @@ def may_change(raw: bytes) -> bool:
     blocks matter, and then the whole message is searched. Otherwise the message is parsed: the engine
     also neutralizes parts clients may read otherwise (``mime.Part.ambiguous``) and parts Evolution
     reads as markup or messages by their content (``leaf_reading``), which text parts' encoded
-    bytes mostly rule out (``_no_entity``). Anything else goes to the engine; that costs time only.
+    bytes mostly rule out (``_no_entity``), and untyped text with files Thunderbird renders by name
+    (a scan for their begin lines in such text only). Anything else goes to the engine; that costs time only.
     """
     # The top header ends at its first blank line, if not earlier (mime._header_end). A short
     # pattern that is absent costs a scan of everything, hence the bounded second search.
@@ -108,19 +119,22 @@ def may_change(raw: bytes) -> bool:
 
 def _neutralizes_a_part(raw: bytes) -> bool:
     """Whether the engine neutralizes a part of ``raw``: one clients may read otherwise (``mime`` finds it
-    ambiguous: ``Engine._run``), or a leaf Evolution reads as markup or messages (``leaf_reading``)."""
+    ambiguous: ``Engine._run``), or a leaf clients read as markup or messages (``leaf_reading``)."""
     try:
         root = mime.parse(raw)
+        untyped = {id(part) for part in untyped_texts(root)}
         return any(p.ambiguous for p in root.walk()) or any(
-            _read_otherwise(raw, leaf) for leaf in root.leaves()
+            _read_otherwise(raw, leaf, id(leaf) in untyped) for leaf in root.leaves()
         )
     except Exception:  # a bug of ours: the engine, which blanks what it cannot read, decides
         log.exception("the check of Evolution's reading failed")
         return True
 
 
-def _read_otherwise(raw: bytes, leaf: mime.Part) -> bool:
+def _read_otherwise(raw: bytes, leaf: mime.Part, untyped: bool) -> bool:
     ctype = leaf.content_type
+    if untyped and opens_files(raw, leaf.body_start, leaf.end):
+        return True  # Thunderbird renders the files in untyped text by their names (``leaf_reading``)
     if (
         ctype.startswith("text/")
         and ctype not in _TEXT_READ_OTHERWISE

@@ -1048,6 +1048,75 @@ def test_markup_in_encodings_clients_decode_and_we_do_not_is_blanked(cte: str) -
     assert not body.strip()  # nothing left to decode
 
 
+def uuencoded(data: bytes, name: bytes = b"news.html") -> bytes:
+    lines = [binascii.b2a_uu(data[i : i + 45], backtick=True).rstrip(b"\n") for i in range(0, len(data), 45)]
+    return b"\r\n".join([b"begin 644 " + name, *lines, b"`", b"end"]) + b"\r\n"
+
+
+def yencoded(data: bytes, name: bytes = b"news.html") -> bytes:
+    out = bytearray()
+    for b in data:
+        c = (b + 42) & 255
+        out += b"=" + bytes(((c + 64) & 255,)) if c in b"\0\r\n=" else bytes((c,))
+    head = b"=ybegin line=128 size=%d name=%s\r\n" % (len(data), name)
+    return head + bytes(out) + b"\r\n=yend size=%d\r\n" % len(data)
+
+
+FILE_HTML = b'<p>Hi</p><img src="' + TRACKER.encode() + b'" width=1 height=1>'
+SENDER = b"From: Shop <news@shop.example>\r\nTo: alice@example.org\r\nSubject: news\r\n"
+UNTYPED = [
+    SENDER + b"\r\nHello,\r\n\r\n" + uuencoded(FILE_HTML),
+    SENDER + b"\r\nHello,\r\n\r\n" + yencoded(FILE_HTML),
+    SENDER + b"MIME-Version: 1.0\r\nContent-Type: text\r\n\r\nHello,\r\n" + uuencoded(FILE_HTML),
+    SENDER
+    + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+    + b"Content-Type: message/rfc822\r\n\r\n"
+    + SENDER
+    + b"\r\nHello,\r\n"
+    + uuencoded(FILE_HTML)
+    + b"--B--\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", UNTYPED, ids=["uuencode", "yenc", "typed text", "attached message"])
+def test_files_thunderbird_opens_in_untyped_text_are_neutralized(raw: bytes) -> None:
+    # Thunderbird reads a body without Content-Type (nor MIME-Version), or typed "text", as untyped text
+    # (mimeunty.cpp), which renders a uuencoded or yEncoded file by its name: news.html is HTML. The
+    # engine read plain text and passed the pixel (fails on the code before this test).
+    r = ENGINE.rewrite(raw)
+    assert len(r.failsafe_parts) == 1
+    assert len(r.data) == len(raw) and r.data.count(b"\n") == raw.count(b"\n")
+    lines = r.data[raw.index(b"Hello") :].split(b"\r\n")
+    begin = next(i for i, line in enumerate(lines) if line.startswith((b"begin ", b"=ybegin ")))
+    if lines[begin].startswith(b"begin "):
+        decoded = b"".join(binascii.a2b_uu(line) for line in lines[begin + 1 : lines.index(b"end")])
+    else:  # yEnc: each byte 42 more, an escaped one 64 more again
+        data = lines[begin + 1]
+        decoded = bytes(
+            (c - (106 if data[i - 1 : i] == b"=" else 42)) & 255 for i, c in enumerate(data) if c != 61
+        )
+    assert TRACKER_HOST.encode() in decoded and b"https://" not in decoded  # broken, not blanked
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # MIME-Version without Content-Type is text/plain to Thunderbird (mimemsg.cpp), as is a part of
+        # a multipart without one: neither opens files.
+        SENDER + b"MIME-Version: 1.0\r\n\r\nHello,\r\n" + uuencoded(FILE_HTML),
+        SENDER
+        + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nHello,\r\n"
+        + uuencoded(FILE_HTML)
+        + b"--B--\r\n",
+        SENDER + b"\r\nHello, see https://shop.example/p\r\nbegin at 9\r\n",
+    ],
+    ids=["mime text", "multipart part", "no file"],
+)
+def test_text_that_opens_no_files_is_left_alone(raw: bytes) -> None:
+    r = ENGINE.rewrite(raw)
+    assert r.data == raw and not r.failsafe_parts
+
+
 def test_an_unknown_encoding_name_is_read_as_the_bytes_it_is() -> None:
     # Clients show a part with a transfer encoding they do not know ("8-bit") as it is: so does the engine.
     raw = message(f'<img src="{TRACKER}" width=1 height=1>', cte="8bit").replace(

@@ -22,6 +22,7 @@ Where each rule lives:
 - ``evolution``: the MIME part Evolution's text/plain parser finds, the types it snoops, and the
   markdown, vCards and calendars it renders;
 - ``smime``: the MIME entity inside S/MIME signed data (a BER reader);
+- ``untyped``: Thunderbird's untyped text, whose uuencoded and yEncoded files it renders by name;
 - ``parts``: what a leaf is to these clients (``leaf_reading``), and a part neutralized as they read it,
   messages inside parts included (``neutralized_leaf``, ``neutralized_body``);
 - ``common``: the markup types, and what the readings share.
@@ -36,6 +37,7 @@ from mailproxy.readings.documents import is_clearsigned, neutralize_after_open_e
 from mailproxy.readings.encodings import encoding_otherwise
 from mailproxy.readings.evolution import CALENDARS, INLINE_MARKERS, MARKDOWN, VCARDS
 from mailproxy.readings.parts import leaf_reading, neutralized_body, neutralized_leaf
+from mailproxy.readings.untyped import opens_files, untyped_texts
 
 __all__ = [
     "CALENDARS",
@@ -52,5 +54,7 @@ __all__ = [
     "neutralize_after_open_ends",
     "neutralized_body",
     "neutralized_leaf",
+    "opens_files",
+    "untyped_texts",
     "wide_codec",
 ]

@@ -2,7 +2,8 @@
 neutralized as they read it.
 
 ``leaf_reading`` says why a leaf the engine does not rewrite (no markup type) loads something in a client
-(by Evolution's rules, ``readings.evolution``, and S/MIME signed data, ``readings.smime``);
+(by Evolution's rules, ``readings.evolution``, S/MIME signed data, ``readings.smime``, and the files
+in Thunderbird's untyped text, ``readings.untyped``);
 ``neutralized_leaf`` and ``neutralized_body`` break every remote reference in a part as clients read it,
 in the parts they decode and parse as messages too (a reference in an encoded part inside an encoded
 part is out of the neutralizer's sight).
@@ -17,6 +18,7 @@ from mailproxy import mime
 from mailproxy.readings import evolution, smime
 from mailproxy.readings.common import MARKUP, blanked, decode_leniently, loads_remote
 from mailproxy.readings.encodings import QP_BARE_CR
+from mailproxy.readings.untyped import opens_files
 from mailproxy.rewrite.neutralize import neutralize_section
 from mailproxy.rewrite.streams import apply_edits, decode
 from mailproxy.rewrite.transfer import Edit, TransferError
@@ -37,9 +39,12 @@ _WHY = {
 }
 
 
-def leaf_reading(raw: bytes, part: mime.Part) -> str | None:
-    """Why Evolution reads a (non-markup) leaf as markup, markdown or messages where the engine reads
-    nothing to rewrite, or None."""
+def leaf_reading(raw: bytes, part: mime.Part, *, untyped: bool = False) -> str | None:
+    """Why clients read a (non-markup) leaf as markup, markdown or messages where the engine reads
+    nothing to rewrite, or None. ``untyped``: Thunderbird reads the leaf as untyped text
+    (``readings.untyped``)."""
+    if untyped and opens_files(raw, part.body_start, part.end):
+        return "is untyped text with uuencoded or yEncoded files Thunderbird renders by their names"
     kind = _kind(raw[part.body_start : part.end], part)
     return None if kind is None else _WHY[kind]
 

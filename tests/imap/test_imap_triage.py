@@ -23,6 +23,20 @@ PIXEL = b'<img src="https://pixel.mailchimp.com/open.gif?u=1" width="1" height="
 TEXT = b"Read more at https://shop.example.org/p/1 today.\r\n"
 
 
+# Without MIME-Version nor Content-Type, a body is untyped text to Thunderbird (mimemsg.cpp, mimeunty.cpp).
+UNTYPED_HEAD = HEAD.replace(b"MIME-Version: 1.0\r\n", b"")
+
+
+def uuencoded(data: bytes) -> bytes:
+    lines = [binascii.b2a_uu(data[i : i + 45], backtick=True).rstrip(b"\n") for i in range(0, len(data), 45)]
+    return b"\r\n".join([b"begin 644 news.html", *lines, b"`", b"end"]) + b"\r\n"
+
+
+def yencoded(data: bytes) -> bytes:
+    out = b"".join(bytes((c,)) if c not in b"\0\r\n=" else b"=" + bytes(((c + 64) & 255,)) for c in data)
+    return b"=ybegin line=128 size=%d name=news.html\r\n%s\r\n=yend size=%d\r\n" % (len(data), out, len(data))
+
+
 def multipart(kind: bytes, *parts: bytes) -> bytes:
     body = b"".join(b"--B\r\n" + p + b"\r\n" for p in parts)
     return HEAD + b"Content-Type: multipart/" + kind + b"; boundary=B\r\n\r\n" + body + b"--B--\r\n"
@@ -63,6 +77,11 @@ CASES: dict[str, tuple[bytes, bool]] = {
         multipart(b"mixed", b"Content-Type: text/plain\r\n\r\na\r--B\r\n" + PIXEL),
         True,
     ),
+    # Thunderbird renders a uuencoded or yEncoded file in untyped text by its name: news.html is HTML.
+    "untyped text with a uuencoded file": (UNTYPED_HEAD + b"\r\n" + TEXT + uuencoded(PIXEL), True),
+    "untyped text with a yEncoded file": (UNTYPED_HEAD + b"\r\n" + TEXT + yencoded(PIXEL), True),
+    "untyped text": (UNTYPED_HEAD + b"\r\n" + TEXT + b"begin at 9\r\n", False),
+    "mime text with a uuencoded file": (HEAD + b"\r\n" + TEXT + uuencoded(PIXEL), False),
     "html": (HEAD + b"Content-Type: text/html\r\n\r\n" + PIXEL, True),
     "upper case": (HEAD + b"CONTENT-TYPE: TEXT/HTML\r\n\r\n" + PIXEL, True),
     "folded type": (HEAD + b"Content-Type:\r\n text/html;\r\n charset=utf-8\r\n\r\n" + PIXEL, True),
@@ -188,6 +207,8 @@ PIECES = [
     b"Content-Type: text/html\r\n\r\n",
     b"content-type: message/rfc822\r\n\r\nContent-Type: text/html\r\n\r\n",
     PIXEL,
+    b"\r\n" + uuencoded(PIXEL),
+    b"\r\n" + yencoded(PIXEL),
 ]
 
 
@@ -215,7 +236,7 @@ def messages(draw: st.DrawFn) -> bytes:
         body = base64.encodebytes(text).replace(b"\n", b"\r\n")
     else:
         body = text
-    ctype = draw(st.sampled_from([b"text/plain; charset=utf-8", b"application/pdf", None]))
+    ctype = draw(st.sampled_from([b"text/plain; charset=utf-8", b"application/pdf", b"text", None]))
     fields = (b"Content-Type: " + ctype + b"\r\n" if ctype else b"") + (
         b"Content-Transfer-Encoding: " + cte + b"\r\n" if cte else b""
     )
@@ -227,7 +248,7 @@ def messages(draw: st.DrawFn) -> bytes:
         )
     )
     if draw(st.booleans()):
-        return HEAD + fields + b"\r\n" + body
+        return draw(st.sampled_from([HEAD, UNTYPED_HEAD])) + fields + b"\r\n" + body
     pdf = b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK"
     return multipart(b"mixed", fields + b"\r\n" + body, pdf)
 
