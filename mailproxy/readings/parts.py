@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+from collections.abc import Callable
 
 from mailproxy import mime
 from mailproxy.readings import evolution, smime
@@ -121,12 +122,14 @@ def _neutralized_as_read(encoded: bytes, part: mime.Part, depth: int) -> bytes:
     """``neutralized_leaf``, unguarded."""
     ctype = part.content_type
     kind = None if ctype in MARKUP else _kind(encoded, part)
-    if kind in ("markdown", "vcard", "signed"):  # read through escapes or DER no neutralizer reads
+    if kind == "signed":  # the entity lies in DER, which no neutralizer reads
         return blanked(encoded)
-    if kind == "calendar":
-        # Unless a URL is folded or escaped out of the neutralizer's sight, the invitation stays.
+    loads = _STILL_LOADS.get(kind or "")
+    if loads is not None:
+        # Unless a URL is folded, escaped or spelled in markup out of the neutralizer's sight, the card,
+        # text or invitation stays, its URLs broken, as the client reads the neutralized bytes.
         body = neutralize_section(encoded)[0]
-        return body if not evolution.calendar_loads(decode_leniently(body, part)) else blanked(encoded)
+        return body if not loads(decode_leniently(body, part), part) else blanked(encoded)
     if kind != "messages":
         return neutralize_section(encoded, text=kind == "markup")[0]
     if depth >= _MAX_NESTING:
@@ -141,6 +144,14 @@ def _neutralized_as_read(encoded: bytes, part: mime.Part, depth: int) -> bytes:
         return neutralize_section(apply_edits(encoded, part.cte, _differences(decoded, new)))[0]
     except TransferError:
         return blanked(encoded)
+
+
+# Whether a part Evolution renders in a view of its own (a ``_kind``) still loads something remote.
+_STILL_LOADS: dict[str, Callable[[bytes, mime.Part], bool]] = {
+    "markdown": lambda decoded, part: evolution.markdown_loads(decoded, part.charset),
+    "vcard": lambda decoded, _: evolution.vcard_loads(decoded),
+    "calendar": lambda decoded, _: evolution.calendar_loads(decoded),
+}
 
 
 def _neutralized_entity(data: bytes, depth: int) -> bytes:
