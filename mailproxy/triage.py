@@ -77,14 +77,14 @@ def may_change(raw: bytes) -> bool:
     False only when the top header names no receipt field, "external-body" is not where types are
     looked for, and no ``Content-Type`` field names a markup or stylesheet type, or a type clients
     may read as another (``mime._retyped``) (in any case, folded or not): the engine's MIME parser
-    takes the type
-    from exactly those bytes (compat32, no decoding), and a part without the field is text/plain or
-    message/rfc822. Only when the top header names a multipart or message type can other header
+    takes the type from exactly those bytes (compat32, no decoding), and a part without the field is
+    text/plain or message/rfc822. Only when the top header names a multipart or message type can other header
     blocks matter, and then the whole message is searched. Otherwise the message is parsed: the engine
     also neutralizes parts clients may read otherwise (``mime.Part.ambiguous``) and parts Evolution
     reads as markup or messages by their content (``leaf_reading``), which text parts' encoded
     bytes mostly rule out (``_no_entity``), and untyped text with files Thunderbird renders by name
-    (a scan for their begin lines in such text only). Anything else goes to the engine; that costs time only.
+    (a scan for their begin lines in such text only). Anything else goes to the engine; that costs
+    time only.
     """
     # The top header ends at its first blank line, if not earlier (mime._header_end). A short
     # pattern that is absent costs a scan of everything, hence the bounded second search.
