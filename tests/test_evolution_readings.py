@@ -440,6 +440,16 @@ def test_a_file_name_in_encoded_words_is_read_decoded(name: bytes) -> None:
     assert not leaks(rewritten(raw))
 
 
+def test_a_file_name_in_encoded_words_of_an_unreadable_charset_is_read_as_it_is() -> None:
+    # The stdlib raises CharsetError (no ValueError) for a charset name that is not ASCII.
+    name = b'"=?ut\xfff-8?q?news.html?="'
+    raw = mixed(b"Content-Type: application/octet-stream; name=" + name + b"\r\n\r\n" + BEACON)
+    read = mime.filename(mime.parse(raw).children[0].headers)
+    assert read is not None and read.endswith("?q?news.html?=")
+    assert may_change(raw)
+    rewritten(raw)
+
+
 def test_a_part_inside_an_inline_pgp_signed_text_is_neutralized() -> None:
     # e-mail-parser-inlinepgp-signed.c makes the signed text a text/plain part, which the text/plain
     # parser reads again: signed text starting with a Content-Type field is that MIME part.
