@@ -929,6 +929,19 @@ def test_an_encoded_attached_message_is_neutralized() -> None:
     assert len(decoded) == len(inner) and b"https:" not in decoded and b"xttps:" in decoded
 
 
+def test_an_ambiguous_multipart_whose_last_part_ends_past_it_keeps_its_length() -> None:
+    # The inner multipart has no close delimiter; its last part's blank line is also the line break that
+    # belongs to the outer delimiter, so that part (empty) ends two bytes past its parent. The inner
+    # multipart is ambiguous (two boundary parameters) and neutralized part by part.
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        b'Content-Type: multipart/alternative; boundary="C"; boundary="C"\r\n\r\n--C\r\n\r\n--B--\r\n'
+    )
+    result = ENGINE.rewrite(raw)
+    assert result.failsafe_parts == ["1"]
+    assert result.data == raw
+
+
 def test_neutralize_message_keeps_attachments_and_breaks_urls() -> None:
     from mailproxy.engine import neutralize_message
 

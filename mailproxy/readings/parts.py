@@ -185,14 +185,17 @@ def neutralized_body(raw: bytes, part: mime.Part, depth: int = 0) -> bytes:
     body is judged on its own (``neutralized_leaf``), so that a binary attachment does not make the
     text beside it pass for binary, and the bytes between them (headers, delimiters) as text."""
     pieces: list[bytes] = []
-    pos = part.body_start
+    pos, stop = part.body_start, part.end
     for leaf in part.leaves():
-        start = max(pos, leaf.body_start)
+        # Clipped to the part: an empty last leaf right before an enclosing delimiter ends past its
+        # parent (its blank line's line break is the one that belongs to the delimiter, ``mime``).
+        start = min(max(pos, leaf.body_start), stop)
+        end = min(max(start, leaf.end), stop)
         pieces.append(neutralize_section(raw[pos:start])[0])
-        body = raw[start : leaf.end]
+        body = raw[start:end]
         pieces.append(
             neutralized_leaf(body, leaf, depth) if start == leaf.body_start else neutralize_section(body)[0]
         )
-        pos = max(start, leaf.end)
-    pieces.append(neutralize_section(raw[pos : part.end])[0])
+        pos = end
+    pieces.append(neutralize_section(raw[pos:stop])[0])
     return b"".join(pieces)
