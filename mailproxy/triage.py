@@ -209,7 +209,7 @@ def _no_marker(raw: bytes, start: int, end: int, marker: bytes, qp: bool) -> boo
     memchr finds the first runs. In a body with many (hyphens), the marker itself is looked for in a
     body as it is, and in quoted-printable a pattern finds the runs followed by anything but a byte that
     ends them: the first of those in a decoded run starts it (only the first byte's runs as they are can
-    come before it), and is decoded on from the start of its run."""
+    come before it), and is decoded on from the start of its run, once per run."""
     first = marker[:1]
     pos = raw.find(first, start, end)
     for _ in range(_MAX_RUNS):
@@ -221,11 +221,17 @@ def _no_marker(raw: bytes, start: int, end: int, marker: bytes, qp: bool) -> boo
         pos = raw.find(first, at, end)
     if not qp:
         return raw.find(marker, pos, end) < 0
+    read_to = pos
     for m in _QP_RUN_GOES_ON[marker].finditer(raw, pos, end):
+        if m.start() < read_to:
+            # Inside a run already read to its end: walking back from here finds that run's start, or a
+            # start after an escape or soft break in it, whose reading ends at the same byte.
+            continue
         run = m.start()
         while run > start and raw[run - 1] == marker[0]:
             run -= 1
-        if _run_end(raw, run, end, marker, qp) < 0:
+        read_to = _run_end(raw, run, end, marker, qp)
+        if read_to < 0:
             return False
     return True
 

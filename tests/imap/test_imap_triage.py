@@ -180,6 +180,26 @@ def test_the_session_passes_such_a_message_on_without_a_job_or_a_rewriter_call()
     assert calls == []
 
 
+def test_a_long_run_of_hyphens_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past the first runs, a pattern finds where a run may go on into a marker ("--" anywhere in a run
+    # of hyphens), and the run is decoded on from its start: once per run, not once per match (a run of
+    # n hyphens was read n/2 times, quadratic work in the body's length).
+    import mailproxy.triage as triage
+
+    calls: list[int] = []
+    run_end = triage._run_end
+
+    def counted(raw: bytes, pos: int, end: int, marker: bytes, qp: bool) -> int:
+        calls.append(pos)
+        return run_end(raw, pos, end, marker, qp)
+
+    monkeypatch.setattr(triage, "_run_end", counted)
+    body = b"-x " * 9 + b"-" * 2000 + b"x\r\n"
+    raw = HEAD + b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+    assert not may_change(raw)
+    assert len(calls) <= 10
+
+
 # Pieces of text that make the triage's shortcuts work hard: the starts of the inline blocks Evolution cuts
 # text at, Content-Type lines it then parses as a part, HTML with a pixel, and the bytes the quick scans
 # look for ("-", "(", "%", "2", "=").
