@@ -160,28 +160,50 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
 # MimeEntity.readRawField starts a field with the first line whatever it starts with), or a name with a
 # comment in it (RawFieldParser.parseField reads the name with parseToken, which skips comments).
 _COMMENTED_NAMES = re.compile(rb"\A[ \t][^\r\n]*|(?m:^[^ \t:\r\n][^:\r\n]*\([^\r\n]*)")
-_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
 
 
 def k9_type_field(block: bytes) -> bool:
     """Whether K-9 reads a Content-Type or Content-Transfer-Encoding field in header lines ``block``
     where Dovecot and the stdlib read none: a name with a comment in it, or a first line led by white
-    space."""
+    space (or comments nested too deep to read the name)."""
     if not block.startswith((b" ", b"\t")) and b"(" not in block:
         return False
-    return any(_mime4j_name(line) in _TYPE_FIELDS for line in _COMMENTED_NAMES.findall(block))
+    for line in _COMMENTED_NAMES.findall(block):
+        name = _mime4j_name(line)
+        if name is None or name in _TYPE_FIELDS:
+            return True
+    return False
 
 
-def _mime4j_name(line: bytes) -> str:
+def _mime4j_name(line: bytes) -> str | None:
     """The field name mime4j reads from a header line: what precedes the first colon outside comments,
-    the comments dropped, white space around it stripped (lower-cased)."""
-    while True:
-        bare = _COMMENT.sub(b"", line)
-        if bare == line:
-            break
-        line = bare
-    name, colon, _ = line.partition(b":")
-    return name.strip(b" \t").decode("latin-1").lower() if colon and b"(" not in name else ""
+    the comments dropped, white space around it stripped (lower-cased); None where comments nest too
+    deep to read it (``without_comments``)."""
+    bare = without_comments(line.decode("latin-1"))
+    if bare is None:
+        return None
+    name, colon, _ = bare.partition(":")
+    return name.strip(" \t").lower() if colon and "(" not in name else ""
+
+
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+# Comments nested deeper than this are not read (no mail nests them so): each level costs a pass over
+# the text, and a header line of nested comments would cost passes in proportion to its length.
+_MAX_COMMENT_NESTING = 16
+
+
+def without_comments(text: str) -> str | None:
+    """``text`` with its comments dropped, as mime4j's parsers skip them: nested ones, from the innermost
+    out (a backslash escapes a character in one; one never closed stays as text); None where they nest
+    deeper than ``_MAX_COMMENT_NESTING`` (the caller then takes the text as read otherwise)."""
+    for _ in range(_MAX_COMMENT_NESTING + 1):
+        if "(" not in text:
+            return text
+        bare = _COMMENT.sub("", text)
+        if bare == text:
+            return text
+        text = bare
+    return None
 
 
 # Values up to this length are remembered (``_content_type``): longer ones are rare, and would make the

@@ -127,6 +127,20 @@ def test_comments_in_field_values_are_left_alone() -> None:
     assert not mime.parse(raw).ambiguous
 
 
+def test_comments_nested_too_deep_to_read_make_the_part_neutralized() -> None:
+    # Comments are removed from the innermost out, a pass over the text per level: deeper than any mail
+    # nests them, the name or charset is not read and the part is taken as read otherwise.
+    nest = b"(" * 10_000 + b")" * 10_000
+    named = HEAD + b"X-Note" + nest + b": a\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+    assert mime.parse(named).ambiguous
+    charset = HEAD + b"Content-Type: text/html; charset=utf-8 " + nest + b"\r\n\r\n" + PIXEL + b"\r\n"
+    assert ENGINE.rewrite(charset).failsafe_parts == ["1"]
+    assert not _loads_tracker(_rewrite(charset))
+    shallow = b"(" * 16 + b")" * 16
+    assert not mime.parse(named.replace(nest, shallow)).ambiguous
+    assert ENGINE.rewrite(charset.replace(nest, shallow)).failsafe_parts == []
+
+
 BOUNDARY_PARAMETERS = {
     # FallbackBodyDescriptorBuilder.parseContentType puts the parameters in a HashMap: the last wins.
     "two boundary parameters": (b'boundary="B"; boundary="C"', b"C"),

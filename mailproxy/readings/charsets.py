@@ -80,8 +80,11 @@ def charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str 
     label, a body with a NUL byte (without one no UTF-16 or UTF-32 reading holds ASCII) is read in
     each byte order of both."""
     value = str(part.headers.get("content-type", ""))
+    k9 = _k9_charsets(value)
+    if k9 is None:
+        return "has comments nested too deep to read its charset"
     # Evolution's camel reads an unquoted charset up to a tspecial ("ibm037?x" is "ibm037" to glibc).
-    labels = [part.charset, *_k9_charsets(value), mime.camel_charset(value)]
+    labels = [part.charset, *k9, mime.camel_charset(value)]
     if part.content_type == "text/html":
         sniffed = _META_CHARSET.search(decoded, 0, _META_PREFIX)
         if sniffed is not None:
@@ -110,17 +113,15 @@ def charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str 
 _JAVA_CHARSET_NAME = re.compile(r"[a-z0-9][a-z0-9+.:_-]*")
 
 
-_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
 _CHARSET_PARAM = re.compile(r'(?i);[ \t\r\n]*charset[ \t\r\n]*=[ \t\r\n]*(?:"((?:[^"\\]|\\.)*)"|([^\s;"]+))')
 
 
-def _k9_charsets(value: str) -> list[str]:
+def _k9_charsets(value: str) -> list[str] | None:
     """The charset parameters of Content-Type ``value`` as K-9's MimeParameterDecoder may read them:
-    comments dropped (it skips them where the stdlib keeps them as text)."""
-    if "(" in value:
-        while (bare := _COMMENT.sub("", value)) != value:
-            value = bare
-    return [quoted or token for quoted, token in _CHARSET_PARAM.findall(value)]
+    comments dropped (it skips them where the stdlib keeps them as text); None where they nest too deep
+    to read (``mime.without_comments``)."""
+    bare = mime.without_comments(value)
+    return None if bare is None else [quoted or token for quoted, token in _CHARSET_PARAM.findall(bare)]
 
 
 def _unknown(label: str | None) -> bool:
