@@ -556,11 +556,12 @@ def _external_target(headers: Message) -> tuple[str, str]:
     stays on the reader's machine."""
     params: dict[str, set[str]] = {}
     try:
-        pairs = headers.get_params(failobj=[])
+        for name, value in headers.get_params(failobj=[])[1:]:  # the first is the media type
+            # (collapse_rfc2231_value raises ValueError for a charset name with a NUL in it.)
+            text = collapse_rfc2231_value(value, errors="replace").strip()
+            params.setdefault(name.lower(), set()).add(text)
     except mime.UNREADABLE_PARAMS:
         return "", ""
-    for name, value in pairs[1:]:  # the first is the media type
-        params.setdefault(name.lower(), set()).add(collapse_rfc2231_value(value, errors="replace").strip())
 
     def one(name: str) -> str:
         values = params.get(name, set())

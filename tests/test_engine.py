@@ -511,6 +511,19 @@ def test_external_body_that_fetches_is_neutralized(field: str, url: str) -> None
     assert ENGINE.inspect(raw).data == raw and ENGINE.analyse(raw) == result.findings
 
 
+def test_external_body_with_an_unreadable_charset_in_a_parameter_is_neutralized() -> None:
+    # collapse_rfc2231_value raises ValueError for a charset name with a NUL in it.
+    field = (
+        "Content-Type: message/external-body; access-type=URL;\r\n URL*0*=us-ascii\0''https%3A%2F%2F;\r\n"
+        ' URL*1="cdn.shop.example/files/report.pdf"'
+    )
+    raw = external(field)
+    result = ENGINE.rewrite(raw)
+    assert renamed(raw, result.data) == 1 and external_types(result.data) == []
+    [finding] = result.findings
+    assert (finding.vector, finding.url, finding.action) == (Vector.EXTERNAL_BODY, "", Action.STRIP)
+
+
 def test_external_body_nested_in_multiparts_and_attached_messages() -> None:
     field = f'Content-Type: message/external-body; access-type=URL; URL="{TRACKER}"'
     attached = external(field)
