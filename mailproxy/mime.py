@@ -221,7 +221,7 @@ def _content_type(name: str, value: str) -> tuple[str, str | None, str | None, b
 
 
 # What the stdlib raises on RFC 2231 parameter sections it cannot put together: "name*" beside "name*0"
-# (TypeError), a section number too long for int() (ValueError).
+# (TypeError), a section number too long for int() or a charset name with a NUL (ValueError).
 UNREADABLE_PARAMS = (TypeError, ValueError)
 
 
@@ -234,9 +234,9 @@ def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | No
     try:
         param = headers.get_param("boundary")
         charset = headers.get_content_charset()
+        boundary = collapse_rfc2231_value(param) if param is not None else None
     except UNREADABLE_PARAMS:  # clients read such parameters each in their own way
         return ctype, None, None, True
-    boundary = collapse_rfc2231_value(param) if param is not None else None
     # Thunderbird takes the value's first token for the type (up to white space, ";" or a NUL, which
     # ends its C string): "text/html (comment)" or "text/html\0" is HTML to it, not to the stdlib.
     otherwise = _first_token(value.partition("\0")[0]) not in ("", ctype)

@@ -192,6 +192,7 @@ def test_parameters_the_stdlib_cannot_join_are_ambiguous() -> None:
         b"boundary*=B; boundary*0=B",
         b"boundary=B; charset*=a; charset*0=b",
         b"x*" + b"1" * 5000 + b"=y",
+        b"boundary*0*=us-ascii\0''B",  # a charset name with a NUL (ValueError)
     ):
         root = mime.parse(b"Content-Type: multipart/mixed; " + params + body)
         assert root.ambiguous and root.content_type == "multipart/mixed", params
