@@ -94,10 +94,6 @@ class Result:
         return self.sender.rpartition("@")[2] or None if self.sender else None
 
 
-# The labels of UTF-16 in the WHATWG Encoding Standard, which Thunderbird's converters follow (Python's
-# codecs know few of them), and the byte order each means: a byte-order mark overrides it.
-
-
 def sender_of(headers: object) -> str | None:
     get = getattr(headers, "get", None)
     if get is None:
@@ -167,8 +163,8 @@ class Engine:
                 read_otherwise = part.content_type not in MARKUP
                 reading = leaf_reading(raw, part, untyped=id(part) in untyped) if read_otherwise else None
             except Exception:  # a bug of ours must not leak what a client renders (the part is blanked)
-                log.exception("part %s: the check of Evolution's reading failed", label)
-                reading = "cannot be checked as Evolution reads it"
+                log.exception("part %s: the check of how clients read it failed", label)
+                reading = "cannot be checked as clients read it"
             if reading is not None:
                 log.warning("part %s %s: neutralizing it", label, reading)
                 result.failsafe_parts.append(label)

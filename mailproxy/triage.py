@@ -127,7 +127,7 @@ def _neutralizes_a_part(raw: bytes) -> bool:
             _read_otherwise(raw, leaf, id(leaf) in untyped) for leaf in root.leaves()
         )
     except Exception:  # a bug of ours: the engine, which blanks what it cannot read, decides
-        log.exception("the check of Evolution's reading failed")
+        log.exception("the check of how clients read the message's parts failed")
         return True
 
 
@@ -274,7 +274,7 @@ _QP_RUN_GOES_ON = {
 }
 
 
-# Message types the engine neutralizes as leaves (``_MESSAGES``).
+# Message types the engine neutralizes as leaves (``readings.evolution.MESSAGES`` and ``MBOX``).
 _MESSAGE_SUBTYPES = (b"rfc822", b"rfc2822", b"news", b"global", b"mbox")
 
 

@@ -15,6 +15,8 @@ from mailproxy import mime
 from mailproxy.errors import UncheckableError
 from mailproxy.rewrite import safety
 
+# The labels of UTF-16 in the WHATWG Encoding Standard, which Thunderbird's converters follow (Python's
+# codecs know few of them), and the byte order each means: a byte-order mark overrides it.
 _WHATWG_UTF16 = {
     **dict.fromkeys(
         ("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff", "utf-16", "utf-16le"), "utf-16-le"
