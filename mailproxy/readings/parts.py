@@ -67,7 +67,7 @@ def _kind(encoded: bytes, part: mime.Part) -> str | None:
     elif ctype in evolution.VCARDS:
         kind = "vcard"
     elif ctype in evolution.CALENDARS:
-        return "calendar" if evolution.calendar_loads(decode_leniently(encoded, part)) else None
+        kind = "calendar"
     elif ctype.startswith("text/"):
         if part.cte == "quoted-printable" and QP_BARE_CR.search(encoded) is None:
             # The soft breaks and escapes camel reads (camel_quoted_decode_step), binascii several times
@@ -80,13 +80,17 @@ def _kind(encoded: bytes, part: mime.Part) -> str | None:
         return None
     else:
         kind = evolution.sniffed(encoded, part)
-    if kind == "markdown" and not evolution.markdown_loads(decode_leniently(encoded, part), part.charset):
-        return None
-    if kind == "vcard" and not evolution.vcard_loads(decode_leniently(encoded, part)):
-        return None
-    if kind == "calendar" and not evolution.calendar_loads(decode_leniently(encoded, part)):
-        return None
-    return kind
+    loads = _LOADS.get(kind or "")
+    return None if loads is not None and not loads(decode_leniently(encoded, part), part) else kind
+
+
+# Whether a part Evolution renders in a view of its own (a ``_kind``) loads something remote, from its
+# decoded body: only then does it count (a card or invitation with links only is left alone).
+_LOADS: dict[str, Callable[[bytes, mime.Part], bool]] = {
+    "markdown": lambda decoded, part: evolution.markdown_loads(decoded, part.charset),
+    "vcard": lambda decoded, _: evolution.vcard_loads(decoded),
+    "calendar": lambda decoded, _: evolution.calendar_loads(decoded),
+}
 
 
 def _entity_loads(content: bytes) -> bool:
@@ -124,7 +128,7 @@ def _neutralized_as_read(encoded: bytes, part: mime.Part, depth: int) -> bytes:
     kind = None if ctype in MARKUP else _kind(encoded, part)
     if kind == "signed":  # the entity lies in DER, which no neutralizer reads
         return blanked(encoded)
-    loads = _STILL_LOADS.get(kind or "")
+    loads = _LOADS.get(kind or "")
     if loads is not None:
         # Unless a URL is folded, escaped or spelled in markup out of the neutralizer's sight, the card,
         # text or invitation stays, its URLs broken, as the client reads the neutralized bytes.
@@ -144,14 +148,6 @@ def _neutralized_as_read(encoded: bytes, part: mime.Part, depth: int) -> bytes:
         return neutralize_section(apply_edits(encoded, part.cte, _differences(decoded, new)))[0]
     except TransferError:
         return blanked(encoded)
-
-
-# Whether a part Evolution renders in a view of its own (a ``_kind``) still loads something remote.
-_STILL_LOADS: dict[str, Callable[[bytes, mime.Part], bool]] = {
-    "markdown": lambda decoded, part: evolution.markdown_loads(decoded, part.charset),
-    "vcard": lambda decoded, _: evolution.vcard_loads(decoded),
-    "calendar": lambda decoded, _: evolution.calendar_loads(decoded),
-}
 
 
 def _neutralized_entity(data: bytes, depth: int) -> bytes:
