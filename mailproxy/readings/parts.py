@@ -26,8 +26,11 @@ from mailproxy.rewrite.transfer import Edit, TransferError
 
 log = logging.getLogger(__name__)
 
-# Parts inside parts: deeper than this, blanked.
+# Parts inside parts (messages a client decodes and parses, S/MIME signed data): deeper than this,
+# blanked. Signed data is read twice at each level (for what loads in it, then neutralized when it is
+# ambiguous), 2^depth readings of the innermost: it is blanked inside more than a few such parts.
 _MAX_NESTING = 8
+_MAX_SIGNED_NESTING = 4
 
 
 _WHY = {
@@ -46,13 +49,14 @@ def leaf_reading(raw: bytes, part: mime.Part, *, untyped: bool = False) -> str |
     (``readings.untyped``)."""
     if untyped and opens_files(raw, part.body_start, part.end):
         return "is untyped text with uuencoded or yEncoded files Thunderbird renders by their names"
-    kind = _kind(raw[part.body_start : part.end], part)
+    kind = _kind(raw[part.body_start : part.end], part, 0)
     return None if kind is None else _WHY[kind]
 
 
-def _kind(encoded: bytes, part: mime.Part) -> str | None:
-    """What Evolution reads a leaf as where the engine sees nothing to rewrite: "messages" (it decodes
-    and parses them), "markup", "markdown", a "vcard" or a "calendar" that loads something, or None."""
+def _kind(encoded: bytes, part: mime.Part, depth: int) -> str | None:
+    """What Evolution reads a leaf (inside ``depth`` parts) as where the engine sees nothing to rewrite:
+    "messages" (it decodes and parses them), "markup", "markdown", a "vcard" or a "calendar" that loads
+    something, "signed" data whose entity does or cannot be read, or None."""
     ctype = part.content_type
     if ctype in evolution.MESSAGES or ctype == evolution.MBOX:
         return "messages"
@@ -60,8 +64,8 @@ def _kind(encoded: bytes, part: mime.Part) -> str | None:
         der = decode_leniently(encoded, part)
         if not smime.is_signed_data(der):
             return None  # enveloped (encrypted) data: out of anyone's sight but the reader's
-        content = smime.signed_content(der)
-        return "signed" if content is None or _entity_loads(content) else None
+        content = smime.signed_content(der) if depth < _MAX_SIGNED_NESTING else None
+        return "signed" if content is None or _entity_loads(content, depth + 1) else None
     if ctype == evolution.MARKDOWN:
         kind: str | None = "markdown"
     elif ctype in evolution.VCARDS:
@@ -93,7 +97,7 @@ _LOADS: dict[str, Callable[[bytes, mime.Part], bool]] = {
 }
 
 
-def _entity_loads(content: bytes) -> bool:
+def _entity_loads(content: bytes, depth: int) -> bool:
     """Whether a MIME entity (signed data's content) has a part that loads something remote as clients
     read it (links aside): markup that does, a part Evolution reads as such (``_kind``), or
     parts clients may read otherwise that name anything remote."""
@@ -104,10 +108,10 @@ def _entity_loads(content: bytes) -> bool:
             decoded = decode_leniently(encoded, leaf)
             if b"\0" in decoded or loads_remote(decoded.decode("latin-1")):
                 return True
-        elif _kind(encoded, leaf) is not None:
+        elif _kind(encoded, leaf, depth) is not None:
             return True
     ambiguous = any(p.ambiguous for p in root.walk())
-    return ambiguous and _neutralized_entity(content, 0) != content
+    return ambiguous and _neutralized_entity(content, depth) != content
 
 
 def neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
@@ -125,7 +129,7 @@ def neutralized_leaf(encoded: bytes, part: mime.Part, depth: int = 0) -> bytes:
 def _neutralized_as_read(encoded: bytes, part: mime.Part, depth: int) -> bytes:
     """``neutralized_leaf``, unguarded."""
     ctype = part.content_type
-    kind = None if ctype in MARKUP else _kind(encoded, part)
+    kind = None if ctype in MARKUP else _kind(encoded, part, depth)
     if kind == "signed":  # the entity lies in DER, which no neutralizer reads
         return blanked(encoded)
     loads = _LOADS.get(kind or "")
