@@ -14,8 +14,11 @@ import binascii
 import quopri
 import re
 
+import pytest
+
 from mailproxy import mime
 from mailproxy.engine import Engine
+from mailproxy.rewrite.transfer import Edit
 from mailproxy.triage import may_change
 
 ENGINE = Engine()
@@ -311,6 +314,24 @@ def test_a_charset_behind_a_comment_is_read_as_k9_reads_it() -> None:
         raw = _html_part(b"text/html; charset=" + label.encode(), body)
         result = ENGINE.rewrite(raw)
         assert result.failsafe_parts == ["1"] and _body(result.data).strip() == b"", label
+
+
+def test_a_charset_given_many_times_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each charset label K-9 may read is a reading of the whole body: one per codec, not one per
+    parameter (a header of repeated parameters made work in proportion to its length times the body's)."""
+    from mailproxy.rewrite import safety
+
+    scans: list[int] = []
+    break_everything = safety.break_everything
+
+    def counted(text: str) -> list[Edit]:
+        scans.append(len(text))
+        return break_everything(text)
+
+    monkeypatch.setattr(safety, "break_everything", counted)
+    raw = _html_part(b"text/html" + b"; charset=utf-32" * 50, b"<p>Hi</p>")
+    assert ENGINE.rewrite(raw).failsafe_parts == []
+    assert len(scans) <= 5
 
 
 def test_clearsigned_html_is_neutralized() -> None:

@@ -98,7 +98,7 @@ def charset_otherwise(part: mime.Part, decoded: bytes, wide: str | None) -> str 
             return why
     if b"\0" in decoded:
         readings.extend(codec for codec in _WIDE_READINGS if codec != wide)
-    for codec in readings:
+    for codec in dict.fromkeys(readings):  # once per codec: a label may be given many times
         if codec is None:
             continue
         try:
