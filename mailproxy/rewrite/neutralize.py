@@ -49,7 +49,10 @@ is read too. A reference cut by a chunk's end is broken in either half, in text 
 
 Memory stays bounded while streaming: only a tail is held back between chunks (80 bytes of text,
 the base64 lines that hold the look-ahead of the last decoded bytes, from a group boundary, or the
-uuencoded or yEncoded lines that do: some 20 KB at most, with lines that decode to nothing).
+uuencoded or yEncoded lines that do: some 20 KB at most, with lines that decode to nothing). Where
+the look-ahead would take more (soft line breaks, blank lines after base64, lines that decode to
+nothing: 8 KB of them), the output goes on without it and what its end may begin is broken; a base64
+run with no group boundary at a line start within 8 KB is zeroed.
 
 Limits, where a reading without headers cannot follow Thunderbird's:
 
@@ -85,9 +88,11 @@ _REMOTE = re.compile(
     rb"|(?<=\n/)(?=/[^\s/][^\n]{0,72}?[^A-Za-z0-9+/=\s]))"
 )
 _HOLD = 80  # bytes held back between chunks: longer than any match, its look-ahead included
+_TEXT_WAIT = 8192  # bytes of soft line breaks held back at most, waiting for look-ahead
 # A quoted-printable escape, or a soft line break (transport padding allowed before its line end; a
 # bare CR ends a line for Thunderbird's decoder, which drops "=\r" as it drops "=\r\n").
 _QP_UNIT = re.compile(rb"=(?:[0-9A-Fa-f]{2}|[ \t]*\r?\n|\r)")
+_QP_OPEN = re.compile(rb"(?:=[ \t]{0,80}\r?|=[0-9A-Fa-f]?)?\Z")  # a unit the next chunk may complete
 _CONTROL = bytes(range(9)) + b"\x0b\x0c" + bytes(range(14, 32)) + b"\x7f"
 # Where a partial fetch cuts a reference in two: the start of a scheme (or a "/", "&", "\") at the
 # end of the chunk, the rest of one ("tps://", "//", "/x", the "#" of "&#") at its start. Each half
@@ -196,6 +201,13 @@ class StreamNeutralizer:
         view = _View(raw, self._qp)
         text = view.text
         cut = len(raw) if last else view.raw_offset(max(0, len(text) - _HOLD))
+        # Soft line breaks show nothing, so the view's last bytes may stand on any number of them.
+        # Rather than hold them all (bounded memory), go on without the look-ahead: cut before an
+        # escape or soft break not complete yet, and break what the view's end may begin.
+        blind = not last and len(raw) - cut > _TEXT_WAIT
+        if blind:
+            open_unit = _QP_OPEN.search(raw, max(0, len(raw) - 84))
+            cut = len(raw) if open_unit is None else open_unit.start()
         runs = self._base64_runs(raw, cut, last)
         bodies, cut = self._coded_bodies(raw, cut, last)
         if not last:
@@ -210,6 +222,9 @@ class StreamNeutralizer:
         )
         if text is not raw:
             found.update(p for p in _matches(self._prev_raw + raw, cut) if self._judge(raw, p))
+        tail = _CUT_TAIL.search(text, 0, limit) if blind else None
+        if tail is not None and self._judge(text, tail.start()):
+            found.add(view.raw_offset(tail.start()))
         areas = [(b.data, b.end) for b in bodies if b.kind == b"u"] if self._judge is _textual else []
         if areas and found:
             found = self._near_markup(raw, found, areas)
@@ -332,16 +347,20 @@ class StreamNeutralizer:
             if start >= cut:
                 break
             # A run that reaches the incomplete last line may go on in the next chunk, unless that
-            # line cannot be base64.
-            open_end = (
+            # line cannot be base64. Blank lines may come before more, but not without end (bounded
+            # memory): past ``_B64_WAIT`` of them the run ends here, and what its end may begin is
+            # broken (``blind``).
+            may_go_on = (
                 not last
-                and (end == tail or not raw[end:tail].strip())  # blank lines may come before more
+                and (end == tail or not raw[end:tail].strip())
                 and _B64_TAIL.fullmatch(raw, tail) is not None
             )
+            blind = may_go_on and tail - end > _B64_WAIT
+            open_end = may_go_on and not blind
             going_on = start == 0 and self._b64_prev is not None
             prev = self._b64_prev if going_on and self._b64_prev is not None else b"\n"
             suspect, zero = going_on and self._b64_suspect, going_on and self._b64_zero
-            runs.append(_Run(raw, start, end, prev, open_end, cut, self._judge, suspect, zero))
+            runs.append(_Run(raw, start, end, prev, open_end, cut, self._judge, suspect, zero, blind))
         return runs
 
 
@@ -352,6 +371,7 @@ class StreamNeutralizer:
 _B64_LINE = rb"[A-Za-z0-9+/][A-Za-z0-9+/=]*[ \t]*\r?\n"
 _B64_RUN = re.compile(rb"(?m)^" + _B64_LINE + rb"(?:(?:[ \t]*\r?\n)*" + _B64_LINE + rb")*")
 _B64_TAIL = re.compile(rb"[A-Za-z0-9+/=]{0,998}")  # an incomplete line that may still be base64
+_B64_WAIT = 8192  # bytes a run holds back at most, waiting for a group boundary with look-ahead
 _STREAM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _NOT_STREAM = bytes(c for c in range(256) if c not in _STREAM)
 
@@ -377,6 +397,7 @@ class _Run:
         judge: Callable[[bytes, int], bool],
         suspect: bool = False,
         zero: bool = False,
+        blind: bool = False,
     ) -> None:
         self.start, self.end = start, end
         stream = raw[start:end].translate(None, _NOT_STREAM)
@@ -407,30 +428,42 @@ class _Run:
         self.held = cut  # final as a whole: the run does not hold the output back
         final = len(decoded)  # decoded bytes that may be emitted
         if open_end or cut < end:
-            # The latest line start (before the cut) on a group boundary with the look-ahead after it.
-            line = min(cut, end)
-            while line > start:
-                line = raw.rfind(b"\n", start, line) + 1 or start
-                chars_before = len(raw[start:line].translate(None, _NOT_STREAM))
-                if chars_before % 4 == 0 and (
-                    self.zero or not open_end or chars_before // 4 * 3 <= len(decoded) - _HOLD
-                ):
-                    break
-                line -= 1
-            self.held = max(line, start)
+            self.held = self._latest_end(raw, min(cut, end), open_end, len(decoded))
             final = _decoded_len(raw[start : self.held].translate(None, _NOT_STREAM))
         self.prev = decoded[final - 1 : final] if final else prev
         self._span_end = min(self.held, end) if self.zero else start
         self._edits: list[Edit] = []
         if not self.suspect:
-            self._edits = [
-                Edit(p, p + 1, b"_" if decoded[p] in b"/&\\" else b"x")
-                for p in _matches(prev + decoded, final)
-                if judge(decoded, p)
-            ]
+            found = {p for p in _matches(prev + decoded, final) if judge(decoded, p)}
+            tail = _CUT_TAIL.search(decoded, 0, final) if blind else None
+            if tail is not None and judge(decoded, tail.start()):
+                found.add(tail.start())
+            self._edits = [Edit(p, p + 1, b"_" if decoded[p] in b"/&\\" else b"x") for p in sorted(found)]
         if self._edits:
             # The encoded bytes of the ``final`` decoded ones: up to the end of their last group.
             self._span_end = self.held if self.held < end else _after_chars(raw, start, end, whole)
+
+    def _latest_end(self, raw: bytes, stop: int, open_end: bool, decoded: int) -> int:
+        """The latest line start before ``stop`` on a group boundary with the look-ahead after it.
+        Looked for over ``_B64_WAIT`` bytes at most (bounded memory, linear work): a run without one
+        there (a line that leaves every later line start inside a group, lines that decode to next
+        to nothing) is no encoder's; rather than hold it all, it is zeroed, here and in the next
+        chunks, and the output ends at its latest line start."""
+        start = self.start
+        count = len(raw[start:stop].translate(None, _NOT_STREAM))  # base64 characters before ``line``
+        latest = raw.rfind(b"\n", start, stop) + 1 or start
+        line = stop
+        while line > start:
+            after, line = line, raw.rfind(b"\n", start, line) + 1 or start
+            count -= len(raw[line:after].translate(None, _NOT_STREAM))
+            if count % 4 == 0 and (self.zero or not open_end or count // 4 * 3 <= decoded - _HOLD):
+                return line
+            if stop - line > _B64_WAIT:
+                self._zeroed_here = self._zeroed_here or not self.zero
+                self.zero = self.suspect = True
+                return latest
+            line -= 1
+        return start
 
     def apply(self, raw: bytes, out: bytearray, cut: int) -> int:
         """Write the run's edits into ``out`` (the output up to ``cut``); the number made."""

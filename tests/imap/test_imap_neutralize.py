@@ -606,3 +606,48 @@ def test_markup_after_a_begin_line_is_text_whatever_the_chunking() -> None:
     for k in range(ref, ref + 1200, 3):
         n = StreamNeutralizer()
         assert n.feed(body[:k]) + n.feed(body[k:]) + n.feed(b"", last=True) == expect, k
+
+
+def most_held(head: bytes, unit: bytes, size: int = 600_000, step: int = 16_384) -> int:
+    """The most bytes a stream of ``head`` then ``unit`` repeated holds back between chunks."""
+    data = head + unit * (size // len(unit))
+    n = StreamNeutralizer()
+    emitted = most = 0
+    for i in range(0, len(data), step):
+        emitted += len(n.feed(data[i : i + step]))
+        most = max(most, min(i + step, len(data)) - emitted)
+    assert emitted + len(n.feed(b"", last=True)) == len(data)
+    return most
+
+
+@pytest.mark.parametrize(
+    ("head", "unit"),
+    [
+        (b"", b"QQ==\r\n"),  # base64 lines of one padded group each
+        (b"Q\r\n", b"QUJD\r\n"),  # a line that leaves every later line start inside a group
+        (b"QUJD\r\n", b"\r\n"),  # a base64 line, then blank lines that may come before more
+        (b"x=\r\n", b"=\r\n"),  # soft line breaks, which show nothing
+    ],
+)
+def test_memory_stays_bounded_whatever_the_stream(head: bytes, unit: bytes) -> None:
+    assert most_held(head, unit) < 64 * 1024
+
+
+def b64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'<img src="ht' + b"=\r\n" * 20_000 + b'tps://t.example/p.gif">\r\n',
+        b64(b'<p>x</p><img src="ht') + b"\r\n" * 20_000 + b64(b'tps://t.example/p.gif">'),
+        b"Q\r\n" + b64(b'<img src="https://t.example/p.gif">' * 2000),
+    ],
+)
+def test_what_a_bounded_stream_cannot_hold_back_still_loads_nothing(data: bytes) -> None:
+    # (The reference goes on after more than the stream holds back, or the run has no group boundary
+    # to end the output at: the stream breaks what the output's end may begin, or zeroes the run.)
+    out, edits = neutralize(data, 4096)
+    assert len(out) == len(data) and out.count(b"\n") == data.count(b"\n") and edits
+    assert neutralize_section(out) == (out, 0)
