@@ -245,7 +245,8 @@ def _read_content_type(name: str, value: str) -> tuple[str, str | None, str | No
     return ctype, boundary, charset, otherwise
 
 
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+# A quoted string (its content the group), or what an unclosed one runs to.
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?', re.DOTALL)
 _BOUNDARY_PARAM = re.compile(r";[ \t\r\n]*boundary[ \t\r\n]*=[ \t\r\n]*", re.IGNORECASE)
 # A boundary value all clients read alike: a quoted string or a token, then the parameter's end.
 _PLAIN_BOUNDARY = re.compile(r'(?:""|[^\s;()"\\]+)[ \t\r\n]*(?:;|$)')
@@ -377,7 +378,7 @@ def _camel_param(value: str, pos: int, wanted: str) -> str | None:
         if value.startswith("=", pos):
             start = _camel_skip(value, pos + 1)
             if value.startswith('"', start):
-                m = _CAMEL_QUOTED.match(value, start)
+                m = _QUOTED.match(value, start)
                 assert m is not None  # (an opening quote is enough)
                 param, pos = re.sub(r"\\(.)|\n", r"\1", m.group(1), flags=re.DOTALL), m.end()
             else:
@@ -400,9 +401,6 @@ def camel_charset(value: str) -> str | None:
     if value.startswith("/", pos):
         pos = _camel_token(value, pos + 1)[1]
     return _camel_param(value.partition("\0")[0], pos, "charset") or None
-
-
-_CAMEL_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?', re.DOTALL)
 
 
 def _camel_reading(block: bytes, default_type: str) -> tuple[str, str, str | None]:

@@ -60,7 +60,8 @@ _MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 # eab-contact-formatter.c, which writes a picture given by URI (PHOTO or LOGO) as an <img> of that URI,
 # and some values (the parts of an address) into the HTML as they are.
 VCARDS = frozenset({"text/vcard", "text/x-vcard", "text/directory"})
-_VCARD_FOLD = re.compile(rb"\r?\n[ \t]")
+# A line break that folds a vCard's or a calendar's line (RFC 6350, RFC 5545 section 3.1).
+_FOLD = re.compile(rb"\r?\n[ \t]")
 _VCARD_PICTURE = re.compile(r"(?im)^(?:[\w-]+\.)?(?:photo|logo)[;:](.*)$")
 _VCARD_MARKUP = re.compile(r"<[a-zA-Z!/?]")
 
@@ -68,7 +69,7 @@ _VCARD_MARKUP = re.compile(r"<[a-zA-Z!/?]")
 def vcard_loads(decoded: bytes) -> bool:
     """Whether a vCard, unfolded and read with and without quoted-printable (vCard 2.1), has a picture
     with a remote URI or markup, backslash escapes dropped."""
-    unfolded = _VCARD_FOLD.sub(b"", decoded)
+    unfolded = _FOLD.sub(b"", decoded)
     for reading in (unfolded, binascii.a2b_qp(unfolded)):
         text = reading.decode("latin-1").replace("\\", "")
         if _VCARD_MARKUP.search(text) or any(
@@ -91,7 +92,7 @@ _GOOGLE_HTML = re.compile(r"(?i)<(?:html|body|br|span|b|i|u|ul|li)>|</a>|&nbsp;"
 def calendar_loads(decoded: bytes) -> bool:
     """Whether a calendar, unfolded, has an HTML description or inline attachment that loads something
     remote (links aside)."""
-    text = _VCARD_FOLD.sub(b"", decoded).decode("latin-1")
+    text = _FOLD.sub(b"", decoded).decode("latin-1")
     for m in _ICAL_TEXT.finditer(text):
         name, params, value = m.group(1).lower(), m.group(2), m.group(3)
         if name == "attach":
