@@ -90,6 +90,10 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
 _FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.MULTILINE)
 _LONE_CR = re.compile(rb"\r(?!\n)")
 _TYPE_FIELDS = ("content-type", "content-transfer-encoding")
+# The fields whose parameters the stdlib reads (type, boundary, charset, file name), and a length no
+# mail's reaches: a longer one makes its part ambiguous, unread.
+_PARAMETER_FIELDS = ("content-type", "content-disposition")
+_MAX_PARAMETER_FIELD = 16 << 10
 
 
 def _message(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]:
@@ -136,6 +140,12 @@ def _parse_headers(block: bytes) -> tuple[Message, tuple[str, str] | None, bool]
     read alike by all."""
     lone_cr = b"\r" in block and _LONE_CR.search(block) is not None
     headers, content_type, repeated = _message(_LONE_CR.sub(b" ", block) if lone_cr else block)
+    if any(len(v) > _MAX_PARAMETER_FIELD and n.lower() in _PARAMETER_FIELDS for n, v in headers.raw_items()):
+        # Not read: the stdlib reads parameters in time quadratic in a field's length (its
+        # email.message._parseparam copies the rest of the value at each ";").
+        for name in _PARAMETER_FIELDS:
+            del headers[name]
+        return headers, None, True
     ambiguous = repeated and any(
         len({str(v).split(";")[0].strip().lower() for v in headers.get_all(name, [])}) > 1
         for name in _TYPE_FIELDS
