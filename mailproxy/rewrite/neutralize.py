@@ -131,6 +131,20 @@ def _within(sorted_positions: list[int], pos: int, distance: int) -> bool:
     return i > 0 and sorted_positions[i - 1] >= pos - distance
 
 
+def _judge_after(judge: Callable[[bytes, int], bool], before: bytes) -> Callable[[bytes, int], bool]:
+    """``judge`` with the bytes ``before`` the data (emitted with earlier chunks) in its window: the
+    markup that makes a reference text, or the binary that makes it data, may have gone out before."""
+    if judge is _always_text or not before:
+        return judge
+
+    def judged(data: bytes, pos: int) -> bool:
+        if pos >= _NEAR:
+            return judge(data, pos)
+        return judge(before + data[: pos + _NEAR], pos + len(before))
+
+    return judged
+
+
 class _View:
     """``raw`` as a quoted-printable decoder shows it (soft breaks dropped, escapes decoded), and
     where each of its bytes came from."""
@@ -185,11 +199,11 @@ class StreamNeutralizer:
         # The last byte emitted, as it is and as the view shows it, for the look-behind.
         self._prev_raw = self._prev_view = b"\n"
         # The held tail starts inside a base64 run (at a line start, on a group boundary), whose
-        # last decoded byte emitted is this.
+        # last decoded bytes emitted (``_NEAR`` of them) are these.
         self._b64_prev: bytes | None = None
         self._b64_suspect = self._b64_zero = False  # ... and is suspect, or zeroed (``_Run``)
         # The held tail starts on a line of a uuencoded or yEncoded body (its kind, b"u" or b"y", and
-        # the last decoded byte emitted), and this many bytes after the start of its line.
+        # the last decoded bytes emitted), and this many bytes after the start of its line.
         self._coded: tuple[bytes, bytes] | None = None
         self._column = 0
         self._context = b""  # the last bytes emitted (``_NEAR`` of them), for the markup near a reference
@@ -217,13 +231,12 @@ class StreamNeutralizer:
         found: set[int] = set()
         # Through the view (quoted-printable) and as the bytes are (7bit: "src=\r\n//host" is not a
         # soft break there).
-        found.update(
-            view.raw_offset(p) for p in _matches(self._prev_view + text, limit) if self._judge(text, p)
-        )
+        judge = _judge_after(self._judge, self._context)
+        found.update(view.raw_offset(p) for p in _matches(self._prev_view + text, limit) if judge(text, p))
         if text is not raw:
-            found.update(p for p in _matches(self._prev_raw + raw, cut) if self._judge(raw, p))
+            found.update(p for p in _matches(self._prev_raw + raw, cut) if judge(raw, p))
         tail = _CUT_TAIL.search(text, 0, limit) if blind else None
-        if tail is not None and self._judge(text, tail.start()):
+        if tail is not None and judge(text, tail.start()):
             found.add(view.raw_offset(tail.start()))
         areas = [(b.data, b.end) for b in bodies if b.kind == b"u"] if self._judge is _textual else []
         if areas and found:
@@ -292,7 +305,7 @@ class StreamNeutralizer:
             kind, start, data = found
             if data < 0:  # a begin line not complete yet: read again with the next chunk
                 return bodies, min(cut, start)
-            bodies.append(_Coded(raw, kind, start, data, b"\n", cut))
+            bodies.append(_Coded(raw, kind, start, data, b"", cut))
             pos = bodies[-1].end
         return bodies, cut
 
@@ -358,9 +371,10 @@ class StreamNeutralizer:
             blind = may_go_on and tail - end > _B64_WAIT
             open_end = may_go_on and not blind
             going_on = start == 0 and self._b64_prev is not None
-            prev = self._b64_prev if going_on and self._b64_prev is not None else b"\n"
+            prev = self._b64_prev if going_on and self._b64_prev is not None else b""
             suspect, zero = going_on and self._b64_suspect, going_on and self._b64_zero
-            runs.append(_Run(raw, start, end, prev, open_end, cut, self._judge, suspect, zero, blind))
+            judge = _judge_after(self._judge, prev)
+            runs.append(_Run(raw, start, end, prev, open_end, cut, judge, suspect, zero, blind))
         return runs
 
 
@@ -400,6 +414,7 @@ class _Run:
         blind: bool = False,
     ) -> None:
         self.start, self.end = start, end
+        before = prev[-1:] or b"\n"  # the byte before, for the look-behind
         stream = raw[start:end].translate(None, _NOT_STREAM)
         whole = len(stream) - len(stream) % 4
         chars = stream[:whole]
@@ -423,18 +438,18 @@ class _Run:
             decoded = readings[1]  # Thunderbird's
             # Judged as bytes whatever the caller knows of the body: a line of other text that looks
             # like such base64 ("XDlH8bT9ZBNS=3D340" in quoted-printable) reads as garbage here.
-            self.zero = any(_textual(r, p) for r in readings for p in _matches(prev + r, len(r)))
+            self.zero = any(_textual(r, p) for r in readings for p in _matches(before + r, len(r)))
             self._zeroed_here = self.zero
         self.held = cut  # final as a whole: the run does not hold the output back
         final = len(decoded)  # decoded bytes that may be emitted
         if open_end or cut < end:
             self.held = self._latest_end(raw, min(cut, end), open_end, len(decoded))
             final = _decoded_len(raw[start : self.held].translate(None, _NOT_STREAM))
-        self.prev = decoded[final - 1 : final] if final else prev
+        self.prev = (prev + decoded[:final])[-_NEAR:]
         self._span_end = min(self.held, end) if self.zero else start
         self._edits: list[Edit] = []
         if not self.suspect:
-            found = {p for p in _matches(prev + decoded, final) if judge(decoded, p)}
+            found = {p for p in _matches(before + decoded, final) if judge(decoded, p)}
             tail = _CUT_TAIL.search(decoded, 0, final) if blind else None
             if tail is not None and judge(decoded, tail.start()):
                 found.add(tail.start())
@@ -684,16 +699,17 @@ class _Coded:
 
     def apply(self, out: bytearray, cut: int, judge: Callable[[bytes, int], bool]) -> int:
         """Break the references in the decoded text of the pieces before ``cut``; the number broken.
-        Sets ``prev`` to the last decoded byte before ``cut``."""
+        Adds the decoded bytes before ``cut`` to ``prev`` (the last ``_NEAR`` decoded bytes emitted)."""
         done = [p for p in self.pieces if p.start < cut]
         text = b"".join(p.decoded for p in self.pieces)
         final = sum(len(p.decoded) for p in done)
-        edits = {p for p in _matches(self.prev + text, final) if judge(text, p)}
+        judge = _judge_after(judge, self.prev)
+        edits = {p for p in _matches((self.prev[-1:] or b"\n") + text, final) if judge(text, p)}
         if self.blind:
             tail = _CUT_TAIL.search(text, 0, final)
             if tail is not None and judge(text, tail.start()):
                 edits.add(tail.start())
-        self.prev = text[final - 1 : final] if final else self.prev
+        self.prev = (self.prev + text[:final])[-_NEAR:]
         starts, offset = [], 0
         for p in done:
             starts.append(offset)
