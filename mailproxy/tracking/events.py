@@ -330,7 +330,12 @@ def _redact_host(host: str, matcher: IdentityMatcher | None) -> str:
 
 def _redact_path(path: str, matcher: IdentityMatcher | None) -> str:
     if matcher is None:
-        return "/".join([_plain_segment_shown(s) for s in path.split("/")])
+        return "/".join(
+            [
+                _plain_segment_shown(s) if len(s) <= _CACHE_MAX_PIECE else _plain_segment_shown.__wrapped__(s)
+                for s in path.split("/")
+            ]
+        )
     return "/".join([_redact_segment(s, matcher) if s else s for s in path.split("/")])
 
 
@@ -383,7 +388,12 @@ def _redact_query(
 # Without an identity hit, each part of a URL is redacted by a function of its own text (and the
 # reasons, for the query), and hosts, path words and query strings recur across the URLs of one
 # message (every image of a newsletter on one CDN host, tagged with the same campaign query):
-# each distinct one is redacted once. Bounded, as the caches of the engine are.
+# each distinct one is redacted once. Bounded, as the caches of the engine are: in entries, and in
+# size, since only pieces up to _CACHE_MAX_PIECE characters are cached (longer ones are nearly always
+# unique tokens, and a message can hold thousands of them).
+_CACHE_MAX_PIECE: Final = 1024
+
+
 @functools.lru_cache(maxsize=2048)
 def _plain_host_shown(host: str) -> str:
     return _redact_host(host, None)
@@ -433,10 +443,11 @@ def redact_url(url: str, *, matcher: IdentityMatcher | None = None, reasons: Ite
         # The matcher searches every decoding of the whole URL, so a URL without a hit has none in
         # any of its parts either: the parts are redacted without it.
         matcher = None
-        out += _plain_host_shown(host) + (f":{port}" if port is not None else "")
+        shown = _plain_host_shown(host) if len(host) <= _CACHE_MAX_PIECE else _redact_host(host, None)
+        out += shown + (f":{port}" if port is not None else "")
         out += _redact_path(path, None)
         if query:
-            if simple is not None and "#" not in url:
+            if simple is not None and "#" not in url and len(query) <= _CACHE_MAX_PIECE:
                 out += _plain_query_shown(query, reasons)
             else:
                 out += _redact_query(query, url, reasons, None, {})

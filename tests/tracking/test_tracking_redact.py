@@ -197,3 +197,13 @@ def test_a_host_or_path_word_met_again_is_marked_as_the_identity_when_it_is() ->
     assert (
         redact_url(url, matcher=MATCHER) == "https://<md5:recipient>.t.example.com/o/<md5:recipient>.gif?x=1"
     )
+
+
+def test_part_caches_hold_short_pieces_only() -> None:
+    # Bounded memory: a message can hold thousands of distinct long tokens, each cached to no use.
+    _clear_part_caches()
+    token = "Zq9" * 2000
+    shown = events.redact_url(f"https://{token}.example.com/{token}/p.gif?{token}=1&id={token}")
+    assert token not in shown and shown.startswith("https://") and "/p.gif?" in shown
+    caches = (events._plain_host_shown, events._plain_segment_shown, events._plain_query_shown)
+    assert [c.cache_info().currsize for c in caches] == [0, 2, 0]  # the segments "" and "p.gif"
