@@ -672,9 +672,6 @@ class _Coded:
                 self.pieces.append(_Piece(a, content, decoded))
             self.end = nxt
 
-    def text(self) -> bytes:
-        return b"".join(p.decoded for p in self.pieces)
-
     def held(self, cut: int) -> int:
         """The latest piece start not after ``cut`` where the output may end for this body: one with
         the decoded look-ahead after it, or the begin line (read again with the next chunk)."""
@@ -702,7 +699,10 @@ class _Coded:
         Adds the decoded bytes before ``cut`` to ``prev`` (the last ``_NEAR`` decoded bytes emitted)."""
         done = [p for p in self.pieces if p.start < cut]
         text = b"".join(p.decoded for p in self.pieces)
-        final = sum(len(p.decoded) for p in done)
+        starts, final = [], 0  # where each piece of ``done`` starts in ``text``, and where they end
+        for p in done:
+            starts.append(final)
+            final += len(p.decoded)
         judge = _judge_after(judge, self.prev)
         edits = {p for p in _matches((self.prev[-1:] or b"\n") + text, final) if judge(text, p)}
         if self.blind:
@@ -710,10 +710,6 @@ class _Coded:
             if tail is not None and judge(text, tail.start()):
                 edits.add(tail.start())
         self.prev = (self.prev + text[:final])[-_NEAR:]
-        starts, offset = [], 0
-        for p in done:
-            starts.append(offset)
-            offset += len(p.decoded)
         for e in edits:
             i = bisect_right(starts, e) - 1
             piece, j = done[i], e - starts[i]
