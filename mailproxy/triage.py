@@ -107,10 +107,7 @@ def may_change(raw: bytes) -> bool:
     # neutralizes such a part: ``mime.Part.ambiguous``).
     if (
         _EXTERNAL_BODY in low
-        or any(
-            any(sub in value for sub in _MAY_CHANGE_TYPES + _MESSAGE_SUBTYPES)
-            for value in _content_types(low)
-        )
+        or any(any(sub in value for sub in _NESTED_MAY_CHANGE_TYPES) for value in _content_types(low))
         or mime.k9_type_field(low)
     ):
         return True
@@ -276,6 +273,8 @@ _QP_RUN_GOES_ON = {
 
 # Message types the engine neutralizes as leaves (``readings.evolution.MESSAGES`` and ``MBOX``).
 _MESSAGE_SUBTYPES = (b"rfc822", b"rfc2822", b"news", b"global", b"mbox")
+# What may change a part inside a multipart or message (joined once, not per Content-Type field).
+_NESTED_MAY_CHANGE_TYPES = _MAY_CHANGE_TYPES + _MESSAGE_SUBTYPES
 
 
 def header_may_change(block: bytes) -> bool:
