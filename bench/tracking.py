@@ -60,6 +60,7 @@ def measure(chunk: int, seed: int, min_events: int, detail: str) -> Result:
     from bench.corpus import generate
     from mailproxy.config import LogDetail
     from mailproxy.engine import Engine
+    from mailproxy.runner import record_rewrite
     from mailproxy.tracking.events import acted_on
     from mailproxy.tracking.store import key_path_for, open_store
     from mailproxy.tracking.writer import EventSink
@@ -77,14 +78,7 @@ def measure(chunk: int, seed: int, min_events: int, detail: str) -> Result:
             result = engine.rewrite(m, user=READER)
             results.append(result)
             if sink is not None:
-                # As the IMAP filter does (mailproxy/runner.py).
-                sink.record_findings(
-                    result.findings,
-                    channel="imap",
-                    sender_domain=result.sender_domain,
-                    user=READER,
-                    recipients=result.recipients,
-                )
+                record_rewrite(sink, result, READER)  # as the IMAP filter does
         if sink is not None and not sink.flush(600):
             raise SystemExit("the tracking writer did not finish within 600 s")
         elapsed = time.perf_counter() - t0

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mailproxy.config import Config
 from mailproxy.errors import MailproxyError
@@ -22,7 +22,10 @@ from mailproxy.http.addon import EventHook, TlsMode
 from mailproxy.http.server import HttpProxy
 from mailproxy.tracking.writer import EventSink, sink_for
 
-__all__ = ["ImapHalf", "run", "serve_imap_half"]
+if TYPE_CHECKING:
+    from mailproxy.engine import Result
+
+__all__ = ["ImapHalf", "record_rewrite", "run", "serve_imap_half"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,17 @@ logger = logging.getLogger(__name__)
 # `config.imap.listen`, serves until the `stop` event is set, then closes its sockets and returns.
 # It raises MailproxyError if it cannot start.
 ImapHalf = Callable[[Config, asyncio.Event], Awaitable[None]]
+
+
+def record_rewrite(sink: EventSink, result: Result, user: str | None) -> None:
+    """Hand the findings of one message the IMAP filter rewrote to the tracking log."""
+    sink.record_findings(
+        result.findings,
+        channel="imap",
+        sender_domain=result.sender_domain,
+        user=user,
+        recipients=result.recipients,
+    )
 
 
 async def serve_imap_half(
@@ -43,18 +57,12 @@ async def serve_imap_half(
     rewritten message's findings go to the tracking log's ``sink``; ``listening`` is set once the
     listener accepts connections."""
     # Imported here: the HTTP-only paths (and `mitmdump -s` scripts) need none of the IMAP code.
-    from mailproxy.engine import Engine, Result
+    from mailproxy.engine import Engine
     from mailproxy.imap import serve_imap
 
     def record(result: Result, user: str | None) -> None:
         if sink is not None:
-            sink.record_findings(
-                result.findings,
-                channel="imap",
-                sender_domain=result.sender_domain,
-                user=user,
-                recipients=result.recipients,
-            )
+            record_rewrite(sink, result, user)
 
     engine = Engine.from_config(config)
     listening = listening or asyncio.Event()
