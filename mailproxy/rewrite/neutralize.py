@@ -72,7 +72,7 @@ from __future__ import annotations
 import binascii
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from mailproxy.rewrite import streams
 from mailproxy.rewrite.transfer import Edit, TransferError
@@ -278,7 +278,11 @@ class StreamNeutralizer:
         """``found`` without the references on uuencoded lines (``areas``) that are not near markup.
         Lines of uuencode are printable, so their characters are text to the judgement and spell
         "&#", "=//" or "\\1" by chance; as text they count only near markup, in the bytes emitted
-        before too (the markup before a reference may have gone out with an earlier chunk)."""
+        before too (the markup before a reference may have gone out with an earlier chunk).
+
+        Not ``_judge_after``'s window: this asks whether a markup spelling starts within ``_NEAR``
+        bytes of the reference, which that judgement (control bytes too, a window cut at both ends)
+        does not answer alike."""
         inside = set().union(*({p for p in found if a <= p < e} for a, e in areas))
         if not inside:
             return found
@@ -724,14 +728,10 @@ class _Coded:
 def _uu_set(out: bytearray, group: int, index: int, new: int) -> None:
     """Make byte ``index`` of the uuencoded group at ``group`` decode to ``new``: the bits of the two
     characters that carry it change, each written as the usual uuencode character of its value."""
-    bits = 0
-    for c in out[group : group + 4].ljust(4, b"`"):
-        bits = bits << 6 | _uu_value(c)
-    shift = 16 - 8 * index
-    bits = bits & ~(0xFF << shift) | new << shift
+    bits = _set_bits(_group_bits(_uu_value(c) for c in out[group : group + 4].ljust(4, b"`")), index, new)
     for k in (index, index + 1):
         value = bits >> (18 - 6 * k) & 63
-        if _uu_value(out[group + k]) != value:
+        if _uu_value(out[group + k]) != value:  # (a character of the same value is left as it is)
             out[group + k] = 32 + value if value else 0x60
 
 
@@ -856,14 +856,31 @@ def _char_positions(
     return (found[::-1] if from_end else found), False
 
 
+def _group_bits(values: Iterable[int]) -> int:
+    """The 24 bits of a group of four 6-bit values (base64 or uuencode), first value highest."""
+    bits = 0
+    for v in values:
+        bits = bits << 6 | v
+    return bits
+
+
+def _set_bits(bits: int, index: int, new: int) -> int:
+    """The 24 bits of a group with its byte ``index`` (0 to 2) replaced by ``new``: the bits of the
+    one or two characters that carry it change."""
+    shift = 16 - 8 * index
+    return bits & ~(0xFF << shift) | new << shift
+
+
+def _b64_bits(out: bytearray, group: list[int | None]) -> int:
+    """The bits of the base64 group whose characters sit at ``group`` (None, zero bits, for those in
+    another chunk)."""
+    return _group_bits(0 if p is None else _B64_VALUES[out[p]] for p in group)
+
+
 def _set_byte(out: bytearray, group: list[int | None], index: int, new: int) -> None:
     """Make byte ``index`` of the base64 group whose characters sit at ``group`` (None for those in
     another chunk) decode to ``new``, changing the one or two characters that carry its bits."""
-    bits = 0
-    for p in group:
-        bits = bits << 6 | (0 if p is None else _B64_VALUES[out[p]])
-    shift = 16 - 8 * index
-    bits = bits & ~(0xFF << shift) | new << shift
+    bits = _set_bits(_b64_bits(out, group), index, new)
     for k in (index, index + 1):
         p = group[k]
         if p is not None:
@@ -874,18 +891,11 @@ def _decode_groups(out: bytearray, groups: list[list[int | None]]) -> list[tuple
     """The bytes of ``groups`` whose bits are all in this chunk: (group, index, value) each."""
     found = []
     for group in groups:
-        bits = 0
-        for p in group:
-            bits = bits << 6 | (0 if p is None else _B64_VALUES[out[p]])
+        bits = _b64_bits(out, group)
         for index in range(3):
             if group[index] is not None and group[index + 1] is not None:
                 found.append((group, index, bits >> (16 - 8 * index) & 0xFF))
     return found
-
-
-def _break(out: bytearray, byte: tuple[list[int | None], int, int]) -> None:
-    group, index, value = byte
-    _set_byte(out, group, index, 0x5F if value in b"/&\\" else 0x78)
 
 
 def _base64_tail(out: bytearray, lead: int, skip: int, judge: Callable[[bytes, int], bool]) -> int:
@@ -908,24 +918,12 @@ def _base64_tail(out: bytearray, lead: int, skip: int, judge: Callable[[bytes, i
     groups: list[list[int | None]] = [[*chars[i : i + 4]] for i in range(first, len(chars) - partial, 4)]
     if partial:
         groups.append([*chars[len(chars) - partial :], *[None] * (4 - partial)])
-    known = _decode_groups(out, groups)
-    text = bytes(v for _, _, v in known)
-    hits = _edge_hits(text, judge)
-    tail = _CUT_TAIL.search(text)
-    if tail is not None and judge(text, tail.start()):
-        hits.add(tail.start())
-    for p in hits:
-        _break(out, known[p])
-    return len(hits)
 
+    def cut_tail(text: bytes) -> list[int]:
+        tail = _CUT_TAIL.search(text)
+        return [] if tail is None else [tail.start()]
 
-def _edge_hits(text: bytes, judge: Callable[[bytes, int], bool]) -> set[int]:
-    """The references in the bytes decoded at a chunk's end. The reading of the whole chunk decodes
-    whole groups only: it misses the bytes of a group cut by the chunk's end (and the look-ahead
-    they give), and in a chunk that starts inside a group, the bytes of that group's end."""
-    # The byte before the window is not known here: a letter, after which nothing at its start counts
-    # (what does was seen in context by the reading of the whole chunk, or is a cut reference's head).
-    return {p for p in _matches(b"a" + text, len(text)) if judge(text, p)}
+    return _break_edge(out, groups, judge, cut_tail)
 
 
 def _base64_head_end(data: bytes | bytearray, lead: int) -> int:
@@ -952,23 +950,42 @@ def _base64_head(out: bytearray, lead: int, skip: int, judge: Callable[[bytes, i
     whole = skip + (len(chars) - skip) // 4 * 4
     groups: list[list[int | None]] = [[*[None] * (4 - skip), *chars[:skip]]] if skip else []
     groups += [[*chars[i : i + 4]] for i in range(skip, whole, 4)]
+
+    def cut_head(text: bytes) -> list[int]:
+        head = _CUT_HEAD.match(text)
+        found = [] if head is None else [head.end() - 1]
+        if skip and text and text[0] in _HEX and _ESCAPED_URL.match(text):
+            # The byte before, split between the chunks: its low bits (here) may be a backslash's.
+            low = 6 - 2 * (skip - 1)  # bits of it in the first group's characters here: 6, 4 or 2
+            value = _b64_bits(out, groups[0]) >> (16 - 8 * (3 - skip)) & 0xFF  # byte 3 - skip of that group
+            if (value ^ 0x5C) & ((1 << low) - 1) == 0:
+                found.append(0)
+        return found
+
+    return _break_edge(out, groups, judge, cut_head)
+
+
+def _break_edge(
+    out: bytearray,
+    groups: list[list[int | None]],
+    judge: Callable[[bytes, int], bool],
+    cut: Callable[[bytes], list[int]],
+) -> int:
+    """Break the references in the bytes ``groups`` decode to at a chunk's end, and the halves of
+    references the chunk's end cuts, at the offsets ``cut(text)``. The number broken.
+
+    The reading of the whole chunk decodes whole groups only: it misses the bytes of a group cut by
+    the chunk's end (and the look-ahead they give), and in a chunk that starts inside a group, the
+    bytes of that group's end. Hence this second reading of each end."""
     known = _decode_groups(out, groups)
     text = bytes(v for _, _, v in known)
-    hits = _edge_hits(text, judge)
-    head = _CUT_HEAD.match(text)
-    if head is not None and judge(text, head.end() - 1):
-        hits.add(head.end() - 1)
-    if skip and text and text[0] in _HEX and _ESCAPED_URL.match(text) and judge(text, 0):
-        # The byte before, split between the chunks: its low bits (here) may be a backslash's.
-        low = 6 - 2 * (skip - 1)  # bits of it in the first group's characters here: 6, 4 or 2
-        bits = 0
-        for p in groups[0]:
-            bits = bits << 6 | (0 if p is None else _B64_VALUES[out[p]])
-        value = bits >> (16 - 8 * (3 - skip)) & 0xFF  # it is byte 3 - skip of that group
-        if (value ^ 0x5C) & ((1 << low) - 1) == 0:
-            hits.add(0)
+    # The byte before the window is not known here: a letter, after which nothing at its start counts
+    # (what does was seen in context by the reading of the whole chunk, or is a cut reference's head).
+    hits = {p for p in _matches(b"a" + text, len(text)) if judge(text, p)}
+    hits.update(p for p in cut(text) if judge(text, p))
     for p in hits:
-        _break(out, known[p])
+        group, index, value = known[p]
+        _set_byte(out, group, index, 0x5F if value in b"/&\\" else 0x78)
     return len(hits)
 
 
